@@ -1,0 +1,35 @@
+"""Typed errors for operating conditions that reach callers.
+
+Programmer errors (misuse of an internal API, a broken invariant) are `InvariantError`
+from `accord.invariant`; everything here is an expected condition a caller handles.
+"""
+
+from __future__ import annotations
+
+
+class AccordError(Exception):
+    """Base class of every error Accord reports to its callers."""
+
+    code = "internal"
+
+
+class NotLeader(AccordError):
+    """This node is not the leader; `leader_hint` is the leader's id if known (else 0)."""
+
+    code = "not_leader"
+
+    def __init__(self, leader_hint: int = 0, message: str = "") -> None:
+        self.leader_hint = leader_hint
+        super().__init__(message or f"not the leader (leader hint: {leader_hint or 'unknown'})")
+
+
+class ProposalDropped(AccordError):
+    """A proposal was refused or lost (leadership transfer, overload, superseded entry)."""
+
+    code = "proposal_dropped"
+
+
+class DeadlineExceeded(AccordError):
+    """The operation did not finish before its deadline; its outcome is unknown."""
+
+    code = "deadline_exceeded"
