@@ -1,0 +1,1 @@
+"""Public test helpers: an in-memory Raft network for unit tests and examples."""
