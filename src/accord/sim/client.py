@@ -1,0 +1,125 @@
+"""Simulated clients: each runs one operation at a time (read, write or
+compare-and-swap on a small set of keys) with per-attempt timeouts, retries towards
+the leader, and an overall deadline. Every invocation and completion goes into the
+history; an operation whose outcome the client cannot know is recorded as unknown.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from accord.chaos.history import History, OpKind
+from accord.sim.protocol import ClientReply, ClientRequest
+
+if TYPE_CHECKING:
+    from accord.sim.runner import Simulation
+
+_KINDS = {"r": OpKind.READ, "w": OpKind.WRITE, "c": OpKind.CAS}
+
+
+class SimClient:
+    def __init__(self, sim: Simulation, address: int, history: History) -> None:
+        self.sim = sim
+        self.address = address
+        self.history = history
+        self.seq = 0
+        self.attempt = 0
+        self.op_id: int | None = None
+        self.request: ClientRequest | None = None
+        self.deadline = 0
+        self.target = 0
+        self.active = True
+        self.last_read: Any = None
+        self.completed = 0
+        self.unknown = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.op_id is not None
+
+    def start_next(self) -> None:
+        if not self.active or self.busy:
+            return
+        rng = self.sim.rng
+        self.seq += 1
+        key = f"k{rng.randrange(self.sim.params.keys)}"
+        roll = rng.random()
+        if roll < 0.45:
+            op, arg1, arg2 = "r", None, None
+        elif roll < 0.8:
+            op, arg1, arg2 = "w", self.address * 1_000_000 + self.seq, None
+        else:
+            expected = self.last_read if rng.random() < 0.7 else None
+            op, arg1, arg2 = "c", expected, self.address * 1_000_000 + self.seq
+        kind = _KINDS[op]
+        value: Any = None if op == "r" else (arg1 if op == "w" else (arg1, arg2))
+        self.op_id = self.history.invoke(self.address, key, kind, value, self.sim.now)
+        self.request = ClientRequest(self.address, self.seq, 0, op, key, arg1, arg2)
+        self.deadline = self.sim.now + self.sim.params.op_deadline
+        self.attempt = 0
+        self._send()
+
+    def _send(self) -> None:
+        assert self.request is not None
+        self.attempt += 1
+        if self.target not in self.sim.nodes or self.sim.rng.random() < 0.1:
+            self.target = self.sim.rng.choice(sorted(self.sim.nodes))
+        req = ClientRequest(
+            self.request.client,
+            self.request.seq,
+            self.attempt,
+            self.request.op,
+            self.request.key,
+            self.request.arg1,
+            self.request.arg2,
+        )
+        self.sim.network.send(self.address, self.target, req)
+        attempt = self.attempt
+        self.sim.schedule(self.sim.params.attempt_timeout, self._on_timeout, self.seq, attempt)
+
+    def _on_timeout(self, seq: int, attempt: int) -> None:
+        if seq == self.seq and attempt == self.attempt and self.busy:
+            self.target = 0
+            self._retry()
+
+    def _retry(self) -> None:
+        if self.sim.now >= self.deadline and not self.sim.healing:
+            self._give_up()
+            return
+        self._send()
+
+    def _give_up(self) -> None:
+        assert self.op_id is not None
+        self.history.unknown(self.op_id)
+        self.unknown += 1
+        self._finish()
+
+    def _finish(self) -> None:
+        self.op_id = None
+        self.request = None
+        backoff = 1 + self.sim.rng.randrange(5)
+        self.sim.schedule(backoff, self.start_next)
+
+    def receive(self, reply: ClientReply) -> None:
+        if reply.seq != self.seq or reply.attempt != self.attempt or not self.busy:
+            return  # a late answer to an attempt we already gave up on
+        assert self.op_id is not None and self.request is not None
+        if reply.ok:
+            if self.request.op == "r":
+                self.last_read = reply.value
+            self.history.complete(self.op_id, reply.value if self.request.op != "w" else None,
+                                  self.sim.now)
+            self.completed += 1
+            self._finish()
+            return
+        if reply.leader_hint:
+            self.target = reply.leader_hint
+        else:
+            self.target = 0
+        # Back off briefly before retrying, so a leaderless cluster is not hammered.
+        attempt = self.attempt
+        self.sim.schedule(1 + self.sim.rng.randrange(10), self._retry_if_current, self.seq, attempt)
+
+    def _retry_if_current(self, seq: int, attempt: int) -> None:
+        if seq == self.seq and attempt == self.attempt and self.busy:
+            self._retry()

@@ -1,0 +1,218 @@
+"""One simulated server: a real `RaftCore`, a simulated disk, the register state
+machine and the request handling a real node runtime does.
+
+A Ready is handled as the driving contract says, with the disk's fsync taking
+simulated time: send `messages`, write, (time passes) sync, send
+`messages_after_persist`, apply, `advance`. A crash in between loses the write.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from accord.errors import NotLeader, ProposalDropped
+from accord.raft import (
+    ConfChange,
+    ConfChangeError,
+    EntryType,
+    Message,
+    RaftConfig,
+    RaftCore,
+    Ready,
+    ReadState,
+    Role,
+)
+from accord.sim.disk import SimDisk
+from accord.sim.protocol import ClientReply, ClientRequest
+from accord.sim.register import RegisterMachine, encode_command
+
+if TYPE_CHECKING:
+    from accord.sim.runner import Simulation
+
+
+@dataclass(slots=True)
+class _PendingWrite:
+    term: int
+    request: ClientRequest
+
+
+class SimNode:
+    def __init__(self, sim: Simulation, node_id: int, make_config: Callable[[], RaftConfig]):
+        self.sim = sim
+        self.id = node_id
+        self.make_config = make_config
+        self.disk = SimDisk()
+        self.alive = False
+        self.incarnation = 0
+        self.core: RaftCore
+        self.machine = RegisterMachine()
+        self._syncing = False
+        self._pending_writes: dict[int, _PendingWrite] = {}
+        self._pending_reads: dict[bytes, ClientRequest] = {}
+        self._confirmed_reads: list[tuple[int, ClientRequest]] = []
+        self._read_counter = 0
+
+    # --- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        self.incarnation += 1
+        self.alive = True
+        recovered = self.disk.recover()
+        self.core = RaftCore(self.make_config(), random.Random(self.sim.rng.random()), recovered)
+        self.machine = RegisterMachine()
+        if recovered.snapshot is not None:
+            self.machine.restore(recovered.snapshot.data)
+        self._syncing = False
+        self._pending_writes.clear()
+        self._pending_reads.clear()
+        self._confirmed_reads.clear()
+        self.sim.checker.on_start(self)
+        self._schedule_tick()
+        self.pump()
+
+    def crash(self) -> None:
+        self.alive = False
+        self.disk.crash(self.sim.rng)
+
+    def _schedule_tick(self) -> None:
+        self.sim.schedule(self.sim.tick_interval[self.id], self._on_tick, self.incarnation)
+
+    def _on_tick(self, incarnation: int) -> None:
+        if incarnation != self.incarnation or not self.alive:
+            return
+        self.core.tick()
+        self._schedule_tick()
+        self.pump()
+
+    # --- inputs ----------------------------------------------------------------------
+    def receive(self, payload: Any) -> None:
+        if isinstance(payload, Message):
+            self.core.step(payload)
+        elif isinstance(payload, ClientRequest):
+            self._handle_request(payload)
+        self.pump()
+
+    def _handle_request(self, req: ClientRequest) -> None:
+        if req.op == "r":
+            self._read_counter += 1
+            context = f"{self.id}:{self.incarnation}:{self._read_counter}".encode()
+            self._pending_reads[context] = req
+            self.core.read_index(context)
+            return
+        data = encode_command(req.client, req.seq, req.op, req.key, req.arg1, req.arg2)
+        try:
+            term, index = self.core.propose(data)
+        except NotLeader as e:
+            self._reply(req, ok=False, error="not_leader", leader_hint=e.leader_hint)
+            return
+        except ProposalDropped:
+            self._reply(req, ok=False, error="dropped")
+            return
+        self._pending_writes[index] = _PendingWrite(term, req)
+
+    def propose_conf_change(self, change: ConfChange) -> bool:
+        try:
+            self.core.propose_conf_change(change)
+        except (NotLeader, ProposalDropped, ConfChangeError):
+            return False
+        self.pump()
+        return True
+
+    def transfer_leadership(self, target: int) -> None:
+        try:
+            self.core.transfer_leadership(target)
+        except (NotLeader, ConfChangeError):
+            return
+        self.pump()
+
+    def _reply(self, req: ClientRequest, ok: bool, **fields: Any) -> None:
+        reply = ClientReply(req.client, req.seq, req.attempt, ok, **fields)
+        self.sim.network.send(self.id, req.client, reply)
+
+    # --- the ready cycle ---------------------------------------------------------------
+    def pump(self) -> None:
+        if not self.alive or self._syncing or not self.core.has_ready():
+            return
+        rd = self.core.ready()
+        self.sim.checker.on_ready(self, rd)
+        for m in rd.messages:
+            self.sim.network.send(self.id, m.dst, m)
+        if rd.persist_needed():
+            self.disk.write(rd.hard_state, rd.snapshot, list(rd.entries))
+            self._syncing = True
+            delay = self.sim.fsync_delay()
+            self.sim.schedule(delay, self._on_synced, self.incarnation, rd)
+        else:
+            self._finish_ready(rd)
+
+    def _on_synced(self, incarnation: int, rd: Ready) -> None:
+        if incarnation != self.incarnation or not self.alive:
+            return
+        self.disk.sync()
+        self.sim.checker.on_synced(self, rd)
+        self._syncing = False
+        self._finish_ready(rd)
+
+    def _finish_ready(self, rd: Ready) -> None:
+        for m in rd.messages_after_persist:
+            self.sim.network.send(self.id, m.dst, m)
+        if rd.snapshot is not None:
+            self.machine.restore(rd.snapshot.data)
+            self._fail_writes_up_to(rd.snapshot.index)
+        for entry in rd.committed_entries:
+            self._apply(entry.index, entry.term, entry.type, entry.data)
+        self._collect_reads(rd.read_states)
+        self.core.advance(rd)
+        self.sim.checker.after_advance(self)
+        self._serve_reads()
+        self._maybe_compact()
+        self.pump()
+
+    def _apply(self, index: int, term: int, kind: EntryType, data: bytes) -> None:
+        result = self.machine.apply(data) if kind == EntryType.NORMAL and data else None
+        self.sim.checker.on_apply(self, index, term, kind, data)
+        pending = self._pending_writes.pop(index, None)
+        if pending is None:
+            return
+        if pending.term == term:
+            self._reply(pending.request, ok=True, value=result)
+        else:
+            self._reply(pending.request, ok=False, error="dropped")
+
+    def _fail_writes_up_to(self, index: int) -> None:
+        for pending_index in [i for i in self._pending_writes if i <= index]:
+            self._reply(self._pending_writes.pop(pending_index).request, ok=False, error="dropped")
+
+    def _collect_reads(self, read_states: tuple[ReadState, ...]) -> None:
+        for rs in read_states:
+            req = self._pending_reads.pop(rs.context, None)
+            if req is None:
+                continue
+            if rs.rejected:
+                self._reply(req, ok=False, error="read_rejected", leader_hint=self.core.leader)
+            else:
+                self._confirmed_reads.append((rs.index, req))
+
+    def _serve_reads(self) -> None:
+        applied = self.core.log.applied
+        waiting = []
+        for index, req in self._confirmed_reads:
+            if index <= applied:
+                self._reply(req, ok=True, value=self.machine.read(req.key))
+            else:
+                waiting.append((index, req))
+        self._confirmed_reads = waiting
+
+    def _maybe_compact(self) -> None:
+        every = self.sim.params.compact_every
+        log = self.core.log
+        last_snapshot = log.snapshot.index if log.snapshot else 0
+        if every and log.applied - last_snapshot >= every:
+            snapshot = self.core.compact(log.applied, self.machine.snapshot())
+            self.disk.save_snapshot(snapshot)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.alive and self.core.role == Role.LEADER

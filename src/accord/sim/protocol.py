@@ -1,0 +1,29 @@
+"""Client <-> node messages of the simulated service (the Raft messages travel as
+`accord.raft.Message`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    client: int
+    seq: int
+    attempt: int
+    op: str  # "r" read, "w" write, "c" compare-and-swap
+    key: str
+    arg1: Any = None
+    arg2: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReply:
+    client: int
+    seq: int
+    attempt: int
+    ok: bool
+    value: Any = None
+    error: str = ""  # "not_leader", "dropped", "read_rejected"
+    leader_hint: int = 0
