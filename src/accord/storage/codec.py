@@ -1,0 +1,151 @@
+"""msgpack encodings of record payloads: batches, segment headers, snapshots.
+
+Payloads are compact msgpack arrays, not maps: a batch of entries is on the hot path.
+Decoding is strict: anything but the exact shape written raises `DecodeError`, which
+callers turn into `CorruptionError` with the file and offset (a record that passed
+its checksum but does not decode was written by something else, or by a bug).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from accord.raft.types import ConfState, Entry, EntryType, HardState, Snapshot
+from accord.storage.limits import SNAPSHOT_MEMBERS_MAX
+from accord.storage.model import Batch
+
+FORMAT_VERSION = 1
+
+_ENTRY_TYPES: dict[int, EntryType] = {int(t): t for t in EntryType}
+_DECODE_ERRORS = (ValueError, TypeError, OverflowError, msgpack.UnpackException)
+
+
+class DecodeError(ValueError):
+    """A payload does not have the shape this version writes."""
+
+
+def _unpack(payload: bytes) -> Any:
+    try:
+        return msgpack.unpackb(payload, raw=False, use_list=True, strict_map_key=True)
+    except _DECODE_ERRORS as exc:
+        raise DecodeError(f"undecodable payload: {exc}") from exc
+
+
+def _int(value: object, what: str) -> int:
+    # bool is an int subclass; a bool where a number belongs is not our encoding.
+    if type(value) is not int or value < 0:
+        raise DecodeError(f"{what}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+def _array(value: object, length: int | None, what: str) -> list[Any]:
+    if type(value) is not list or (length is not None and len(value) != length):
+        raise DecodeError(f"{what}: expected an array of {length}, got {type(value).__name__}")
+    return value
+
+
+def encode_batch(batch: Batch) -> bytes:
+    hard_state = batch.hard_state
+    hs = None if hard_state is None else (hard_state.term, hard_state.vote, hard_state.commit)
+    entries = batch.entries
+    first = entries[0].index if entries else 0
+    body = [(e.term, int(e.type), e.data) for e in entries]
+    packed: bytes = msgpack.packb((hs, batch.reset, first, body), use_bin_type=True)
+    return packed
+
+
+def decode_batch(payload: bytes) -> Batch:
+    fields = _array(_unpack(payload), 4, "batch")
+    hs_field, reset_field, first_field, body = fields
+    hard_state = None
+    if hs_field is not None:
+        term, vote, commit = _array(hs_field, 3, "hard state")
+        hard_state = HardState(_int(term, "term"), _int(vote, "vote"), _int(commit, "commit"))
+    reset = None
+    if reset_field is not None:
+        index, term = _array(reset_field, 2, "reset")
+        reset = (_int(index, "reset index"), _int(term, "reset term"))
+    first = _int(first_field, "first index")
+    entries = tuple(_decode_entries(first, _array(body, None, "entries")))
+    if entries and first < 1:
+        raise DecodeError("entries start at index 0")
+    return Batch(hard_state, reset, entries)
+
+
+def _decode_entries(first: int, body: list[Any]) -> list[Entry]:
+    types = _ENTRY_TYPES
+    out: list[Entry] = []
+    for offset, item in enumerate(body):
+        term, type_code, data = _array(item, 3, "entry")
+        entry_type = types.get(type_code) if type(type_code) is int else None
+        if entry_type is None or type(data) is not bytes:
+            raise DecodeError(f"entry {first + offset}: bad type {type_code!r} or data")
+        out.append(Entry(_int(term, "entry term"), first + offset, entry_type, data))
+    return out
+
+
+def encode_segment_header(seq: int, sealed: bool) -> bytes:
+    packed: bytes = msgpack.packb((FORMAT_VERSION, seq, sealed), use_bin_type=True)
+    return packed
+
+
+def decode_segment_header(payload: bytes) -> tuple[int, bool]:
+    """(segment sequence number, whether its batch payloads are sealed)."""
+    version, seq, sealed = _array(_unpack(payload), 3, "segment header")
+    if version != FORMAT_VERSION:
+        raise DecodeError(f"unsupported segment format version {version!r}")
+    if type(sealed) is not bool:
+        raise DecodeError("segment header: bad sealed flag")
+    return _int(seq, "segment sequence"), sealed
+
+
+def encode_snapshot_header(index: int, term: int, sealed: bool) -> bytes:
+    packed: bytes = msgpack.packb((FORMAT_VERSION, index, term, sealed), use_bin_type=True)
+    return packed
+
+
+def decode_snapshot_header(payload: bytes) -> tuple[int, int, bool]:
+    """(index, term, whether the body is sealed)."""
+    version, index, term, sealed = _array(_unpack(payload), 4, "snapshot header")
+    if version != FORMAT_VERSION:
+        raise DecodeError(f"unsupported snapshot format version {version!r}")
+    if type(sealed) is not bool:
+        raise DecodeError("snapshot header: bad sealed flag")
+    return _int(index, "snapshot index"), _int(term, "snapshot term"), sealed
+
+
+def encode_snapshot_body(snapshot: Snapshot) -> bytes:
+    conf = snapshot.conf
+    packed: bytes = msgpack.packb(
+        (
+            snapshot.index,
+            snapshot.term,
+            sorted(conf.voters),
+            sorted(conf.voters_outgoing),
+            sorted(conf.learners),
+            snapshot.data,
+        ),
+        use_bin_type=True,
+    )
+    return packed
+
+
+def decode_snapshot_body(payload: bytes) -> Snapshot:
+    index, term, voters, outgoing, learners, data = _array(_unpack(payload), 6, "snapshot")
+    if type(data) is not bytes:
+        raise DecodeError("snapshot data is not bytes")
+    conf = ConfState(
+        voters=_members(voters, "voters"),
+        voters_outgoing=_members(outgoing, "outgoing voters"),
+        learners=_members(learners, "learners"),
+    )
+    return Snapshot(_int(index, "snapshot index"), _int(term, "snapshot term"), conf, data)
+
+
+def _members(value: object, what: str) -> frozenset[int]:
+    members = _array(value, None, what)
+    if len(members) > SNAPSHOT_MEMBERS_MAX:
+        raise DecodeError(f"{what}: {len(members)} members exceed {SNAPSHOT_MEMBERS_MAX}")
+    return frozenset(_int(member, what) for member in members)

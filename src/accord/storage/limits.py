@@ -1,0 +1,76 @@
+"""Every bound the storage layer enforces, in one place, named with units last.
+
+Exceeding a bound on the write path raises `LimitExceeded` before anything is written.
+Exceeding one on the read path (a file or record larger than any writer produces) is
+`CorruptionError`: the reader refuses to trust, or to allocate for, a length it read
+from disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from accord.raft.types import Entry
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+ENTRY_OVERHEAD_BYTES = 32
+"""What one entry is charged on top of its data when a batch is sized (an upper bound
+on its msgpack framing: array header, term, type, bin header)."""
+
+BATCH_BYTES_MAX = 16 * MIB
+"""Largest batch one `save()` accepts, measured by `batch_bytes()`. The Raft core must
+keep a Ready's entries under it (it bounds proposals and AppendEntries anyway)."""
+
+RECORD_HEADER_BYTES = 16
+"""Magic (4), payload length (4), type (1), reserved (3), CRC32C (4)."""
+
+RECORD_PAYLOAD_BYTES_MAX = BATCH_BYTES_MAX + 64 * KIB
+"""Largest WAL record payload: a full batch plus its fixed fields and cipher overhead."""
+
+CIPHER_OVERHEAD_BYTES_MAX = 4 * KIB
+"""Most a cipher may add to a payload (AES-GCM adds 28 bytes)."""
+
+SEGMENT_BYTES_MAX = 64 * MIB
+"""Default and largest configurable segment size. A segment is rolled over before a
+record would take it past the configured size; its first batch is always accepted, so
+no segment exceeds this by more than one record."""
+
+SEGMENT_BYTES_MIN = 4 * KIB
+"""Smallest configurable segment size (small segments exercise rollover in tests)."""
+
+SEGMENT_FILE_BYTES_MAX = SEGMENT_BYTES_MAX + 2 * (RECORD_HEADER_BYTES + RECORD_PAYLOAD_BYTES_MAX)
+"""A segment file larger than this was not written by us; it is not read into memory."""
+
+SNAPSHOT_DATA_BYTES_MAX = 1 * GIB
+"""Largest state-machine snapshot (`Snapshot.data`) accepted."""
+
+SNAPSHOT_FILE_BYTES_MAX = SNAPSHOT_DATA_BYTES_MAX + 1 * MIB
+"""A snapshot file larger than this is corrupt (data plus membership and framing)."""
+
+SNAPSHOT_MEMBERS_MAX = 10_000
+"""Most members a snapshot's configuration may name (a sanity bound for the decoder)."""
+
+SNAPSHOTS_KEPT_DEFAULT = 2
+"""Snapshot files kept; older ones are deleted after a new one is durable."""
+
+SNAPSHOTS_KEPT_MAX = 64
+
+RESYNC_SCAN_BYTES_MAX = 256 * MIB
+"""CRC work allowed while looking for a valid record after a damaged one (the test
+that tells a torn tail from corruption). When it runs out the damage is reported as
+corruption: refusing to start is safe, silently dropping a record is not."""
+
+
+def batch_bytes(entries: Sequence[Entry]) -> int:
+    """The size a batch is charged against `BATCH_BYTES_MAX`.
+
+    Deliberately simple and identical in every `Storage` implementation, so a batch is
+    accepted or refused the same way by the file WAL and by the in-memory twin.
+    """
+    total = 0
+    for entry in entries:
+        total += len(entry.data) + ENTRY_OVERHEAD_BYTES
+    return total

@@ -1,0 +1,268 @@
+"""What both storage implementations share: batches, the log they describe, the checks
+every `save()` passes, and the choice of the state to recover.
+
+Theory of operation
+-------------------
+A `Batch` is one `save()`: an optional snapshot install (`reset`: the log restarts
+after that index), entries, and an optional hard state. The file WAL writes each batch
+as one record; `MemoryStorage` keeps them in a list. Replaying batches in order through
+`LogModel.apply()` yields the log: an entry at an index already present replaces it
+and everything after it, so a truncation needs no record of its own.
+
+A replay may begin in the middle of history (older segments were compacted away), so
+the model only knows the log from `first` on. Whether that is enough is decided by
+`recover_state()`, which pairs the model with a snapshot: the log must continue the
+snapshot without a gap. Snapshots are tried newest first. The newest may be ahead of
+the log when the process died after the snapshot file became durable but before the
+WAL record that installs it did; the log after it is then kept only if the log holds
+the snapshot's own entry with the same term (otherwise it is dropped, exactly as the
+install would have done). An older snapshot must connect exactly, or it is not used:
+falling back must never lose entries the log promised.
+
+`LogShape` is the handful of numbers needed to reject misuse (`InvariantError`) before
+anything is written: gaps, replacing committed entries, a decreasing term, two votes
+in one term, a commit index beyond the log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from accord.invariant import invariant
+from accord.raft.types import NO_NODE, Entry, HardState, Snapshot
+from accord.storage.errors import CorruptionError
+from accord.storage.protocol import RecoveredState
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One `save()` as it is logged: install `reset`, append `entries`, set `hard_state`."""
+
+    hard_state: HardState | None = None
+    reset: tuple[int, int] | None = None
+    """(index, term) of an installed snapshot: the log is empty after it."""
+    entries: tuple[Entry, ...] = ()
+
+
+class LogModel:
+    """The log a sequence of batches describes: `entries[i]` has index `first + i`.
+
+    `first` is None until a batch says anything about the log.
+    """
+
+    __slots__ = ("entries", "first")
+
+    def __init__(self) -> None:
+        self.first: int | None = None
+        self.entries: list[Entry] = []
+
+    @property
+    def last(self) -> int | None:
+        return None if self.first is None else self.first + len(self.entries) - 1
+
+    def apply(self, batch: Batch) -> None:
+        if batch.reset is not None:
+            self.first = batch.reset[0] + 1
+            self.entries = []
+        if not batch.entries:
+            return
+        start = batch.entries[0].index
+        if self.first is None or not self.first <= start <= self.first + len(self.entries):
+            # Nothing known before this batch, or a jump: the replay began after older
+            # segments were removed. recover_state() checks a snapshot covers the rest.
+            self.first = start
+            self.entries = list(batch.entries)
+            return
+        del self.entries[start - self.first :]
+        self.entries.extend(batch.entries)
+
+    def compact(self, index: int) -> None:
+        """Forget entries up to `index`."""
+        if self.first is None or index < self.first:
+            return
+        del self.entries[: index - self.first + 1]
+        self.first = index + 1
+
+    def entries_after(self, index: int, term: int, *, strict: bool) -> list[Entry] | None:
+        """The entries after a snapshot at (`index`, `term`), or None when the log does
+        not continue that snapshot. Not `strict`: the snapshot may be ahead of the log
+        or conflict with it, and then the log after it is empty (see module doc)."""
+        if self.first is None:
+            return []
+        if self.first - 1 > index:
+            return None
+        if self.first - 1 == index:
+            return list(self.entries)
+        offset = index - self.first
+        if offset >= len(self.entries) or self.entries[offset].term != term:
+            return None if strict else []
+        return self.entries[offset + 1 :]
+
+
+@dataclass(slots=True)
+class LogShape:
+    """The numbers `save()` needs to refuse misuse. Tracks what has been written."""
+
+    hard_state: HardState = dataclasses.field(default_factory=HardState)
+    snapshot_index: int = 0
+    last_index: int = 0
+    last_term: int = 0
+
+    @classmethod
+    def of(cls, state: RecoveredState) -> LogShape:
+        snapshot = state.snapshot
+        last_term = snapshot.term if snapshot is not None else 0
+        if state.entries:
+            last_term = state.entries[-1].term
+        return cls(
+            hard_state=state.hard_state,
+            snapshot_index=snapshot.index if snapshot is not None else 0,
+            last_index=state.last_index,
+            last_term=last_term,
+        )
+
+    def check_save(
+        self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None
+    ) -> None:
+        """Raise `InvariantError` if this save would break the log's invariants."""
+        last_index, last_term, commit = self.last_index, self.last_term, self.hard_state.commit
+        snapshot_index = self.snapshot_index
+        if snapshot is not None:
+            invariant(
+                snapshot.index >= max(snapshot_index, commit, 1),
+                f"installed snapshot at {snapshot.index} is behind the snapshot at "
+                f"{snapshot_index} or the commit index {commit}",
+            )
+            snapshot_index = last_index = commit = snapshot.index
+            last_term = snapshot.term
+        if entries:
+            _check_entries(entries, snapshot_index, last_index, last_term, commit)
+            last_index = entries[-1].index
+        if hard_state is not None:
+            _check_hard_state(self.hard_state, hard_state, last_index)
+
+    def apply_save(
+        self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None
+    ) -> None:
+        if snapshot is not None:
+            self.snapshot_index = self.last_index = snapshot.index
+            self.last_term = snapshot.term
+        if entries:
+            self.last_index = entries[-1].index
+            self.last_term = entries[-1].term
+        if hard_state is not None:
+            self.hard_state = hard_state
+
+    def check_snapshot(self, snapshot: Snapshot) -> None:
+        invariant(
+            self.snapshot_index <= snapshot.index <= min(self.hard_state.commit, self.last_index),
+            f"local snapshot at {snapshot.index} must lie between the current snapshot "
+            f"({self.snapshot_index}) and the commit index ({self.hard_state.commit})",
+        )
+
+    def check_compact(self, index: int) -> None:
+        invariant(
+            0 <= index <= self.snapshot_index,
+            f"compact({index}) past the snapshot at {self.snapshot_index}",
+        )
+
+
+def _check_entries(
+    entries: Sequence[Entry], snapshot_index: int, last_index: int, last_term: int, commit: int
+) -> None:
+    first = entries[0].index
+    invariant(first > snapshot_index, f"entry {first} lies inside the snapshot ({snapshot_index})")
+    invariant(first <= last_index + 1, f"gap: entry {first} after last index {last_index}")
+    invariant(
+        first > last_index or first > commit,
+        f"entry {first} would replace committed entries (commit {commit})",
+    )
+    invariant(
+        first <= last_index or entries[0].term >= last_term,
+        f"entry {first} has term {entries[0].term} below the previous entry's {last_term}",
+    )
+    previous = entries[0]
+    invariant(previous.term >= 0, "negative term")
+    for entry in entries[1:]:
+        invariant(
+            entry.index == previous.index + 1 and entry.term >= previous.term,
+            f"entries not contiguous with non-decreasing terms at index {entry.index}",
+        )
+        previous = entry
+
+
+def _check_hard_state(old: HardState, new: HardState, last_index: int) -> None:
+    invariant(new.term >= old.term, f"term went back from {old.term} to {new.term}")
+    invariant(
+        new.term > old.term or old.vote == NO_NODE or new.vote == old.vote,
+        f"vote changed from {old.vote} to {new.vote} within term {new.term}",
+    )
+    invariant(new.commit >= old.commit, f"commit went back from {old.commit} to {new.commit}")
+    invariant(new.commit <= last_index, f"commit {new.commit} beyond last index {last_index}")
+
+
+def recover_state(
+    hard_state: HardState,
+    model: LogModel,
+    snapshots: Iterable[Snapshot | CorruptionError],
+    *,
+    log_name: str,
+    notes: Sequence[str] = (),
+) -> RecoveredState:
+    """Pair the replayed log with the newest snapshot it connects to (module doc).
+
+    `snapshots` yields newest first, `CorruptionError` for a file that failed
+    validation. Raises `CorruptionError` when no snapshot (nor "no snapshot", if the
+    log starts at index 1) connects to the log.
+    """
+    found = list(notes)
+    first_error: CorruptionError | None = None
+    newest = True
+    for candidate in snapshots:
+        if isinstance(candidate, CorruptionError):
+            first_error = first_error or candidate
+            found.append(f"skipped corrupt snapshot ({candidate})")
+        else:
+            entries = model.entries_after(candidate.index, candidate.term, strict=not newest)
+            if entries is not None:
+                return _finish(hard_state, candidate, entries, found, log_name)
+            found.append(
+                f"snapshot at index {candidate.index} does not connect to the log "
+                f"(first index {model.first})"
+            )
+        newest = False
+    entries = model.entries_after(0, 0, strict=True)
+    if entries is not None:
+        return _finish(hard_state, None, entries, found, log_name)
+    if first_error is not None:
+        raise CorruptionError(
+            first_error.path,
+            first_error.offset,
+            f"{first_error.reason}; no older snapshot connects to the log",
+        )
+    raise CorruptionError(
+        log_name, None, f"the log starts at index {model.first} and no snapshot covers the rest"
+    )
+
+
+def _finish(
+    hard_state: HardState,
+    snapshot: Snapshot | None,
+    entries: list[Entry],
+    notes: list[str],
+    log_name: str,
+) -> RecoveredState:
+    base = snapshot.index if snapshot is not None else 0
+    if hard_state.commit < base:
+        # A snapshot holds only committed state; its install may have become durable
+        # before the hard state that followed it did.
+        hard_state = dataclasses.replace(hard_state, commit=base)
+    if hard_state.commit > base + len(entries):
+        raise CorruptionError(
+            log_name,
+            None,
+            f"hard state commit {hard_state.commit} is beyond the last entry {base + len(entries)}",
+        )
+    return RecoveredState(hard_state, snapshot, entries, tuple(notes))

@@ -1,0 +1,199 @@
+"""Snapshot files: written atomically, checksummed, validated on load, the newest K kept.
+
+Theory of operation
+-------------------
+Snapshots live in `DIR/snap/` as `{index:016x}-{term:016x}.snap`: two records in the
+WAL's framing (`accord.storage.record`). The header record (format version, index,
+term, whether the body is sealed) is never encrypted, so `accord storage check` can
+list snapshots without the key; the body record (index, term, membership, data) is
+sealed when a cipher is configured, bound to the index and term.
+
+Writing: the file is written under a temporary name, fsynced, renamed into place and
+the directory fsynced. A crash leaves no file or a complete one; temporaries left
+over are deleted at the next open. Once the new file is durable, all but the newest K
+(`snapshots_kept`, default 2) are deleted.
+
+Loading checks everything (checksums, header against file name, body against header)
+and never trusts a part of a file: any failure is `CorruptionError`. There is no torn
+tail to forgive here, since a snapshot only appears under its name after its fsync.
+
+A corrupt snapshot is never loaded. `candidates()` yields the files newest first (a
+corrupt one as its `CorruptionError`) and `model.recover_state()` takes the newest
+valid one that the log connects to. `FileStorage` keeps the WAL from the oldest
+retained snapshot on, so it can fall back past a corrupt newest snapshot, except when
+that snapshot was installed from the leader: the log before it was discarded then, and
+the node must be re-seeded from its peers.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from accord.raft.types import Snapshot
+from accord.storage._fsutil import sync_dir, sync_file, write_all
+from accord.storage.codec import (
+    DecodeError,
+    decode_snapshot_body,
+    decode_snapshot_header,
+    encode_snapshot_body,
+    encode_snapshot_header,
+)
+from accord.storage.errors import CipherRequired, CorruptionError, LimitExceeded
+from accord.storage.limits import SNAPSHOT_DATA_BYTES_MAX, SNAPSHOT_FILE_BYTES_MAX
+from accord.storage.protocol import Cipher
+from accord.storage.record import RecordType, frame, frame_header, scan
+
+SNAPSHOT_SUFFIX = ".snap"
+TEMPORARY_SUFFIX = ".tmp"
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_POSITION = struct.Struct("<QQ")
+
+
+def snapshot_name(index: int, term: int) -> str:
+    return f"{index:016x}-{term:016x}{SNAPSHOT_SUFFIX}"
+
+
+def parse_snapshot_name(name: str) -> tuple[int, int] | None:
+    stem = name.removesuffix(SNAPSHOT_SUFFIX)
+    parts = stem.split("-")
+    if stem == name or len(parts) != 2 or any(len(part) != 16 for part in parts):
+        return None
+    try:
+        return int(parts[0], 16), int(parts[1], 16)
+    except ValueError:
+        return None
+
+
+def associated_data(index: int, term: int) -> bytes:
+    return b"accord-snap" + _POSITION.pack(index, term)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFile:
+    index: int
+    term: int
+    path: Path
+
+
+def list_snapshots(directory: Path) -> list[SnapshotFile]:
+    """The snapshot files in `directory`, newest (highest index, then term) first."""
+    files = []
+    for path in directory.iterdir():
+        parsed = parse_snapshot_name(path.name)
+        if parsed is not None and path.is_file():
+            files.append(SnapshotFile(parsed[0], parsed[1], path))
+    files.sort(key=lambda f: (f.index, f.term), reverse=True)
+    return files
+
+
+def read_snapshot(file: SnapshotFile, cipher: Cipher | None) -> Snapshot:
+    """Load and fully validate one snapshot file; `CorruptionError` on any damage."""
+    where = str(file.path)
+    size = file.path.stat().st_size
+    if size > SNAPSHOT_FILE_BYTES_MAX:
+        raise CorruptionError(where, None, f"{size} bytes exceeds any snapshot we write")
+    data = file.path.read_bytes()
+    records, damage = scan(data, tail=False, payload_bytes_max=SNAPSHOT_FILE_BYTES_MAX)
+    if damage is not None:
+        raise CorruptionError(where, damage.offset, damage.reason)
+    types = [record.type for record in records]
+    if types != [RecordType.SNAPSHOT_HEADER, RecordType.SNAPSHOT_BODY]:
+        raise CorruptionError(where, 0, f"expected a header and a body record, found {types}")
+    header, body = records
+    try:
+        index, term, sealed = decode_snapshot_header(header.payload)
+        if (index, term) != (file.index, file.term):
+            raise DecodeError(f"header says index {index} term {term}, unlike the file name")
+        payload = body.payload
+        if sealed:
+            if cipher is None:
+                raise CipherRequired(where)
+            payload = _open(cipher, payload, index, term)
+        snapshot = decode_snapshot_body(payload)
+        if (snapshot.index, snapshot.term) != (index, term):
+            raise DecodeError("body and header disagree on index or term")
+    except DecodeError as exc:
+        raise CorruptionError(where, body.offset, str(exc)) from exc
+    return snapshot
+
+
+def _open(cipher: Cipher, payload: bytes, index: int, term: int) -> bytes:
+    try:
+        return cipher.open(payload, associated_data(index, term))
+    except Exception as exc:  # a foreign cipher may fail any way it likes
+        raise DecodeError(f"cannot open sealed snapshot (wrong key?): {exc!r}") from exc
+
+
+class SnapshotStore:
+    """The snapshot directory. Any `OSError` leaves it in an unknown state."""
+
+    def __init__(self, directory: Path, *, cipher: Cipher | None, kept: int) -> None:
+        self._dir = directory
+        self._cipher = cipher
+        self._kept = kept
+
+    def files(self) -> list[SnapshotFile]:
+        return list_snapshots(self._dir)
+
+    def oldest_index(self) -> int | None:
+        files = self.files()
+        return files[-1].index if files else None
+
+    def remove_temporaries(self) -> list[str]:
+        """Delete files a crash left half-written; they were never renamed into place."""
+        removed = [p for p in self._dir.iterdir() if p.name.endswith(TEMPORARY_SUFFIX)]
+        for path in removed:
+            path.unlink()
+        if removed:
+            sync_dir(self._dir)
+        return [path.name for path in removed]
+
+    def sync(self) -> None:
+        """Make the directory's current entries durable (renames a dead process made)."""
+        sync_dir(self._dir)
+
+    def candidates(self) -> Iterator[Snapshot | CorruptionError]:
+        """Snapshots newest first, each read only when asked for."""
+        for file in self.files():
+            try:
+                yield read_snapshot(file, self._cipher)
+            except CorruptionError as exc:
+                yield exc
+
+    def save(self, snapshot: Snapshot) -> None:
+        """Write `snapshot` durably (temporary file, fsync, rename, directory fsync)."""
+        if len(snapshot.data) > SNAPSHOT_DATA_BYTES_MAX:
+            raise LimitExceeded("snapshot data", len(snapshot.data), SNAPSHOT_DATA_BYTES_MAX)
+        sealed = self._cipher is not None
+        header = frame(
+            RecordType.SNAPSHOT_HEADER,
+            encode_snapshot_header(snapshot.index, snapshot.term, sealed),
+        )
+        body = encode_snapshot_body(snapshot)
+        if self._cipher is not None:
+            body = self._cipher.seal(body, associated_data(snapshot.index, snapshot.term))
+        final = self._dir / snapshot_name(snapshot.index, snapshot.term)
+        temporary = final.with_name(final.name + TEMPORARY_SUFFIX)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _CLOEXEC, 0o644)
+        try:
+            write_all(fd, header)
+            write_all(fd, frame_header(RecordType.SNAPSHOT_BODY, body))
+            write_all(fd, body)
+            sync_file(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, final)
+        sync_dir(self._dir)
+
+    def prune(self) -> list[Path]:
+        """Delete all but the newest `kept` snapshot files."""
+        doomed = [file.path for file in self.files()[self._kept :]]
+        for path in doomed:
+            path.unlink()
+        if doomed:
+            sync_dir(self._dir)
+        return doomed
