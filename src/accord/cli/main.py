@@ -13,5 +13,12 @@ def cli() -> None:
     """Accord: a fault-tolerant, strongly consistent data system."""
 
 
+from accord.cli.sim import sim  # noqa: E402
+from accord.cli.storage import storage  # noqa: E402
+
+cli.add_command(sim)
+cli.add_command(storage)
+
+
 def main() -> None:
     cli()

@@ -72,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m accord.sim", description=__doc__)
     parser.add_argument("--seeds", type=int, default=100, help="how many seeds to run")
     parser.add_argument("--start", type=int, default=1, help="first seed")
-    parser.add_argument("--nodes", type=int, choices=[3, 5], help="cluster size (default: per seed)")
+    parser.add_argument(
+        "--nodes", type=int, choices=[3, 5], help="cluster size (default: per seed)"
+    )
     parser.add_argument("--steps", type=int, default=3000, help="events in the fault phase")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--bug", choices=sorted(BUGS), help="inject a deliberate protocol bug")

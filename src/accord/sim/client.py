@@ -107,8 +107,9 @@ class SimClient:
         if reply.ok:
             if self.request.op == "r":
                 self.last_read = reply.value
-            self.history.complete(self.op_id, reply.value if self.request.op != "w" else None,
-                                  self.sim.now)
+            self.history.complete(
+                self.op_id, reply.value if self.request.op != "w" else None, self.sim.now
+            )
             self.completed += 1
             self._finish()
             return

@@ -16,6 +16,7 @@ class SimNetwork:
         self.loss = 0.0
         self.duplicate = 0.0
         self.delay_max = 1
+        self.lost_on_crash = 0.0
         self.delivered = 0
         self.dropped = 0
 
@@ -27,11 +28,19 @@ class SimNetwork:
                 self.dropped += 1
                 continue
             delay = 1 + rng.randrange(self.delay_max)
-            self.sim.schedule(delay, self._deliver, src, dst, payload)
+            sender = self.sim.nodes.get(src)
+            incarnation = sender.incarnation if sender else 0
+            self.sim.schedule(delay, self._deliver, src, dst, payload, incarnation)
 
-    def _deliver(self, src: int, dst: int, payload: Any) -> None:
+    def _deliver(self, src: int, dst: int, payload: Any, incarnation: int) -> None:
         # A partition that starts while a message is in flight drops it too.
         if (src, dst) in self.cut:
+            self.dropped += 1
+            return
+        sender = self.sim.nodes.get(src)
+        crashed = sender is not None and (not sender.alive or sender.incarnation != incarnation)
+        if crashed and self.sim.rng.random() < self.lost_on_crash:
+            # Its socket buffers died with the process.
             self.dropped += 1
             return
         self.delivered += 1

@@ -21,8 +21,8 @@ from accord.raft import (
     Message,
     RaftConfig,
     RaftCore,
-    Ready,
     ReadState,
+    Ready,
     Role,
 )
 from accord.sim.disk import SimDisk
@@ -166,6 +166,10 @@ class SimNode:
         self._collect_reads(rd.read_states)
         self.core.advance(rd)
         self.sim.checker.after_advance(self)
+        if self.is_leader:
+            self.sim.after_leader_ready(self)
+            if not self.alive:
+                return
         self._serve_reads()
         self._maybe_compact()
         self.pump()

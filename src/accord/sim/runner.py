@@ -61,6 +61,12 @@ class SimParams:
     partition_rate: float
     transfer_rate: float
     reconfig_rate: float
+    leader_crash_rate: float
+    """Chance that a leader crashes right after handling a Ready (just elected, just
+    replicated, just committed): with `lost_on_crash` its last words may never arrive,
+    the situations of the Raft paper's Figure 8."""
+    lost_on_crash: float
+    """Chance that a message still in flight when its sender crashes is lost."""
     op_deadline: int
     attempt_timeout: int
     safety_events: int
@@ -68,9 +74,7 @@ class SimParams:
     debug: DebugFlags = field(default_factory=DebugFlags)
 
     @staticmethod
-    def draw(
-        rng: random.Random, nodes: int | None, steps: int, debug: DebugFlags
-    ) -> SimParams:
+    def draw(rng: random.Random, nodes: int | None, steps: int, debug: DebugFlags) -> SimParams:
         tick = 10
         election = rng.choice([5, 10, 20])
         return SimParams(
@@ -95,6 +99,8 @@ class SimParams:
             partition_rate=rng.choice([0.0, 0.002, 0.01]),
             transfer_rate=rng.choice([0.0, 0.001, 0.005]),
             reconfig_rate=rng.choice([0.0, 0.001, 0.004]),
+            leader_crash_rate=rng.choice([0.0, 0.0, 0.02, 0.1, 0.3]),
+            lost_on_crash=rng.choice([0.0, 0.5, 1.0]),
             op_deadline=tick * election * 6,
             attempt_timeout=tick * election,
             safety_events=steps,
@@ -120,7 +126,11 @@ class SimResult:
 
 class Simulation:
     def __init__(
-        self, seed: int, nodes: int | None = None, steps: int = 3000, debug: DebugFlags | None = None
+        self,
+        seed: int,
+        nodes: int | None = None,
+        steps: int = 3000,
+        debug: DebugFlags | None = None,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -134,10 +144,13 @@ class Simulation:
         self.network.loss = self.params.loss
         self.network.duplicate = self.params.duplicate
         self.network.delay_max = self.params.delay_max
+        self.network.lost_on_crash = self.params.lost_on_crash
         self.fsync_max = self.params.fsync_max
         ids = list(range(1, self.params.nodes + 1))
         self.tick_interval = {i: self.params.tick_base + self.rng.randint(-1, 1) for i in ids}
-        self.nodes: dict[int, SimNode] = {i: SimNode(self, i, self._config_maker(i, ids)) for i in ids}
+        self.nodes: dict[int, SimNode] = {
+            i: SimNode(self, i, self._config_maker(i, ids)) for i in ids
+        }
         self.history = History()
         self.clients = {
             CLIENT_ADDRESS_BASE + c: SimClient(self, CLIENT_ADDRESS_BASE + c, self.history)
@@ -178,9 +191,11 @@ class Simulation:
             node = self.nodes[dst]
             if node.alive:
                 if isinstance(payload, Message):
-                    self._note(f"{payload.src}->{dst} {payload.type.name} t{payload.term} "
-                               f"i{payload.index} n{len(payload.entries)} c{payload.commit}"
-                               f"{' REJ' if payload.reject else ''}")
+                    self._note(
+                        f"{payload.src}->{dst} {payload.type.name} t{payload.term} "
+                        f"i{payload.index} n{len(payload.entries)} c{payload.commit}"
+                        f"{' REJ' if payload.reject else ''}"
+                    )
                 node.receive(payload)
         elif dst in self.clients and isinstance(payload, ClientReply):
             self.clients[dst].receive(payload)
@@ -265,6 +280,10 @@ class Simulation:
         if rng.random() < p.reconfig_rate:
             self._reconfigure_random()
 
+    def after_leader_ready(self, node: SimNode) -> None:
+        if not self.healing and self.rng.random() < self.params.leader_crash_rate:
+            self._crash(node)
+
     def _crash_random(self) -> None:
         alive = [n for n in self.nodes.values() if n.alive]
         # Prefer the leader now and then: that is where the interesting bugs are.
@@ -275,8 +294,10 @@ class Simulation:
             victim = self.rng.choice(alive)
         else:
             return
-        if not victim.alive:
-            return
+        if victim.alive:
+            self._crash(victim)
+
+    def _crash(self, victim: SimNode) -> None:
         self.faults += 1
         self._note(f"crash node {victim.id}")
         victim.crash()
@@ -344,8 +365,11 @@ class Simulation:
         result = check_register(self.history.operations())
         if result.ok:
             return self._result(True)
-        prop = "linearizability (undecided: search bound hit)" if result.exhausted else (
-            "linearizability")
+        prop = (
+            "linearizability (undecided: search bound hit)"
+            if result.exhausted
+            else ("linearizability")
+        )
         return self._result(False, prop, f"key {result.key}: {result.message}")
 
     def _result(self, ok: bool, prop: str = "", detail: str = "") -> SimResult:

@@ -1,0 +1,122 @@
+"""The simulator over many seeds, its determinism, and proof that it catches bugs."""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+
+from accord.raft import DebugFlags
+from accord.sim.__main__ import BUGS, main, replay_command
+from accord.sim.runner import SimResult, run_seed
+
+CI_SEEDS = 500
+STEPS = 3000
+JOBS = 2
+
+
+def _run(seed: int) -> SimResult:
+    return run_seed(seed, steps=STEPS)
+
+
+def test_ci_seeds_have_no_violation() -> None:
+    with ProcessPoolExecutor(max_workers=JOBS) as pool:
+        results = list(pool.map(_run, range(1, CI_SEEDS + 1), chunksize=8))
+    failures = [r for r in results if not r.ok]
+    assert not failures, "\n".join(
+        f"seed {r.seed}: {r.prop}: {r.detail}\n  {replay_command(r.seed, None, STEPS, None)}"
+        for r in failures[:5]
+    )
+    # The seeds really exercised the cluster: operations completed and faults struck.
+    assert sum(r.ops_completed for r in results) > CI_SEEDS * 10
+    assert sum(r.faults for r in results) > CI_SEEDS * 5
+
+
+def test_a_seed_replays_exactly() -> None:
+    first, second = run_seed(7, steps=1500), run_seed(7, steps=1500)
+    assert first.fingerprint == second.fingerprint
+    assert (first.events, first.ops_completed, first.trace) == (
+        second.events,
+        second.ops_completed,
+        second.trace,
+    )
+    other = run_seed(8, steps=1500)
+    assert other.fingerprint != first.fingerprint
+
+
+def _first_caught(debug: DebugFlags, seeds: range) -> SimResult | None:
+    with ProcessPoolExecutor(max_workers=JOBS) as pool:
+        for result in pool.map(
+            run_seed,
+            seeds,
+            [None] * len(seeds),
+            [STEPS] * len(seeds),
+            [debug] * len(seeds),
+            chunksize=4,
+        ):
+            if not result.ok:
+                return result
+    return None
+
+
+@pytest.mark.parametrize(
+    ("bug", "seed_bound", "expected"),
+    [
+        # A previous-term commit needs a chain of unlucky leader crashes (Figure 8).
+        (
+            "commit-previous-term",
+            1000,
+            {"leader completeness", "state machine safety", "linearizability", "log matching"},
+        ),
+        (
+            "forget-vote",
+            400,
+            {
+                "election safety",
+                "leader completeness",
+                "state machine safety",
+                "linearizability",
+                "log matching",
+            },
+        ),
+        (
+            "ack-before-persist",
+            200,
+            {
+                "invariant",
+                "leader completeness",
+                "state machine safety",
+                "linearizability",
+                "log matching",
+                "durable commit",
+            },
+        ),
+    ],
+)
+def test_injected_bug_is_caught(bug: str, seed_bound: int, expected: set[str]) -> None:
+    caught = _first_caught(BUGS[bug], range(1, seed_bound + 1))
+    assert caught is not None, f"{bug} survived {seed_bound} seeds"
+    assert caught.prop in expected, f"{bug} caught as unexpected {caught.prop}: {caught.detail}"
+
+
+def test_command_line_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--seeds", "3", "--steps", "800"]) == 0
+    assert "3 seeds passed" in capsys.readouterr().out
+    failing = _first_caught(BUGS["ack-before-persist"], range(1, 201))
+    assert failing is not None
+    code = main(
+        [
+            "--seeds",
+            "1",
+            "--start",
+            str(failing.seed),
+            "--steps",
+            str(STEPS),
+            "--bug",
+            "ack-before-persist",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"seed {failing.seed}: VIOLATION of {failing.prop}" in out
+    assert f"--start {failing.seed}" in out and "--bug ack-before-persist" in out
