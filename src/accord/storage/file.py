@@ -99,6 +99,12 @@ class FileStorage:
         self._phase = _Phase.OPENED
         self._failure: BaseException | None = None
 
+    def __enter__(self) -> FileStorage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @property
     def directory(self) -> Path:
         return self._dir
