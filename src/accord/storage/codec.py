@@ -51,7 +51,7 @@ def encode_batch(batch: Batch) -> bytes:
     hs = None if hard_state is None else (hard_state.term, hard_state.vote, hard_state.commit)
     entries = batch.entries
     first = entries[0].index if entries else 0
-    body = [(e.term, int(e.type), e.data) for e in entries]
+    body = [(e.term, e.type, e.data) for e in entries]  # an EntryType packs as its int
     packed: bytes = msgpack.packb((hs, batch.reset, first, body), use_bin_type=True)
     return packed
 

@@ -153,12 +153,14 @@ class FileStorage:
             raise LimitExceeded("snapshot data", len(snapshot.data), SNAPSHOT_DATA_BYTES_MAX)
         reset = None if snapshot is None else (snapshot.index, snapshot.term)
         batch = Batch(hard_state, reset, tuple(entries))
-        with self._failing_on_error():
+        try:  # not _failing_on_error(): a generator context manager costs on every save
             if snapshot is not None:
                 self._snapshots.save(snapshot)
             self._wal.append(batch, hard_state or self._shape.hard_state)
             if snapshot is not None:
                 self._snapshots.prune()
+        except BaseException as exc:
+            raise self._poison(exc) from exc
         self._shape.apply_save(hard_state, entries, snapshot)
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
@@ -196,8 +198,12 @@ class FileStorage:
         try:
             yield
         except BaseException as exc:
-            self._phase = _Phase.FAILED
-            self._failure = exc
-            if isinstance(exc, OSError):
-                raise StorageFailed(f"I/O in {self._dir} failed: {exc}") from exc
-            raise
+            raise self._poison(exc) from exc
+
+    def _poison(self, exc: BaseException) -> BaseException:
+        """Refuse all further writes; the exception to raise for `exc`."""
+        self._phase = _Phase.FAILED
+        self._failure = exc
+        if isinstance(exc, OSError):
+            return StorageFailed(f"I/O in {self._dir} failed: {exc}")
+        return exc

@@ -70,7 +70,4 @@ def batch_bytes(entries: Sequence[Entry]) -> int:
     Deliberately simple and identical in every `Storage` implementation, so a batch is
     accepted or refused the same way by the file WAL and by the in-memory twin.
     """
-    total = 0
-    for entry in entries:
-        total += len(entry.data) + ENTRY_OVERHEAD_BYTES
-    return total
+    return sum([len(entry.data) for entry in entries]) + ENTRY_OVERHEAD_BYTES * len(entries)
