@@ -22,11 +22,15 @@ from accord.storage.errors import StorageLocked
 _OPEN_FLAGS_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
+_DARWIN = sys.platform == "darwin"
+_HAS_FDATASYNC = hasattr(os, "fdatasync")
+
+
 def sync_file(fd: int) -> None:
     """Make the data (and size) of an open file durable."""
-    if sys.platform == "darwin":
+    if _DARWIN:
         fcntl.fcntl(fd, getattr(fcntl, "F_FULLFSYNC", 51))
-    elif hasattr(os, "fdatasync"):
+    elif _HAS_FDATASYNC:
         os.fdatasync(fd)
     else:
         os.fsync(fd)
@@ -43,7 +47,10 @@ def sync_dir(path: Path) -> None:
 
 def write_all(fd: int, data: bytes) -> None:
     """`os.write` until all of `data` is written (a regular file may take less)."""
-    view = memoryview(data)
+    written = os.write(fd, data)
+    if written == len(data):
+        return
+    view = memoryview(data)[written:]
     while view:
         written = os.write(fd, view)
         view = view[written:]

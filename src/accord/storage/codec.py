@@ -47,18 +47,27 @@ def _array(value: object, length: int | None, what: str) -> list[Any]:
 
 
 def encode_batch(batch: Batch) -> bytes:
+    """`[hard state, reset, first index, terms, types, data]`, entries by column.
+
+    Columns keep the hot path cheap: a batch almost always has one term and only
+    NORMAL entries, stored as a single term and `nil` types; otherwise each is a list.
+    """
     hard_state = batch.hard_state
     hs = None if hard_state is None else (hard_state.term, hard_state.vote, hard_state.commit)
     entries = batch.entries
     first = entries[0].index if entries else 0
-    body = [(e.term, e.type, e.data) for e in entries]  # an EntryType packs as its int
-    packed: bytes = msgpack.packb((hs, batch.reset, first, body), use_bin_type=True)
+    term_list = [e.term for e in entries]
+    uniform = bool(entries) and term_list.count(term_list[0]) == len(term_list)
+    terms: int | list[int] = term_list[0] if uniform else term_list
+    type_list = [e.type for e in entries]  # an EntryType packs as its int value
+    types = None if type_list.count(EntryType.NORMAL) == len(entries) else type_list
+    data = [e.data for e in entries]
+    packed: bytes = msgpack.packb((hs, batch.reset, first, terms, types, data), use_bin_type=True)
     return packed
 
 
 def decode_batch(payload: bytes) -> Batch:
-    fields = _array(_unpack(payload), 4, "batch")
-    hs_field, reset_field, first_field, body = fields
+    hs_field, reset_field, first_field, terms, types, data = _array(_unpack(payload), 6, "batch")
     hard_state = None
     if hs_field is not None:
         term, vote, commit = _array(hs_field, 3, "hard state")
@@ -68,21 +77,26 @@ def decode_batch(payload: bytes) -> Batch:
         index, term = _array(reset_field, 2, "reset")
         reset = (_int(index, "reset index"), _int(term, "reset term"))
     first = _int(first_field, "first index")
-    entries = tuple(_decode_entries(first, _array(body, None, "entries")))
+    entries = _decode_entries(first, terms, types, _array(data, None, "entry data"))
     if entries and first < 1:
         raise DecodeError("entries start at index 0")
-    return Batch(hard_state, reset, entries)
+    return Batch(hard_state, reset, tuple(entries))
 
 
-def _decode_entries(first: int, body: list[Any]) -> list[Entry]:
-    types = _ENTRY_TYPES
+def _decode_entries(first: int, terms: object, types: object, data: list[Any]) -> list[Entry]:
+    count = len(data)
+    if type(terms) is int:
+        terms = [terms] * count
+    term_list = [_int(term, "entry term") for term in _array(terms, count, "entry terms")]
+    type_list: list[EntryType | None] = [EntryType.NORMAL] * count
+    if types is not None:
+        codes = _array(types, count, "entry types")
+        type_list = [_ENTRY_TYPES.get(code) if type(code) is int else None for code in codes]
     out: list[Entry] = []
-    for offset, item in enumerate(body):
-        term, type_code, data = _array(item, 3, "entry")
-        entry_type = types.get(type_code) if type(type_code) is int else None
-        if entry_type is None or type(data) is not bytes:
-            raise DecodeError(f"entry {first + offset}: bad type {type_code!r} or data")
-        out.append(Entry(_int(term, "entry term"), first + offset, entry_type, data))
+    for offset, (term, entry_type, item) in enumerate(zip(term_list, type_list, data, strict=True)):
+        if entry_type is None or type(item) is not bytes:
+            raise DecodeError(f"entry {first + offset}: bad type or data")
+        out.append(Entry(term, first + offset, entry_type, item))
     return out
 
 
