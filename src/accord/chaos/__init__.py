@@ -1,0 +1,1 @@
+"""Fault injection, client history recording and history checkers (linearizability)."""
