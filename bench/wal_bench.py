@@ -7,10 +7,12 @@ For each batch size, in the same directory and the same run:
 - WAL: `FileStorage.save()` of that many entries plus a hard state (one record, one
   fdatasync), entries built beforehand as the Raft core would hand them over.
 
-It prints entries/s and fsyncs/s for both and the ratio of fsync rates. Each number is
-the median of `--rounds` alternating runs. Not a test: run it by hand.
+It prints entries/s and fsyncs/s for both and the ratio of fsync rates. The two loops
+run in alternating short slices (`--slices`), so a change in the disk's speed during
+the run (common on shared or virtual disks) affects both alike. Not a test: run it by
+hand.
 
-    python bench/wal_bench.py [--dir DIR] [--seconds 2] [--rounds 3] [--markdown]
+    python bench/wal_bench.py [--dir DIR] [--seconds 4] [--slices 16] [--markdown]
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,69 +50,92 @@ def record_bytes(batch: int) -> int:
     )
 
 
-def bare_loop(directory: Path, size: int, seconds: float) -> Rate:
-    path = directory / "bare.bin"
-    buffer = os.urandom(size)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-    try:
+class BareLoop:
+    """`os.write` of a record-sized buffer, then `os.fsync`, on a growing file."""
+
+    def __init__(self, directory: Path, size: int) -> None:
+        self._path = directory / "bare.bin"
+        self._buffer = os.urandom(size)
+        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+
+    def run(self, seconds: float) -> tuple[int, float]:
         count = 0
         start = time.perf_counter()
         deadline = start + seconds
         while time.perf_counter() < deadline:
-            os.write(fd, buffer)
-            os.fsync(fd)
+            os.write(self._fd, self._buffer)
+            os.fsync(self._fd)
             count += 1
-        elapsed = time.perf_counter() - start
-    finally:
-        os.close(fd)
-        path.unlink()
-    return Rate(count / elapsed, 0.0)
+        return count, time.perf_counter() - start
+
+    def close(self) -> None:
+        os.close(self._fd)
+        self._path.unlink()
 
 
-def wal_loop(directory: Path, batch: int, seconds: float) -> Rate:
-    path = directory / "wal-node"
-    data = os.urandom(ENTRY_BYTES)
-    storage = FileStorage(path)
-    storage.load()
-    saves = 0
-    last = 0
-    elapsed = 0.0
-    try:
+class WalLoop:
+    """`FileStorage.save()` of `batch` entries and a hard state, entries built beforehand."""
+
+    def __init__(self, directory: Path, batch: int) -> None:
+        self._path = directory / "wal-node"
+        self._batch = batch
+        self._data = os.urandom(ENTRY_BYTES)
+        self._storage = FileStorage(self._path)
+        self._storage.load()
+        self._last = 0
+        self._commit = 0
+        self._ready: deque[list[Entry]] = deque()
+
+    def _refill(self) -> None:
+        for _ in range(CHUNK_SAVES):
+            first = self._last + 1
+            self._ready.append([Entry(1, first + i, data=self._data) for i in range(self._batch)])
+            self._last += self._batch
+
+    def run(self, seconds: float) -> tuple[int, float]:
+        saves = 0
+        elapsed = 0.0
         while elapsed < seconds:
-            chunk = []
-            for _ in range(CHUNK_SAVES):
-                chunk.append([Entry(1, last + 1 + i, data=data) for i in range(batch)])
-                last += batch
-            commit = chunk[0][0].index - 1
+            if not self._ready:
+                self._refill()  # untimed: the Raft core hands over ready-made entries
             start = time.perf_counter()
-            for entries in chunk:
-                storage.save(HardState(1, 1, commit), entries)
-                commit = entries[-1].index
+            while self._ready:
+                entries = self._ready.popleft()
+                self._storage.save(HardState(1, 1, self._commit), entries)
+                self._commit = entries[-1].index
                 saves += 1
                 if time.perf_counter() - start + elapsed >= seconds:
                     break
             elapsed += time.perf_counter() - start
-    finally:
-        storage.close()
-        shutil.rmtree(path)
-    return Rate(saves / elapsed, saves * batch / elapsed)
+        return saves, elapsed
+
+    def close(self) -> None:
+        self._storage.close()
+        shutil.rmtree(self._path)
 
 
-def measure(directory: Path, seconds: float, rounds: int) -> list[tuple[int, Rate, Rate]]:
+def measure(directory: Path, seconds: float, slices: int) -> list[tuple[int, Rate, Rate]]:
+    """Alternate short slices of both loops so that both see the same disk weather."""
     results = []
     for batch in BATCH_SIZES:
-        size = record_bytes(batch)
-        bares, wals = [], []
-        for _ in range(rounds):
-            bares.append(bare_loop(directory, size, seconds))
-            wals.append(wal_loop(directory, batch, seconds))
-        bare = Rate(statistics.median(r.saves_per_s for r in bares), 0.0)
-        bare = Rate(bare.saves_per_s, bare.saves_per_s * batch)
-        wal = Rate(
-            statistics.median(r.saves_per_s for r in wals),
-            statistics.median(r.entries_per_s for r in wals),
+        bare, wal = BareLoop(directory, record_bytes(batch)), WalLoop(directory, batch)
+        totals = [0, 0.0, 0, 0.0]
+        try:
+            for _ in range(slices):
+                count, elapsed = bare.run(seconds / slices)
+                totals[0] += count
+                totals[1] += elapsed
+                count, elapsed = wal.run(seconds / slices)
+                totals[2] += count
+                totals[3] += elapsed
+        finally:
+            bare.close()
+            wal.close()
+        bare_rate = totals[0] / totals[1]
+        wal_rate = totals[2] / totals[3]
+        results.append(
+            (batch, Rate(bare_rate, bare_rate * batch), Rate(wal_rate, wal_rate * batch))
         )
-        results.append((batch, bare, wal))
     return results
 
 
@@ -145,14 +170,14 @@ def render(results: list[tuple[int, Rate, Rate]], markdown: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, default=None, help="directory on the disk to test")
-    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per size")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per loop and batch size")
+    parser.add_argument("--slices", type=int, default=16, help="alternations per batch size")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
     parent = args.dir if args.dir is not None else Path.cwd()
     with tempfile.TemporaryDirectory(prefix="wal-bench-", dir=parent) as name:
-        results = measure(Path(name), args.seconds, args.rounds)
-    print(f"{ENTRY_BYTES}-byte entries, directory {parent}, median of {args.rounds} runs")
+        results = measure(Path(name), args.seconds, args.slices)
+    print(f"{ENTRY_BYTES}-byte entries, directory {parent}, {args.seconds:g} s per loop and size")
     print(render(results, args.markdown))
 
 
