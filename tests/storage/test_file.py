@@ -278,7 +278,14 @@ def test_crash_between_snapshot_file_and_wal_record_resolves_like_the_install(
     assert state.snapshot == snapshot(6, term=2)
     assert state.entries == []
     assert state.hard_state == HardState(1, 1, 6)
+    assert any("completed the install" in note for note in state.notes)
+    # Entries appended now must not be set on the stale log at the next replay.
+    again.save(HardState(2, 0, 6), entries(7, 9, term=2))
     again.close()
+    with FileStorage(storage.directory) as third:
+        state = third.load()
+    assert state.snapshot == snapshot(6, term=2)
+    assert state.entries == entries(7, 9, term=2)
 
 
 def test_load_of_corrupt_storage_leaves_it_unusable(storage: FileStorage) -> None:

@@ -113,3 +113,21 @@ def test_memory_storage_reads_no_clock_and_no_global_random() -> None:
         and node.value.id == "random"
     }
     assert random_uses <= {"Random"}
+
+
+class _NothingReachesDisk(random.Random):
+    def randrange(self, *args: object, **kwargs: object) -> int:
+        return 0
+
+
+def test_snapshot_ahead_of_the_durable_log_is_kept_consistent() -> None:
+    storage = loaded()
+    storage.save(HardState(1, 1, 3), entries(1, 10, term=1))
+    storage.write(HardState(2, 0, 10), entries(8, 10, term=2))  # lost below
+    storage.save_snapshot(snapshot(10, term=2))  # durable at once
+    storage.crash(_NothingReachesDisk())
+    state = storage.load()
+    assert (state.snapshot, state.entries) == (snapshot(10, term=2), [])
+    storage.save(HardState(2, 0, 10), entries(11, 12, term=2))
+    storage.crash(random.Random(0))
+    assert storage.load().entries == entries(11, 12, term=2)

@@ -12,8 +12,9 @@ Layout::
 snapshot file (its own fsyncs), and only then logged: a WAL record that says "the log
 restarts after snapshot S" must never be durable while S is not. Then the entries and
 hard state go into one WAL record and one fdatasync. If the process dies between the
-two, recovery finds a snapshot newer than the log and resolves it as the install
-would have (`model.recover_state`).
+two, recovery finds a snapshot newer than the log, resolves it as the install would
+have (`model.recover_state`), and writes the missing install record before returning,
+so that entries appended later are never replayed onto the stale log.
 
 Compaction keeps every entry after the oldest retained snapshot, not just after the
 newest: that is what lets `load()` fall back to an older snapshot when the newest
@@ -29,6 +30,7 @@ the only reliable way back.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from enum import Enum
@@ -130,6 +132,18 @@ class FileStorage:
                 notes=[f"removed unfinished snapshot {name}" for name in temporaries]
                 + recovery.notes,
             )
+            snapshot = state.snapshot
+            if snapshot is not None and (
+                recovery.model.entries_after(snapshot.index, snapshot.term, strict=True) is None
+            ):
+                # The snapshot is ahead of the log or conflicts with it: its install was
+                # interrupted before the WAL recorded it. Record it now, or a later
+                # replay would set entries appended after it on the stale log.
+                reset = (snapshot.index, snapshot.term)
+                self._wal.append(Batch(state.hard_state, reset), state.hard_state)
+                state = dataclasses.replace(
+                    state, notes=(*state.notes, f"completed the install of snapshot {reset}")
+                )
         self._shape = LogShape.of(state)
         self._phase = _Phase.LOADED
         return state

@@ -73,6 +73,13 @@ class MemoryStorage:
         self._flush()
         snapshots = [self._snapshot] if self._snapshot is not None else []
         state = recover_state(self._hard_state, self._log, snapshots, log_name="memory")
+        # Keep exactly what was recovered: a snapshot that was ahead of the log (its
+        # entries were lost unsynced) must not let later appends land on the stale log.
+        self._hard_state = state.hard_state
+        self._log = LogModel()
+        if state.snapshot is not None:
+            self._log.apply(Batch(reset=(state.snapshot.index, state.snapshot.term)))
+        self._log.apply(Batch(entries=tuple(state.entries)))
         self._shape = LogShape.of(state)
         self._loaded = True
         return state
