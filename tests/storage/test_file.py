@@ -18,6 +18,7 @@ from accord.storage import (
 )
 from accord.storage.limits import RECORD_HEADER_BYTES
 from accord.storage.record import scan
+from accord.storage.snapshots import snapshot_name
 from accord.storage.wal import read_segment, segment_name
 
 from .helpers import entries, snapshot
@@ -149,6 +150,11 @@ def test_compaction_keeps_the_log_after_the_oldest_retained_snapshot(
     state = again.load()
     assert state.snapshot == snapshot(60)
     assert state.entries == entries(61, 300, size=100)
+    # The corrupt file is set aside (kept), so retention does not count it.
+    assert newest.with_name(newest.name + ".corrupt").exists() and not newest.exists()
+    again.save_snapshot(snapshot(280))
+    snaps = sorted(p.name for p in snap_dir.iterdir() if p.name.endswith(".snap"))
+    assert snaps == [snapshot_name(60, 1), snapshot_name(280, 1)]
     again.close()
 
 

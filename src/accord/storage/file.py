@@ -39,7 +39,7 @@ from pathlib import Path
 from accord.invariant import invariant
 from accord.raft.types import Entry, HardState, Snapshot
 from accord.storage._fsutil import DirectoryLock, make_dirs
-from accord.storage.errors import LimitExceeded, StorageFailed
+from accord.storage.errors import CorruptionError, LimitExceeded, StorageFailed
 from accord.storage.limits import (
     BATCH_BYTES_MAX,
     SEGMENT_BYTES_MAX,
@@ -124,14 +124,19 @@ class FileStorage:
             # What was read back may have come from the page cache of a process that
             # died before its fsync; make it durable before anyone acts on it.
             self._snapshots.sync()
+            corrupt: list[Path] = []
             state = recover_state(
                 recovery.hard_state,
                 recovery.model,
-                self._snapshots.candidates(),
+                _noting_corrupt(self._snapshots.candidates(), corrupt),
                 log_name=str(self._dir / WAL_DIRECTORY),
                 notes=[f"removed unfinished snapshot {name}" for name in temporaries]
                 + recovery.notes,
             )
+            # Skipped for an older one: move them out of the way (kept as evidence), or
+            # retention would count them among the K snapshots it keeps.
+            set_aside = self._snapshots.set_aside(corrupt)
+            state = _with_notes(state, [f"set aside corrupt snapshot as {n}" for n in set_aside])
             snapshot = state.snapshot
             if snapshot is not None and (
                 recovery.model.entries_after(snapshot.index, snapshot.term, strict=True) is None
@@ -141,9 +146,7 @@ class FileStorage:
                 # replay would set entries appended after it on the stale log.
                 reset = (snapshot.index, snapshot.term)
                 self._wal.append(Batch(state.hard_state, reset), state.hard_state)
-                state = dataclasses.replace(
-                    state, notes=(*state.notes, f"completed the install of snapshot {reset}")
-                )
+                state = _with_notes(state, [f"completed the install of snapshot {reset}"])
         self._shape = LogShape.of(state)
         self._phase = _Phase.LOADED
         return state
@@ -221,3 +224,16 @@ class FileStorage:
         if isinstance(exc, OSError):
             return StorageFailed(f"I/O in {self._dir} failed: {exc}")
         return exc
+
+
+def _noting_corrupt(
+    candidates: Iterator[Snapshot | CorruptionError], corrupt: list[Path]
+) -> Iterator[Snapshot | CorruptionError]:
+    for candidate in candidates:
+        if isinstance(candidate, CorruptionError):
+            corrupt.append(Path(candidate.path))
+        yield candidate
+
+
+def _with_notes(state: RecoveredState, notes: list[str]) -> RecoveredState:
+    return dataclasses.replace(state, notes=(*state.notes, *notes)) if notes else state

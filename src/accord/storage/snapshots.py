@@ -19,10 +19,11 @@ tail to forgive here, since a snapshot only appears under its name after its fsy
 
 A corrupt snapshot is never loaded. `candidates()` yields the files newest first (a
 corrupt one as its `CorruptionError`) and `model.recover_state()` takes the newest
-valid one that the log connects to. `FileStorage` keeps the WAL from the oldest
-retained snapshot on, so it can fall back past a corrupt newest snapshot, except when
-that snapshot was installed from the leader: the log before it was discarded then, and
-the node must be re-seeded from its peers.
+valid one that the log connects to; corrupt files passed over are renamed to
+`NAME.corrupt`, out of the way of retention but kept for inspection. `FileStorage`
+keeps the WAL from the oldest retained snapshot on, so it can fall back past a corrupt
+newest snapshot, except when that snapshot was installed from the leader: the log
+before it was discarded then, and the node must be re-seeded from its peers.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from accord.storage.record import RecordType, frame, frame_header, scan
 
 SNAPSHOT_SUFFIX = ".snap"
 TEMPORARY_SUFFIX = ".tmp"
+CORRUPT_SUFFIX = ".corrupt"
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _POSITION = struct.Struct("<QQ")
 
@@ -188,6 +190,17 @@ class SnapshotStore:
             os.close(fd)
         os.replace(temporary, final)
         sync_dir(self._dir)
+
+    def set_aside(self, paths: list[Path]) -> list[str]:
+        """Rename corrupt snapshots to NAME.corrupt: out of every listing, still on disk."""
+        names = []
+        for path in paths:
+            target = path.with_name(path.name + CORRUPT_SUFFIX)
+            os.replace(path, target)
+            names.append(target.name)
+        if names:
+            sync_dir(self._dir)
+        return names
 
     def prune(self) -> list[Path]:
         """Delete all but the newest `kept` snapshot files."""
