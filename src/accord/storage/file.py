@@ -176,8 +176,11 @@ class FileStorage:
             self._wal.append(batch, hard_state or self._shape.hard_state)
             if snapshot is not None:
                 self._snapshots.prune()
-        except BaseException as exc:
+        except OSError as exc:
             raise self._poison(exc) from exc
+        except BaseException as exc:
+            self._poison(exc)
+            raise
         self._shape.apply_save(hard_state, entries, snapshot)
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
@@ -214,16 +217,17 @@ class FileStorage:
         """Poison the storage if anything escapes the block (see theory of operation)."""
         try:
             yield
-        except BaseException as exc:
+        except OSError as exc:
             raise self._poison(exc) from exc
+        except BaseException as exc:
+            self._poison(exc)
+            raise
 
-    def _poison(self, exc: BaseException) -> BaseException:
-        """Refuse all further writes; the exception to raise for `exc`."""
+    def _poison(self, exc: BaseException) -> StorageFailed:
+        """Refuse all further writes; return the error that reports `exc`."""
         self._phase = _Phase.FAILED
         self._failure = exc
-        if isinstance(exc, OSError):
-            return StorageFailed(f"I/O in {self._dir} failed: {exc}")
-        return exc
+        return StorageFailed(f"I/O in {self._dir} failed: {exc}")
 
 
 def _noting_corrupt(
