@@ -11,14 +11,16 @@ framing, `accord.storage.model` for what a batch means).
 Appending: a batch is encoded, framed, written with one `write()` and made durable
 with one `fdatasync` (enough for an append on Linux: it flushes the size with the
 data; see `_fsutil`). That is group commit: one sync per batch, however many entries
-it holds. Segments never grow past the configured size (a batch is never split across
-segments, so the next one starts a new segment); creating a segment costs one more
-sync, of the directory, after the first batch in it.
+it holds. A batch is never split across segments: one that would take a segment past
+the configured size starts a new segment (a segment's first batch is always accepted).
+Creating a segment costs one more sync, of the directory, after the first batch in it.
 
 Because every batch is synced before the next is written, only the final record of
 the last segment can be torn by a crash. Recovery reads every segment in order and
 truncates that torn tail (with an fsync) so the node can start; damage anywhere else
-is `CorruptionError` naming the file and byte offset.
+is `CorruptionError` naming the file and byte offset. Recovery also syncs the last
+segment and the directory: a killed process may have left its last write in the page
+cache only, and the node must not act on data a power cut could still take away.
 
 Truncating a conflicting suffix is logical: a batch whose first entry index is
 already in the log replaces that entry and everything after it on replay; the same
