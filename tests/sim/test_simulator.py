@@ -72,6 +72,7 @@ def _first_caught(debug: DebugFlags, seeds: range) -> SimResult | None:
             "forget-vote",
             400,
             {
+                "invariant",  # storage refuses a second vote in one term
                 "election safety",
                 "leader completeness",
                 "state machine safety",

@@ -3,7 +3,7 @@ contract (`tick`, `step`, `propose`, `read_index`, `ready`/`advance`)."""
 
 from accord.raft.confchange import ConfChange, ConfChangeError, ConfChangeOp
 from accord.raft.config import DebugFlags, RaftConfig
-from accord.raft.core import RaftCore, RecoveredState, Status
+from accord.raft.core import RaftCore, Status
 from accord.raft.types import (
     NO_NODE,
     ConfState,
@@ -15,6 +15,7 @@ from accord.raft.types import (
     NodeId,
     ReadState,
     Ready,
+    RecoveredState,
     Role,
     Snapshot,
     SnapshotChunk,

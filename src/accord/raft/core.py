@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from accord.errors import NotLeader, ProposalDropped
 from accord.invariant import invariant
@@ -52,6 +52,7 @@ from accord.raft.types import (
     NodeId,
     ReadState,
     Ready,
+    RecoveredState,
     Role,
     Snapshot,
     SnapshotChunk,
@@ -86,15 +87,6 @@ class Status:
     conf: ConfState
     progress: dict[NodeId, ProgressStatus]
     transferring_to: NodeId
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveredState:
-    """What storage hands the core at start: all it persisted."""
-
-    hard_state: HardState = field(default_factory=HardState)
-    snapshot: Snapshot | None = None
-    entries: tuple[Entry, ...] = ()
 
 
 class RaftCore:

@@ -6,6 +6,7 @@ out in a `Ready` and takes them back in `step()`. Nothing here does I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -194,3 +195,29 @@ class Ready:
 
     def persist_needed(self) -> bool:
         return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredState:
+    """What storage found at start: the state to restart a Raft core from.
+
+    `entries` are exactly the entries after `snapshot` (or from index 1 without one),
+    contiguous. `hard_state.commit` is at least the snapshot's index. `notes` describe
+    repairs storage made while loading (a torn tail truncated, a corrupt snapshot
+    skipped), for the runtime to log.
+    """
+
+    hard_state: HardState = field(default_factory=HardState)
+    snapshot: Snapshot | None = None
+    entries: Sequence[Entry] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def first_index(self) -> int:
+        """Index of the first entry after the snapshot (whether or not it exists)."""
+        return (self.snapshot.index if self.snapshot is not None else 0) + 1
+
+    @property
+    def last_index(self) -> int:
+        """Index of the last entry, or of the snapshot when there are no entries."""
+        return self.first_index - 1 + len(self.entries)

@@ -1,5 +1,5 @@
-"""One simulated server: a real `RaftCore`, a simulated disk, the register state
-machine and the request handling a real node runtime does.
+"""One simulated server: a real `RaftCore`, `MemoryStorage` as its disk, the register
+state machine and the request handling a real node runtime does.
 
 A Ready is handled as the driving contract says, with the disk's fsync taking
 simulated time: send `messages`, write, (time passes) sync, send
@@ -25,9 +25,9 @@ from accord.raft import (
     Ready,
     Role,
 )
-from accord.sim.disk import SimDisk
 from accord.sim.protocol import ClientReply, ClientRequest
 from accord.sim.register import RegisterMachine, encode_command
+from accord.storage import MemoryStorage
 
 if TYPE_CHECKING:
     from accord.sim.runner import Simulation
@@ -44,7 +44,7 @@ class SimNode:
         self.sim = sim
         self.id = node_id
         self.make_config = make_config
-        self.disk = SimDisk()
+        self.disk = MemoryStorage()
         self.alive = False
         self.incarnation = 0
         self.core: RaftCore
@@ -59,7 +59,7 @@ class SimNode:
     def start(self) -> None:
         self.incarnation += 1
         self.alive = True
-        recovered = self.disk.recover()
+        recovered = self.disk.load()
         self.core = RaftCore(self.make_config(), random.Random(self.sim.rng.random()), recovered)
         self.machine = RegisterMachine()
         if recovered.snapshot is not None:
@@ -140,7 +140,7 @@ class SimNode:
         for m in rd.messages:
             self.sim.network.send(self.id, m.dst, m)
         if rd.persist_needed():
-            self.disk.write(rd.hard_state, rd.snapshot, list(rd.entries))
+            self.disk.write(rd.hard_state, rd.entries, rd.snapshot)
             self._syncing = True
             delay = self.sim.fsync_delay()
             self.sim.schedule(delay, self._on_synced, self.incarnation, rd)
@@ -216,6 +216,7 @@ class SimNode:
         if every and log.applied - last_snapshot >= every:
             snapshot = self.core.compact(log.applied, self.machine.snapshot())
             self.disk.save_snapshot(snapshot)
+            self.disk.compact(snapshot.index)
 
     @property
     def is_leader(self) -> bool:

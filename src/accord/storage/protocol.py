@@ -35,37 +35,11 @@ Operating conditions raise `StorageError` subclasses.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
-from accord.raft.types import Entry, HardState, Snapshot
+from accord.raft.types import Entry, HardState, RecoveredState, Snapshot
 
-
-@dataclass(frozen=True, slots=True)
-class RecoveredState:
-    """What `load()` found: the state to restart the Raft core from.
-
-    `entries` are exactly the entries after `snapshot` (or from index 1 without one),
-    contiguous. `hard_state.commit` is at least the snapshot's index: a snapshot only
-    holds committed state, and the core may rely on commit >= its first index - 1.
-    `notes` describe repairs done while loading (a torn tail truncated, a corrupt
-    snapshot skipped) for the runtime to log.
-    """
-
-    hard_state: HardState
-    snapshot: Snapshot | None
-    entries: list[Entry]
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def first_index(self) -> int:
-        """Index of the first entry after the snapshot (whether or not it exists)."""
-        return (self.snapshot.index if self.snapshot is not None else 0) + 1
-
-    @property
-    def last_index(self) -> int:
-        """Index of the last entry, or of the snapshot when there are no entries."""
-        return self.first_index - 1 + len(self.entries)
+__all__ = ["Cipher", "RecoveredState", "Storage"]
 
 
 class Cipher(Protocol):
