@@ -41,15 +41,13 @@ from accord.raft.types import Entry, HardState, Snapshot
 from accord.storage._fsutil import DirectoryLock, make_dirs
 from accord.storage.errors import CorruptionError, LimitExceeded, StorageFailed
 from accord.storage.limits import (
-    BATCH_BYTES_MAX,
     SEGMENT_BYTES_MAX,
     SEGMENT_BYTES_MIN,
     SNAPSHOT_DATA_BYTES_MAX,
     SNAPSHOTS_KEPT_DEFAULT,
     SNAPSHOTS_KEPT_MAX,
-    batch_bytes,
 )
-from accord.storage.model import Batch, LogShape, recover_state
+from accord.storage.model import Batch, LogShape, prepare_save, recover_state
 from accord.storage.protocol import Cipher, RecoveredState
 from accord.storage.snapshots import SnapshotStore
 from accord.storage.wal import Wal
@@ -158,18 +156,10 @@ class FileStorage:
         snapshot: Snapshot | None = None,
     ) -> None:
         self._check_writable()
-        self._shape.check_save(hard_state, entries, snapshot)
-        if hard_state == self._shape.hard_state:
-            hard_state = None
-        if not entries and hard_state is None and snapshot is None:
+        batch = prepare_save(self._shape, hard_state, entries, snapshot)
+        if batch is None:
             return
-        size = batch_bytes(entries)
-        if size > BATCH_BYTES_MAX:
-            raise LimitExceeded("batch", size, BATCH_BYTES_MAX)
-        if snapshot is not None and len(snapshot.data) > SNAPSHOT_DATA_BYTES_MAX:
-            raise LimitExceeded("snapshot data", len(snapshot.data), SNAPSHOT_DATA_BYTES_MAX)
-        reset = None if snapshot is None else (snapshot.index, snapshot.term)
-        batch = Batch(hard_state, reset, tuple(entries))
+        hard_state = batch.hard_state
         try:  # not _failing_on_error(): a generator context manager costs on every save
             if snapshot is not None:
                 self._snapshots.save(snapshot)

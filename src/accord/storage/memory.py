@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from accord.invariant import invariant
 from accord.raft.types import Entry, HardState, Snapshot
 from accord.storage.errors import LimitExceeded
-from accord.storage.limits import BATCH_BYTES_MAX, SNAPSHOT_DATA_BYTES_MAX, batch_bytes
-from accord.storage.model import Batch, LogModel, LogShape, recover_state
+from accord.storage.limits import SNAPSHOT_DATA_BYTES_MAX
+from accord.storage.model import Batch, LogModel, LogShape, prepare_save, recover_state
 from accord.storage.protocol import RecoveredState
 
 
@@ -101,19 +101,11 @@ class MemoryStorage:
     ) -> None:
         """Like `save()`, but nothing is durable until `sync()`."""
         invariant(self._loaded, "write before load()")
-        self._shape.check_save(hard_state, entries, snapshot)
-        if hard_state == self._shape.hard_state:
-            hard_state = None
-        if not entries and hard_state is None and snapshot is None:
+        batch = prepare_save(self._shape, hard_state, entries, snapshot)
+        if batch is None:
             return
-        size = batch_bytes(entries)
-        if size > BATCH_BYTES_MAX:
-            raise LimitExceeded("batch", size, BATCH_BYTES_MAX)
-        if snapshot is not None and len(snapshot.data) > SNAPSHOT_DATA_BYTES_MAX:
-            raise LimitExceeded("snapshot data", len(snapshot.data), SNAPSHOT_DATA_BYTES_MAX)
-        reset = None if snapshot is None else (snapshot.index, snapshot.term)
-        self._pending.append(_Write(Batch(hard_state, reset, tuple(entries)), snapshot))
-        self._shape.apply_save(hard_state, entries, snapshot)
+        self._pending.append(_Write(batch, snapshot))
+        self._shape.apply_save(batch.hard_state, entries, snapshot)
 
     def sync(self) -> None:
         """Make every write so far durable (one simulated fsync, if any were pending)."""

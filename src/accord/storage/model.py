@@ -32,7 +32,8 @@ from dataclasses import dataclass
 
 from accord.invariant import invariant
 from accord.raft.types import NO_NODE, Entry, HardState, Snapshot
-from accord.storage.errors import CorruptionError
+from accord.storage.errors import CorruptionError, LimitExceeded
+from accord.storage.limits import BATCH_BYTES_MAX, SNAPSHOT_DATA_BYTES_MAX, batch_bytes
 from accord.storage.protocol import RecoveredState
 
 
@@ -276,3 +277,26 @@ def _finish(
             f"hard state commit {hard_state.commit} is beyond the last entry {base + len(entries)}",
         )
     return RecoveredState(hard_state, snapshot, entries, tuple(notes))
+
+
+def prepare_save(
+    shape: LogShape,
+    hard_state: HardState | None,
+    entries: Sequence[Entry],
+    snapshot: Snapshot | None,
+) -> Batch | None:
+    """Check one `save()` against the log's shape and the limits; the batch to write,
+    or None when it changes nothing. Shared by both implementations so they refuse
+    exactly the same saves."""
+    shape.check_save(hard_state, entries, snapshot)
+    if hard_state == shape.hard_state:
+        hard_state = None
+    if not entries and hard_state is None and snapshot is None:
+        return None
+    size = batch_bytes(entries)
+    if size > BATCH_BYTES_MAX:
+        raise LimitExceeded("batch", size, BATCH_BYTES_MAX)
+    if snapshot is not None and len(snapshot.data) > SNAPSHOT_DATA_BYTES_MAX:
+        raise LimitExceeded("snapshot data", len(snapshot.data), SNAPSHOT_DATA_BYTES_MAX)
+    reset = None if snapshot is None else (snapshot.index, snapshot.term)
+    return Batch(hard_state, reset, tuple(entries))
