@@ -1,0 +1,22 @@
+"""Peer transport: Raft messages as length-prefixed msgpack frames over TCP or TLS.
+
+- `codec`: the wire encoding of `Message` and of the handshake (pure).
+- `framing`: 4-byte length-prefixed frames and an incremental decoder (pure).
+- `limits`: every bound the transport enforces.
+"""
+
+from accord.transport.codec import PROTOCOL_VERSION, decode_message, encode_message
+from accord.transport.errors import FrameTooLarge, HandshakeRejected, ProtocolError, TransportError
+from accord.transport.framing import FrameDecoder, encode_frame
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "FrameDecoder",
+    "FrameTooLarge",
+    "HandshakeRejected",
+    "ProtocolError",
+    "TransportError",
+    "decode_message",
+    "encode_frame",
+    "encode_message",
+]
