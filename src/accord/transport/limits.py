@@ -1,10 +1,12 @@
 """Every bound the transport enforces, in one place, named with units last.
 
-Each is the default of a `PeerTransport` argument (or of `FrameDecoder`) and may be
-configured lower. A peer that exceeds a receive bound has broken the protocol: its
-connection is closed (`ProtocolError`). A local send that exceeds a send bound is
-dropped and counted: Raft retransmits what it still needs, so losing a message is
-always safe, while an unbounded queue is not.
+The queue, frame, connection, timeout and backoff bounds are defaults of
+`PeerTransport` arguments (the frame bound also of `FrameDecoder`) and may be
+configured lower. The handshake, cluster id, entry, context and membership bounds are
+part of the wire protocol and fixed. A peer that exceeds a receive bound has broken
+the protocol: its connection is closed (`ProtocolError`). A local send that exceeds a
+send bound is dropped and counted: Raft retransmits what it still needs, so losing a
+message is always safe, while an unbounded queue is not.
 """
 
 from __future__ import annotations
