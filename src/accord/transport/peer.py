@@ -490,8 +490,7 @@ class PeerTransport:
             link.dropped += len(batch)
             watcher.cancel()
             await _abort(writer)
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await asyncio.wait([watcher])  # unlike `await watcher`, never raises
         logger.warning("lost connection to peer %d: %s", link.node_id, reason)
 
 
