@@ -1,0 +1,102 @@
+"""Every bound the KV state machine and the watch hub enforce, named with units last.
+
+A command that exceeds a bound is not applied: `apply()` returns an `ErrorResult`
+carrying `LimitExceeded` (or `QuotaExceeded` for the store size), the same on every
+replica. The API layer should call `check_command()` before proposing, so most
+oversized requests are refused without touching the log.
+
+The state machine's bounds are part of the replicated behaviour: every replica of a
+group must run with the same `KVLimits`, or they could disagree about which commands
+fail. The defaults below are what production uses; tests pass smaller ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accord.limits import RAFT_ENTRY_BYTES_MAX
+
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+
+KEY_BYTES_MAX = 4 * KIB
+"""Length of one key (etcd has no separate key bound; its request bound is 1.5 MiB)."""
+
+VALUE_BYTES_MAX = 1 * MIB
+"""Length of one value."""
+
+TXN_OPS_MAX = 128
+"""Operations in one branch (success or failure) of a transaction (etcd's default)."""
+
+TXN_COMPARES_MAX = 128
+"""Comparisons in one transaction."""
+
+LEASES_MAX = 100_000
+"""Leases alive at once; granting one more is refused."""
+
+LEASE_TTL_MS_MIN = 1
+LEASE_TTL_MS_MAX = 10 * 365 * 24 * 3600 * 1000
+"""Ten years; a longer lease is a permanent key spelled badly."""
+
+LEASE_ID_MAX = (1 << 63) - 1
+"""Lease ids are positive signed 64-bit integers (etcd's); 0 means "no lease"."""
+
+SESSIONS_MAX = 100_000
+"""Client sessions remembered at once. A new client beyond this is refused rather than
+evicting another client's session, which would silently weaken its exactly-once
+guarantee; idle sessions are removed by `ExpireSessions`."""
+
+SESSION_IDLE_MS_MIN = 1_000
+"""Smallest idle time `ExpireSessions` accepts, so a mistaken command cannot drop every
+session of clients that are merely between requests."""
+
+STORE_BYTES_MAX = 2 * GIB
+"""Quota on the MVCC history, measured by `version_bytes()`: puts are refused with
+`QuotaExceeded` while it is exceeded; deletes and compaction still work (etcd's
+space quota)."""
+
+VERSION_OVERHEAD_BYTES = 128
+"""What one stored version (or tombstone) is charged on top of its key and value: an
+estimate of the Python objects that hold it."""
+
+COMMAND_BYTES_MAX = RAFT_ENTRY_BYTES_MAX
+"""Largest encoded command the decoder accepts (the Raft core bounds proposals too)."""
+
+SNAPSHOT_BYTES_MAX = 4 * GIB
+"""Largest snapshot `restore()` accepts."""
+
+INT64_MAX = (1 << 63) - 1
+"""Revisions, times and counters in commands are non-negative signed 64-bit integers."""
+
+UINT64_MAX = (1 << 64) - 1
+"""Client ids and sequence numbers are unsigned 64-bit integers."""
+
+WATCHERS_MAX = 10_000
+"""Watchers one `WatchHub` holds; registering one more raises `LimitExceeded`."""
+
+WATCH_QUEUE_EVENTS_MAX = 1_000
+"""Events queued for one watcher that its consumer has not taken yet. A watcher that
+falls further behind is cancelled (with the revision to resume from); a revision
+with more matching events than this can never be delivered whole and also cancels."""
+
+
+def version_bytes(key: bytes, value: bytes) -> int:
+    """What one stored version is charged against `KVLimits.store_bytes_max`."""
+    return len(key) + len(value) + VERSION_OVERHEAD_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class KVLimits:
+    """The bounds one state machine enforces; identical on every replica of a group."""
+
+    key_bytes_max: int = KEY_BYTES_MAX
+    value_bytes_max: int = VALUE_BYTES_MAX
+    txn_ops_max: int = TXN_OPS_MAX
+    txn_compares_max: int = TXN_COMPARES_MAX
+    leases_max: int = LEASES_MAX
+    lease_ttl_ms_min: int = LEASE_TTL_MS_MIN
+    lease_ttl_ms_max: int = LEASE_TTL_MS_MAX
+    sessions_max: int = SESSIONS_MAX
+    session_idle_ms_min: int = SESSION_IDLE_MS_MIN
+    store_bytes_max: int = STORE_BYTES_MAX
