@@ -56,6 +56,7 @@ from accord.kv.errors import (
     WatchNotFound,
 )
 from accord.kv.limits import KVLimits
+from accord.kv.machine import KVStateMachine
 from accord.kv.results import (
     CompactResult,
     DeleteResult,
@@ -105,6 +106,7 @@ __all__ = [
     "InvalidRequest",
     "KVError",
     "KVLimits",
+    "KVStateMachine",
     "KeyValue",
     "LeaseExists",
     "LeaseGrant",

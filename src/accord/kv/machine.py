@@ -1,0 +1,459 @@
+"""`KVStateMachine`: the replicated state of one Raft group's key-value store.
+
+Theory of operation
+-------------------
+The node runtime hands every committed log entry to `apply(index, data)`, in log
+order, and gets back the command's result (to resolve the waiting request) and the
+watch events it produced (to feed the `WatchHub`). Nothing in here reads a clock,
+draws randomness or does I/O: time is the `now_ms` the leader stamped on each
+command, so every replica that applies the same log computes the same state,
+results and events, byte for byte.
+
+`apply()` never raises for a command that is well-formed but fails: a missing lease,
+a compacted revision or an exceeded limit becomes an `ErrorResult`, recorded like any
+other result. Undecodable bytes become an `ErrorResult` with `BadCommand` too (every
+replica sees the same bytes, so they agree), and an empty entry (a new leader's
+no-op) yields `NoopResult`. Only a broken invariant (a bug, or the runtime applying
+an index twice) raises.
+
+The order of work for one entry:
+
+1. decode the envelope; advance the clock to `max(clock, now_ms)` (leaders' clocks
+   may disagree, and the replicated clock must never run backwards);
+2. if it carries a client id, consult the session: a retry is answered from the
+   record, a stale or unknown-session request is refused (`sessions.py`);
+3. check the command's static limits (`validate.py`), then run it. Handlers check
+   everything that can fail *before* they change anything, so a failure leaves no
+   trace but the error result;
+4. record the result in the client's session.
+
+Writes (a put, a delete, a transaction's branch, a lease revocation, lease expiry)
+happen at revision `revision + 1`, which becomes the store's revision only if
+something was written. All results a transaction returns carry the revision it ended
+at. The events of one revision are sorted by key.
+
+Reads for the runtime (`get`, `range`, `lease_ttl`, `leases`, `history`) serve the
+applied state directly; the runtime calls them after ReadIndex for linearizable
+reads, or at once for serializable ones. They raise the typed errors.
+
+`snapshot()` encodes the whole state (store history, leases, sessions, counters,
+clock and applied index) as one versioned msgpack array; `restore()` replaces the
+state with a decoded snapshot, or raises `BadSnapshot` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from accord.invariant import invariant
+from accord.kv import _wire
+from accord.kv.commands import (
+    Command,
+    Compact,
+    Compare,
+    CompareOp,
+    CompareTarget,
+    DeleteRange,
+    Envelope,
+    ExpireLeases,
+    ExpireSessions,
+    Get,
+    LeaseGrant,
+    LeaseKeepAlive,
+    LeaseRevoke,
+    Put,
+    Range,
+    Txn,
+    TxnOp,
+    decode_command,
+)
+from accord.kv.errors import (
+    BadCommand,
+    BadSnapshot,
+    Compacted,
+    FutureRevision,
+    KVError,
+    LeaseExists,
+    LeaseNotFound,
+    LimitExceeded,
+    QuotaExceeded,
+)
+from accord.kv.leases import Lease, LeaseTable
+from accord.kv.limits import SNAPSHOT_BYTES_MAX, UINT64_MAX, KVLimits, version_bytes
+from accord.kv.mvcc import MVCCStore
+from accord.kv.results import (
+    CompactResult,
+    DeleteResult,
+    ErrorResult,
+    ExpireLeasesResult,
+    ExpireSessionsResult,
+    GetResult,
+    LeaseGrantResult,
+    LeaseInfo,
+    LeaseKeepAliveResult,
+    LeaseRevokeResult,
+    NoopResult,
+    OpResult,
+    PutResult,
+    RangeResult,
+    Result,
+    TxnResult,
+)
+from accord.kv.sessions import SessionTable
+from accord.kv.types import Event, KeyValue
+from accord.kv.validate import check_command, check_request_id
+
+SNAPSHOT_FORMAT = 1
+
+Outcome = tuple[Result, list[Event]]
+
+
+class KVStateMachine:
+    """The KV store's replicated state; see the module docstring."""
+
+    def __init__(self, limits: KVLimits | None = None) -> None:
+        self._limits = limits if limits is not None else KVLimits()
+        self._store = MVCCStore()
+        self._leases = LeaseTable()
+        self._sessions = SessionTable(self._limits.sessions_max)
+        self._applied_index = 0
+        self._clock_ms = 0
+        self._handlers: dict[type[Any], Callable[[Any], Outcome]] = {
+            Put: self._single_op,
+            Get: self._single_op,
+            Range: self._single_op,
+            DeleteRange: self._single_op,
+            Txn: self._txn,
+            Compact: self._compact,
+            LeaseGrant: self._lease_grant,
+            LeaseRevoke: self._lease_revoke,
+            LeaseKeepAlive: self._lease_keepalive,
+            ExpireLeases: self._expire_leases,
+            ExpireSessions: self._expire_sessions,
+        }
+
+    # --- state the runtime reads -----------------------------------------------------
+    @property
+    def applied_index(self) -> int:
+        """The Raft index of the last entry applied (or of the restored snapshot)."""
+        return self._applied_index
+
+    @property
+    def revision(self) -> int:
+        return self._store.revision
+
+    @property
+    def compact_revision(self) -> int:
+        return self._store.compact_revision
+
+    @property
+    def clock_ms(self) -> int:
+        """The replicated clock: the largest `now_ms` applied so far."""
+        return self._clock_ms
+
+    @property
+    def limits(self) -> KVLimits:
+        return self._limits
+
+    @property
+    def size_bytes(self) -> int:
+        """The store's history as charged against `limits.store_bytes_max`."""
+        return self._store.size_bytes
+
+    @property
+    def sessions_count(self) -> int:
+        return len(self._sessions)
+
+    # --- apply -----------------------------------------------------------------------
+    def apply(self, index: int, data: bytes) -> tuple[Result, list[Event]]:
+        """Apply the committed entry at Raft index `index`; see the module docstring."""
+        invariant(index > self._applied_index, f"entry {index} applied after {self._applied_index}")
+        self._applied_index = index
+        if not data:
+            return NoopResult(), []
+        try:
+            envelope = decode_command(data)
+        except BadCommand as exc:
+            return ErrorResult.of(exc), []
+        self._clock_ms = max(self._clock_ms, envelope.now_ms)
+        return self._apply_envelope(envelope)
+
+    def _apply_envelope(self, envelope: Envelope) -> Outcome:
+        client_id, seq = envelope.client_id, envelope.seq
+        try:
+            check_request_id(client_id, seq)
+        except KVError as exc:
+            return ErrorResult.of(exc), []
+        if client_id:
+            answer = self._sessions.answer(client_id, seq, self._clock_ms)
+            if answer is not None:
+                return answer, []
+        try:
+            check_command(envelope.command, self._limits)
+            result, events = self._execute(envelope.command)
+        except KVError as exc:
+            result, events = ErrorResult.of(exc), []
+        if client_id:
+            self._sessions.record(client_id, seq, result, self._clock_ms)
+        return result, events
+
+    def _execute(self, command: Command) -> Outcome:
+        return self._handlers[type(command)](command)
+
+    # --- puts, deletes, reads and transactions -------------------------------------------
+    def _single_op(self, op: TxnOp) -> Outcome:
+        responses, events = self._run_ops((op,))
+        return responses[0], events
+
+    def _txn(self, txn: Txn) -> Outcome:
+        succeeded = all(self._compare(c) for c in txn.compares)
+        responses, events = self._run_ops(txn.success if succeeded else txn.failure)
+        return TxnResult(self._store.revision, succeeded, tuple(responses)), events
+
+    def _compare(self, compare: Compare) -> bool:
+        kv = self._store.latest(compare.key)
+        actual: bytes | int
+        if compare.target is CompareTarget.VALUE:
+            if kv is None:
+                return False  # etcd: a value compare on a missing key always fails
+            actual = kv.value
+        elif kv is None:
+            actual = 0
+        elif compare.target is CompareTarget.VERSION:
+            actual = kv.version
+        elif compare.target is CompareTarget.CREATE_REVISION:
+            actual = kv.create_revision
+        else:
+            actual = kv.mod_revision
+        expected = compare.value
+        invariant(type(actual) is type(expected), "compare operand of the wrong type")
+        if compare.op is CompareOp.EQUAL:
+            return actual == expected
+        if compare.op is CompareOp.NOT_EQUAL:
+            return actual != expected
+        if compare.op is CompareOp.LESS:
+            return actual < expected  # type: ignore[operator]  # same type, checked above
+        return actual > expected  # type: ignore[operator]
+
+    def _run_ops(self, ops: Sequence[TxnOp]) -> tuple[list[OpResult], list[Event]]:
+        """Run `ops` at one revision, each seeing the writes before it; all-or-nothing."""
+        self._check_ops(ops)
+        revision = self._store.revision + 1
+        events: list[Event] = []
+        responses: list[OpResult] = []
+        for op in ops:
+            if isinstance(op, Put):
+                responses.append(self._put(op, revision, events))
+            elif isinstance(op, DeleteRange):
+                prev = self._delete(op.key, op.range_end, revision, events)
+                responses.append(
+                    DeleteResult(revision, len(prev), tuple(prev) if op.prev_kv else ())
+                )
+            else:
+                responses.append(self._read(op, latest=revision))
+        final = self._finish(revision, events)
+        return [r if r.revision == final else replace(r, revision=final) for r in responses], events
+
+    def _check_ops(self, ops: Sequence[TxnOp]) -> None:
+        """Raise whatever would make `ops` fail, before any of them runs."""
+        needed_bytes = 0
+        for op in ops:
+            if isinstance(op, Get | Range):
+                self._store.resolve(op.revision)
+            elif isinstance(op, Put):
+                if op.lease and self._leases.alive(op.lease, self._clock_ms) is None:
+                    raise LeaseNotFound(op.lease)
+                needed_bytes += version_bytes(op.key, op.value)
+        size_bytes = self._store.size_bytes + needed_bytes
+        if needed_bytes and size_bytes > self._limits.store_bytes_max:
+            raise QuotaExceeded(size_bytes, self._limits.store_bytes_max)
+
+    def _put(self, op: Put, revision: int, events: list[Event]) -> PutResult:
+        event = self._store.put(op.key, op.value, op.lease, revision)
+        prev = event.prev_kv
+        if prev is not None and prev.lease:
+            self._leases.detach(event.kv.key, prev.lease)
+        if op.lease:
+            self._leases.attach(event.kv.key, op.lease)
+        events.append(event)
+        return PutResult(revision, prev if op.prev_kv else None)
+
+    def _delete(
+        self, key: bytes, range_end: bytes, revision: int, events: list[Event]
+    ) -> list[KeyValue]:
+        """Delete the live keys in the range; returns the versions deleted."""
+        deleted = self._store.delete(key, range_end, revision)
+        prev_kvs = []
+        for event in deleted:
+            prev = event.prev_kv
+            assert prev is not None  # a delete event always replaces a live version
+            if prev.lease:
+                self._leases.detach(prev.key, prev.lease)
+            prev_kvs.append(prev)
+        events += deleted
+        return prev_kvs
+
+    def _read(self, op: Get | Range, *, latest: int) -> OpResult:
+        """Serve a read; the revision 0 means `latest` (which includes the writes of
+        the open transaction). Results carry `latest` as their revision."""
+        at = latest if op.revision == 0 else self._store.resolve(op.revision)
+        if isinstance(op, Get):
+            return GetResult(latest, self._store.get(op.key, at))
+        kvs, count = self._store.range(op.key, op.range_end, at, op.limit, op.count_only)
+        return RangeResult(latest, tuple(kvs), count, not op.count_only and count > len(kvs))
+
+    def _finish(self, revision: int, events: list[Event]) -> int:
+        """Close the write transaction at `revision`; returns the store's revision."""
+        if events:
+            self._store.commit(revision)
+            events.sort(key=_event_key)
+        return self._store.revision
+
+    # --- compaction and leases -----------------------------------------------------------
+    def _compact(self, command: Compact) -> Outcome:
+        store = self._store
+        if command.revision <= store.compact_revision:
+            raise Compacted(command.revision, store.compact_revision)
+        if command.revision > store.revision:
+            raise FutureRevision(command.revision, store.revision)
+        store.compact(command.revision)
+        return CompactResult(store.revision, store.compact_revision), []
+
+    def _lease_grant(self, command: LeaseGrant) -> Outcome:
+        if self._leases.get(command.lease_id) is not None:
+            raise LeaseExists(command.lease_id)
+        if len(self._leases) >= self._limits.leases_max:
+            raise LimitExceeded("leases", len(self._leases) + 1, self._limits.leases_max)
+        lease = self._leases.grant(command.lease_id, command.ttl_ms, self._clock_ms)
+        return LeaseGrantResult(lease.lease_id, lease.ttl_ms, lease.deadline_ms), []
+
+    def _lease_keepalive(self, command: LeaseKeepAlive) -> Outcome:
+        lease = self._leases.alive(command.lease_id, self._clock_ms)
+        if lease is None:
+            raise LeaseNotFound(command.lease_id)
+        self._leases.refresh(lease, self._clock_ms)
+        return LeaseKeepAliveResult(lease.lease_id, lease.ttl_ms, lease.deadline_ms), []
+
+    def _lease_revoke(self, command: LeaseRevoke) -> Outcome:
+        lease = self._leases.get(command.lease_id)
+        if lease is None:
+            raise LeaseNotFound(command.lease_id)
+        revision = self._store.revision + 1
+        events: list[Event] = []
+        self._revoke(lease, revision, events)
+        return LeaseRevokeResult(self._finish(revision, events), len(events)), events
+
+    def _expire_leases(self, _: ExpireLeases) -> Outcome:
+        expired = self._leases.expired(self._clock_ms)
+        revision = self._store.revision + 1
+        events: list[Event] = []
+        for lease_id in expired:
+            lease = self._leases.get(lease_id)
+            assert lease is not None
+            self._revoke(lease, revision, events)
+        final = self._finish(revision, events)
+        return ExpireLeasesResult(final, tuple(expired), len(events)), events
+
+    def _revoke(self, lease: Lease, revision: int, events: list[Event]) -> None:
+        for key in sorted(lease.keys):
+            self._delete(key, b"", revision, events)
+        invariant(not lease.keys, "a revoked lease still holds keys")
+        self._leases.remove(lease.lease_id)
+
+    def _expire_sessions(self, command: ExpireSessions) -> Outcome:
+        return ExpireSessionsResult(self._sessions.expire(self._clock_ms, command.idle_ms)), []
+
+    # --- reads for the runtime -----------------------------------------------------------
+    def get(self, key: bytes, revision: int = 0) -> GetResult:
+        """The key's version at `revision` (0: latest). Raises `Compacted`,
+        `FutureRevision`, `InvalidRequest` or `LimitExceeded`."""
+        op = Get(key, revision)
+        check_command(op, self._limits)
+        result = self._read(op, latest=self._store.revision)
+        assert isinstance(result, GetResult)
+        return result
+
+    def range(
+        self,
+        key: bytes,
+        range_end: bytes = b"",
+        revision: int = 0,
+        limit: int = 0,
+        count_only: bool = False,
+    ) -> RangeResult:
+        """Live keys in the range at `revision` (0: latest); see `types` for ranges."""
+        op = Range(key, range_end, revision, limit, count_only)
+        check_command(op, self._limits)
+        result = self._read(op, latest=self._store.revision)
+        assert isinstance(result, RangeResult)
+        return result
+
+    def history(
+        self, key: bytes, range_end: bytes, start_revision: int, events_max: int
+    ) -> tuple[list[Event], int]:
+        """Events in the range from `start_revision` on (see `MVCCStore.history`);
+        raises `Compacted` when `start_revision <= compact_revision`."""
+        return self._store.history(key, range_end, start_revision, events_max)
+
+    def lease_ttl(self, lease_id: int, *, keys: bool = False) -> LeaseInfo | None:
+        """The lease (with its keys if asked), or `None` if there is no such lease."""
+        lease = self._leases.get(lease_id)
+        return None if lease is None else self._leases.info(lease, self._clock_ms, keys=keys)
+
+    def leases(self) -> list[LeaseInfo]:
+        """Every lease, by id (without their keys)."""
+        infos = []
+        for lease_id in self._leases.ids():
+            lease = self._leases.get(lease_id)
+            assert lease is not None
+            infos.append(self._leases.info(lease, self._clock_ms, keys=False))
+        return infos
+
+    # --- snapshots -----------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """The whole state: `[FORMAT, applied index, revision, compact revision, clock,
+        store, leases, sessions]`."""
+        store = self._store
+        return _wire.pack(
+            [
+                SNAPSHOT_FORMAT,
+                self._applied_index,
+                store.revision,
+                store.compact_revision,
+                self._clock_ms,
+                store.encode(),
+                self._leases.encode(),
+                self._sessions.encode(),
+            ]
+        )
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state with `snapshot()`'s output; raises `BadSnapshot`
+        (leaving the state as it was) for anything else."""
+        if len(data) > SNAPSHOT_BYTES_MAX:
+            raise BadSnapshot(f"{len(data)} bytes, over the limit of {SNAPSHOT_BYTES_MAX}")
+        try:
+            fields = _wire.array(_wire.unpack(data), "snapshot", 8)
+            version, applied, revision, compact, clock, keys, leases, sessions = fields
+            if type(version) is not int or version != SNAPSHOT_FORMAT:
+                raise _wire.WireError(f"unknown snapshot format {version!r:.20}")
+            store = MVCCStore.decode(
+                keys, _wire.uint(revision, "revision"), _wire.uint(compact, "compact revision")
+            )
+            lease_table = LeaseTable.decode(leases, store.live_leased_keys())
+            session_table = SessionTable.decode(sessions, self._limits.sessions_max)
+            applied_index = _wire.uint(applied, "applied index", UINT64_MAX)
+            clock_ms = _wire.uint(clock, "clock")
+        except _wire.WireError as exc:
+            raise BadSnapshot(str(exc)) from None
+        self._store = store
+        self._leases = lease_table
+        self._sessions = session_table
+        self._applied_index = applied_index
+        self._clock_ms = clock_ms
+
+
+def _event_key(event: Event) -> bytes:
+    return event.kv.key
