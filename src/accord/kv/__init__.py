@@ -77,6 +77,7 @@ from accord.kv.results import (
 )
 from accord.kv.types import ALL_KEYS_END, Event, EventType, KeyValue, prefix_end
 from accord.kv.validate import check_command, check_envelope
+from accord.kv.watch import WatchHub, WatchUpdate
 
 __all__ = [
     "ALL_KEYS_END",
@@ -132,7 +133,9 @@ __all__ = [
     "TxnOp",
     "TxnResult",
     "WatchCancelled",
+    "WatchHub",
     "WatchNotFound",
+    "WatchUpdate",
     "check_command",
     "check_envelope",
     "decode_command",
