@@ -228,7 +228,7 @@ class KVStateMachine:
         else:
             actual = kv.mod_revision
         expected = compare.value
-        invariant(type(actual) is type(expected), "compare operand of the wrong type")
+        invariant(isinstance(actual, bytes) == isinstance(expected, bytes), "compare operand type")
         if compare.op is CompareOp.EQUAL:
             return actual == expected
         if compare.op is CompareOp.NOT_EQUAL:
