@@ -13,12 +13,18 @@ def cli() -> None:
     """Accord: a fault-tolerant, strongly consistent data system."""
 
 
+from accord.cli.node import node  # noqa: E402
 from accord.cli.sim import sim  # noqa: E402
 from accord.cli.storage import storage  # noqa: E402
+from accord.cli.up import up  # noqa: E402
 
-cli.add_command(sim)
-cli.add_command(storage)
+for command in (up, node, sim, storage):
+    cli.add_command(command)
 
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,461 @@
+"""The HTTP/JSON API v1 (aiohttp), as the design document specifies it.
+
+Errors are `{"error": {"code", "message"}}` with a fitting status. A write that
+reaches a follower is forwarded once to the leader (header `X-Accord-Forwarded`);
+if there is no leader, or the request was already forwarded, the answer is 503 with
+code `not_leader` and, when known, the leader's id and URL. Reads are served by any
+node: linearizable ones after a ReadIndex round through the leader, serializable
+ones (`?consistency=serializable`) from local state at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from accord.api.openapi import spec
+from accord.errors import AccordError, DeadlineExceeded, NotLeader, ProposalDropped
+from accord.kv import Compare, CompareOp, CompareTarget, DeleteRange, Get, Put, Range, Txn
+from accord.kv import errors as kv_errors
+from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, TxnResult
+from accord.kv.types import KeyValue, prefix_end
+from accord.node.service import KVService
+
+REQUEST_BYTES_MAX = 4 << 20
+FORWARDED = "X-Accord-Forwarded"
+
+_STATUS = {
+    NotLeader: 503,
+    ProposalDropped: 503,
+    DeadlineExceeded: 504,
+    kv_errors.InvalidRequest: 400,
+    kv_errors.BadCommand: 400,
+    kv_errors.DuplicateKey: 400,
+    kv_errors.FutureRevision: 400,
+    kv_errors.LimitExceeded: 413,
+    kv_errors.QuotaExceeded: 507,
+    kv_errors.Compacted: 410,
+    kv_errors.LeaseNotFound: 404,
+    kv_errors.LeaseExists: 409,
+    kv_errors.StaleRequest: 409,
+    kv_errors.SessionExpired: 409,
+}
+
+
+class BadRequest(AccordError):
+    code = "bad_request"
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    body = {"error": {"code": code, "message": message, **extra}}
+    return web.json_response(body, status=status)
+
+
+# --- encoding ------------------------------------------------------------------------
+def _text_or_b64(name: str, data: bytes) -> dict[str, str]:
+    try:
+        return {name: data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {f"{name}_b64": base64.b64encode(data).decode()}
+
+
+def kv_json(kv: KeyValue) -> dict[str, Any]:
+    return {
+        **_text_or_b64("key", kv.key),
+        **_text_or_b64("value", kv.value),
+        "create_revision": kv.create_revision,
+        "mod_revision": kv.mod_revision,
+        "version": kv.version,
+        "lease": kv.lease,
+    }
+
+
+def result_json(result: Any) -> dict[str, Any]:
+    if isinstance(result, PutResult):
+        return {"revision": result.revision}
+    if isinstance(result, DeleteResult):
+        return {"revision": result.revision, "deleted": result.deleted}
+    if isinstance(result, GetResult):
+        return {"revision": result.revision, "kv": kv_json(result.kv) if result.kv else None}
+    if isinstance(result, RangeResult):
+        return {
+            "revision": result.revision,
+            "count": result.count,
+            "more": result.more,
+            "kvs": [kv_json(kv) for kv in result.kvs],
+        }
+    if isinstance(result, TxnResult):
+        return {
+            "succeeded": result.succeeded,
+            "revision": result.revision,
+            "responses": [result_json(r) for r in result.responses],
+        }
+    raise TypeError(f"no JSON form for {type(result).__name__}")
+
+
+def _bytes_field(obj: dict[str, Any], name: str, required: bool = True) -> bytes:
+    if f"{name}_b64" in obj:
+        try:
+            return base64.b64decode(str(obj[f"{name}_b64"]), validate=True)
+        except ValueError as e:
+            raise BadRequest(f"{name}_b64 is not valid base64") from e
+    if name in obj:
+        if not isinstance(obj[name], str):
+            raise BadRequest(f"{name} must be a string (use {name}_b64 for binary)")
+        return str(obj[name]).encode()
+    if required:
+        raise BadRequest(f"missing {name!r} (or {name}_b64)")
+    return b""
+
+
+def _only(obj: Any, allowed: set[str], what: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    unknown = set(obj) - allowed
+    if unknown:
+        raise BadRequest(f"unknown field(s) in {what}: {', '.join(sorted(unknown))}")
+    return obj
+
+
+_KEY_FIELDS = {"key", "key_b64", "range_end", "range_end_b64"}
+
+
+def parse_txn_op(raw: Any) -> Put | Get | Range | DeleteRange:
+    op = _only(raw, {"put", "get", "delete", "range"}, "txn op")
+    if len(op) != 1:
+        raise BadRequest("a txn op has exactly one of put, get, delete, range")
+    kind, body = next(iter(op.items()))
+    if kind == "put":
+        body = _only(body, {"key", "key_b64", "value", "value_b64", "lease"}, "put")
+        return Put(_bytes_field(body, "key"), _bytes_field(body, "value"), _int(body, "lease"))
+    if kind == "get":
+        body = _only(body, {"key", "key_b64", "revision"}, "get")
+        return Get(_bytes_field(body, "key"), _int(body, "revision"))
+    body = _only(body, _KEY_FIELDS | {"revision", "limit"}, kind)
+    key, end = _bytes_field(body, "key"), _bytes_field(body, "range_end", required=False)
+    if kind == "delete":
+        return DeleteRange(key, end)
+    return Range(key, end, _int(body, "revision"), _int(body, "limit"))
+
+
+def _int(obj: dict[str, Any], name: str) -> int:
+    value = obj.get(name, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BadRequest(f"{name} must be a non-negative integer")
+    return value
+
+
+_TARGETS = {t.name.lower(): t for t in CompareTarget}
+_OPS = {
+    "==": CompareOp.EQUAL,
+    "!=": CompareOp.NOT_EQUAL,
+    "<": CompareOp.LESS,
+    ">": CompareOp.GREATER,
+}
+
+
+def parse_compare(raw: Any) -> Compare:
+    c = _only(raw, {"key", "key_b64", "target", "op", "value", "value_b64"}, "compare")
+    target = _TARGETS.get(str(c.get("target")))
+    op = _OPS.get(str(c.get("op")))
+    if target is None:
+        raise BadRequest(f"compare target must be one of {sorted(_TARGETS)}")
+    if op is None:
+        raise BadRequest(f"compare op must be one of {sorted(_OPS)}")
+    if target == CompareTarget.VALUE:
+        value: bytes | int = _bytes_field(c, "value")
+    else:
+        value = _int(c, "value")
+    return Compare(_bytes_field(c, "key"), target, op, value)
+
+
+def parse_txn(raw: Any) -> Txn:
+    body = _only(raw, {"compare", "success", "failure"}, "txn")
+    for name in ("compare", "success", "failure"):
+        if not isinstance(body.get(name, []), list):
+            raise BadRequest(f"{name} must be a list")
+    return Txn(
+        tuple(parse_compare(c) for c in body.get("compare", [])),
+        tuple(parse_txn_op(o) for o in body.get("success", [])),
+        tuple(parse_txn_op(o) for o in body.get("failure", [])),
+    )
+
+
+# --- the application -------------------------------------------------------------------
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HttpApi:
+    def __init__(self, service: KVService, member_urls: dict[int, str]) -> None:
+        self.service = service
+        self.member_urls = member_urls
+        self._client: aiohttp.ClientSession | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=REQUEST_BYTES_MAX, middlewares=[self._errors])
+        app.router.add_put("/v1/kv/{key:.+}", self.put)
+        app.router.add_get("/v1/kv/{key:.+}", self.get)
+        app.router.add_delete("/v1/kv/{key:.+}", self.delete)
+        app.router.add_get("/v1/range", self.range)
+        app.router.add_post("/v1/txn", self.txn)
+        app.router.add_get("/v1/watch", self.watch)
+        app.router.add_post("/v1/lease/grant", self.lease_grant)
+        app.router.add_post("/v1/lease/{id:[0-9]+}/keepalive", self.lease_keepalive)
+        app.router.add_get("/v1/lease/{id:[0-9]+}", self.lease_get)
+        app.router.add_delete("/v1/lease/{id:[0-9]+}", self.lease_revoke)
+        app.router.add_get("/v1/cluster/status", self.status)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/v1/openapi.json", self.openapi)
+        app.on_cleanup.append(self._close_client)
+        return app
+
+    async def _close_client(self, app: web.Application) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except NotLeader as e:
+            return await self._not_leader(request, e)
+        except BadRequest as e:
+            return error_response(400, e.code, str(e))
+        except AccordError as e:
+            return error_response(_STATUS.get(type(e), 500), e.code, str(e))
+        except web.HTTPRequestEntityTooLarge as e:
+            return error_response(413, "request_too_large", str(e.text))
+        except web.HTTPException as e:
+            return error_response(e.status, "http_error", e.reason)
+
+    async def _not_leader(self, request: web.Request, error: NotLeader) -> web.StreamResponse:
+        leader = error.leader_hint or self.service.node.leader_id
+        url = self.member_urls.get(leader)
+        if url and not request.headers.get(FORWARDED) and leader != self.service.node.core.id:
+            return await self._forward(request, url)
+        extra = {"leader": {"id": leader, "url": url}} if url else {}
+        return error_response(503, "not_leader", str(error), **extra)
+
+    async def _forward(self, request: web.Request, leader_url: str) -> web.StreamResponse:
+        if self._client is None:
+            self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        body = await request.read()
+        headers = {FORWARDED: "1", "Content-Type": request.content_type}
+        try:
+            async with self._client.request(
+                request.method,
+                leader_url + request.rel_url.raw_path_qs,
+                data=body,
+                headers=headers,
+            ) as upstream:
+                payload = await upstream.read()
+                out = web.Response(status=upstream.status, body=payload)
+                for name in (
+                    "Content-Type",
+                    *(h for h in upstream.headers if h.startswith("X-Accord-")),
+                ):
+                    if name in upstream.headers:
+                        out.headers[name] = upstream.headers[name]
+                return out
+        except (aiohttp.ClientError, TimeoutError) as e:
+            return error_response(503, "not_leader", f"forwarding to the leader failed: {e}")
+
+    # --- handlers -------------------------------------------------------------------------
+    @staticmethod
+    def _key(request: web.Request) -> bytes:
+        return request.match_info["key"].encode()
+
+    @staticmethod
+    def _linearizable(request: web.Request) -> bool:
+        mode = request.query.get("consistency", "linearizable")
+        if mode not in ("linearizable", "serializable"):
+            raise BadRequest("consistency must be linearizable or serializable")
+        return mode == "linearizable"
+
+    @staticmethod
+    def _key_range(request: web.Request) -> tuple[bytes, bytes]:
+        q = request.query
+        if "prefix" in q:
+            key = q["prefix"].encode()
+            return key, prefix_end(key)
+        if "key" in q:
+            return q["key"].encode(), q.get("range_end", "").encode()
+        raise BadRequest("give key (and range_end) or prefix")
+
+    @staticmethod
+    def _query_int(request: web.Request, name: str) -> int:
+        raw = request.query.get(name, "0")
+        if not raw.isdigit():
+            raise BadRequest(f"{name} must be a non-negative integer")
+        return int(raw)
+
+    async def put(self, request: web.Request) -> web.Response:
+        value = await request.read()
+        result = await self.service.put(
+            self._key(request), value, self._query_int(request, "lease")
+        )
+        return web.json_response(result_json(result))
+
+    async def get(self, request: web.Request) -> web.Response:
+        result = await self.service.get(
+            self._key(request), self._query_int(request, "revision"), self._linearizable(request)
+        )
+        if result.kv is None:
+            return error_response(404, "not_found", "key not found", revision=result.revision)
+        kv = result.kv
+        return web.Response(
+            body=kv.value,
+            content_type="application/octet-stream",
+            headers={
+                "X-Accord-Revision": str(result.revision),
+                "X-Accord-Mod-Revision": str(kv.mod_revision),
+                "X-Accord-Create-Revision": str(kv.create_revision),
+                "X-Accord-Version": str(kv.version),
+                "X-Accord-Lease": str(kv.lease),
+            },
+        )
+
+    async def delete(self, request: web.Request) -> web.Response:
+        result = await self.service.delete(self._key(request))
+        return web.json_response(result_json(result))
+
+    async def range(self, request: web.Request) -> web.Response:
+        q = request.query
+        unknown = set(q) - {
+            "key",
+            "range_end",
+            "prefix",
+            "limit",
+            "count_only",
+            "revision",
+            "consistency",
+        }
+        if unknown:
+            raise BadRequest(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        key, end = self._key_range(request)
+        result = await self.service.range(
+            key,
+            end,
+            revision=self._query_int(request, "revision"),
+            limit=self._query_int(request, "limit"),
+            count_only=q.get("count_only", "false").lower() in ("1", "true"),
+            linearizable=self._linearizable(request),
+        )
+        return web.json_response(result_json(result))
+
+    async def txn(self, request: web.Request) -> web.Response:
+        try:
+            raw = json.loads(await request.read())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BadRequest(f"body is not valid JSON: {e}") from e
+        result = await self.service.txn(parse_txn(raw))
+        return web.json_response(result_json(result))
+
+    async def _json_body(self, request: web.Request, allowed: set[str]) -> dict[str, Any]:
+        try:
+            raw = json.loads(await request.read() or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BadRequest(f"body is not valid JSON: {e}") from e
+        return _only(raw, allowed, "request body")
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        """A stream of JSON lines, one per batch of events, in revision order."""
+        q = request.query
+        unknown = set(q) - {"key", "range_end", "prefix", "start_revision"}
+        if unknown:
+            raise BadRequest(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        key, end = self._key_range(request)
+        watch_id = self.service.open_watch(key, end, self._query_int(request, "start_revision"))
+        events = self.service.stream(watch_id)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        try:
+            await response.prepare(request)
+            async for batch in events:
+                lines = [
+                    {
+                        "type": e.type.name.lower(),
+                        "kv": kv_json(e.kv),
+                        "prev_kv": kv_json(e.prev_kv) if e.prev_kv else None,
+                    }
+                    for e in batch
+                ]
+                await response.write(json.dumps({"events": lines}).encode() + b"\n")
+        except AccordError as e:
+            error = {"error": {"code": e.code, "message": str(e)}}
+            await response.write(json.dumps(error).encode() + b"\n")
+        finally:
+            await events.aclose()
+        return response
+
+    async def lease_grant(self, request: web.Request) -> web.Response:
+        body = await self._json_body(request, {"ttl"})
+        ttl = body.get("ttl")
+        if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 1:
+            raise BadRequest("ttl must be a positive number of seconds")
+        result = await self.service.lease_grant(ttl)
+        return web.json_response({"id": result.lease_id, "ttl": result.ttl_ms // 1000})
+
+    async def lease_keepalive(self, request: web.Request) -> web.Response:
+        lease_id = int(request.match_info["id"])
+        result = await self.service.lease_keepalive(lease_id)
+        return web.json_response({"id": lease_id, "ttl": result.ttl_ms // 1000})
+
+    async def lease_revoke(self, request: web.Request) -> web.Response:
+        result = await self.service.lease_revoke(int(request.match_info["id"]))
+        return web.json_response({"revision": result.revision})
+
+    async def lease_get(self, request: web.Request) -> web.Response:
+        lease_id = int(request.match_info["id"])
+        await self.service.node.read_barrier()
+        info = self.service.machine.lease_ttl(lease_id, keys=True)
+        if info is None:
+            return error_response(404, "lease_not_found", f"lease {lease_id} does not exist")
+        return web.json_response(
+            {
+                "id": lease_id,
+                "ttl": max(0, info.remaining_ms) // 1000,
+                "granted_ttl": info.ttl_ms // 1000,
+                "keys": [_text_or_b64("key", k) for k in info.keys],
+            }
+        )
+
+    async def status(self, request: web.Request) -> web.Response:
+        node = self.service.node
+        st = node.core.status()
+        members = []
+        for member_id in sorted(st.conf.members() | set(self.member_urls)):
+            progress = st.progress.get(member_id)
+            members.append(
+                {
+                    "id": member_id,
+                    "url": self.member_urls.get(member_id),
+                    "voter": member_id in st.conf.all_voters(),
+                    "match": progress.match if progress else None,
+                }
+            )
+        return web.json_response(
+            {
+                "id": st.id,
+                "role": st.role.name.lower(),
+                "leader": st.leader,
+                "term": st.term,
+                "commit": st.commit,
+                "applied": node.applied_index,
+                "revision": self.service.machine.revision,
+                "members": members,
+            }
+        )
+
+    async def health(self, request: web.Request) -> web.Response:
+        leader = self.service.node.leader_id
+        if not leader:
+            return error_response(503, "no_leader", "this node knows no leader")
+        return web.json_response({"health": "ok", "leader": leader})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(spec())

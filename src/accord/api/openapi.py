@@ -1,0 +1,258 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at `/v1/openapi.json`.
+
+Kept by hand next to the handlers (`accord.api.http`); a test checks that every route
+the server registers is described here and the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {
+    "description": "error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+_KEY_PARAM = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "the key (UTF-8, URL-encoded); any byte string via ?key_b64=",
+}
+_CONSISTENCY = {
+    "name": "consistency",
+    "in": "query",
+    "schema": {"type": "string", "enum": ["linearizable", "serializable"]},
+    "description": "linearizable (default) confirms leadership first; serializable reads "
+    "this node's local state at once, possibly stale",
+}
+_LEASE_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_REVISION = {
+    "name": "revision",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1},
+    "description": "read the store as of this revision",
+}
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+def _responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": ok}
+    for status in errors or (400, 404, 413, 503):
+        responses[str(status)] = _ERROR
+    return responses
+
+
+_KV = {
+    "type": "object",
+    "properties": {
+        "key": {"type": "string"},
+        "key_b64": {"type": "string"},
+        "value": {"type": "string"},
+        "value_b64": {"type": "string"},
+        "create_revision": {"type": "integer"},
+        "mod_revision": {"type": "integer"},
+        "version": {"type": "integer"},
+        "lease": {"type": "integer"},
+    },
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "leader": {"type": "object", "description": "present with code not_leader"},
+                },
+            }
+        },
+    },
+    "KeyValue": _KV,
+    "PutResult": {"type": "object", "properties": {"revision": {"type": "integer"}}},
+    "DeleteResult": {
+        "type": "object",
+        "properties": {"revision": {"type": "integer"}, "deleted": {"type": "integer"}},
+    },
+    "RangeResult": {
+        "type": "object",
+        "properties": {
+            "revision": {"type": "integer"},
+            "count": {"type": "integer"},
+            "more": {"type": "boolean"},
+            "kvs": {"type": "array", "items": _KV},
+        },
+    },
+    "Txn": {
+        "type": "object",
+        "properties": {
+            "compare": {"type": "array", "items": {"type": "object"}},
+            "success": {"type": "array", "items": {"type": "object"}},
+            "failure": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "TxnResult": {
+        "type": "object",
+        "properties": {
+            "succeeded": {"type": "boolean"},
+            "revision": {"type": "integer"},
+            "responses": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "Lease": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "ttl": {"type": "integer"},
+            "granted_ttl": {"type": "integer"},
+            "keys": {"type": "array"},
+        },
+    },
+    "Status": {
+        "type": "object",
+        "properties": {
+            "leader": {"type": "integer"},
+            "members": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+}
+
+
+def spec() -> dict[str, Any]:
+    kv_item = {
+        "put": {
+            "summary": "Write a value (the raw request body)",
+            "parameters": [
+                _KEY_PARAM,
+                {"name": "lease", "in": "query", "schema": {"type": "integer"}},
+            ],
+            "requestBody": {
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                }
+            },
+            "responses": _responses({"description": "written", **_json("PutResult")}),
+        },
+        "get": {
+            "summary": "Read a value: the raw body; metadata in X-Accord-* headers",
+            "parameters": [_KEY_PARAM, _CONSISTENCY, _REVISION],
+            "responses": _responses(
+                {
+                    "description": "the value",
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        }
+                    },
+                }
+            ),
+        },
+        "delete": {
+            "summary": "Delete a key",
+            "parameters": [_KEY_PARAM],
+            "responses": _responses({"description": "deleted", **_json("DeleteResult")}),
+        },
+    }
+    range_params = [
+        {"name": "key", "in": "query", "schema": {"type": "string"}},
+        {"name": "range_end", "in": "query", "schema": {"type": "string"}},
+        {"name": "prefix", "in": "query", "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+        {"name": "count_only", "in": "query", "schema": {"type": "boolean"}},
+        _CONSISTENCY,
+        _REVISION,
+    ]
+    start_revision = {"name": "start_revision", "in": "query", "schema": {"type": "integer"}}
+    watch_params = [*range_params[:3], start_revision]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Accord HTTP API", "version": "1"},
+        "paths": {
+            "/v1/kv/{key}": kv_item,
+            "/v1/range": {
+                "get": {
+                    "summary": "Read a range or prefix of keys",
+                    "parameters": range_params,
+                    "responses": _responses({"description": "keys", **_json("RangeResult")}),
+                }
+            },
+            "/v1/txn": {
+                "post": {
+                    "summary": "Compare, then apply success or failure ops",
+                    "requestBody": _json("Txn"),
+                    "responses": _responses({"description": "outcome", **_json("TxnResult")}),
+                }
+            },
+            "/v1/watch": {
+                "get": {
+                    "summary": "Stream of events (JSON lines) on a key, range or prefix",
+                    "parameters": watch_params,
+                    "responses": _responses(
+                        {"description": "application/x-ndjson stream"}, 400, 410
+                    ),
+                }
+            },
+            "/v1/lease/grant": {
+                "post": {
+                    "summary": 'Grant a lease: body {"ttl": seconds}',
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"ttl": {"type": "integer"}},
+                                }
+                            }
+                        }
+                    },
+                    "responses": _responses({"description": "granted", **_json("Lease")}),
+                }
+            },
+            "/v1/lease/{id}": {
+                "get": {
+                    "summary": "Time to live and keys of a lease",
+                    "parameters": [_LEASE_ID],
+                    "responses": _responses({"description": "lease", **_json("Lease")}),
+                },
+                "delete": {
+                    "summary": "Revoke a lease and delete its keys",
+                    "parameters": [_LEASE_ID],
+                    "responses": _responses({"description": "revoked"}),
+                },
+            },
+            "/v1/lease/{id}/keepalive": {
+                "post": {
+                    "summary": "Refresh a lease",
+                    "parameters": [_LEASE_ID],
+                    "responses": _responses({"description": "refreshed", **_json("Lease")}),
+                }
+            },
+            "/v1/cluster/status": {
+                "get": {
+                    "summary": "Members, roles, terms, indexes",
+                    "responses": _responses({"description": "status", **_json("Status")}, 503),
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness of this node",
+                    "responses": _responses({"description": "healthy"}, 503),
+                }
+            },
+            "/v1/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI"}},
+                }
+            },
+        },
+        "components": {"schemas": SCHEMAS},
+    }

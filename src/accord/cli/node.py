@@ -1,0 +1,62 @@
+"""`accord node --config FILE`: run one node (flags override the file and ACCORD_*)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from accord.node.config import ConfigError, load_config
+
+
+@click.command("node")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML configuration file",
+)
+@click.option("--name")
+@click.option("--id", "node_id", type=int)
+@click.option("--data-dir")
+@click.option("--client", help="HOST:PORT of the HTTP API")
+@click.option("--peer", help="HOST:PORT for Raft traffic")
+@click.option("--join/--no-join", default=None, help="this node joins a running cluster")
+def node(
+    config_path: Path | None,
+    name: str | None,
+    node_id: int | None,
+    data_dir: str | None,
+    client: str | None,
+    peer: str | None,
+    join: bool | None,
+) -> None:
+    """Run one Accord node until SIGINT/SIGTERM."""
+    overrides = {
+        "name": name,
+        "id": node_id,
+        "data_dir": data_dir,
+        "client": client,
+        "peer": peer,
+        "join": join,
+    }
+    try:
+        config = load_config(config_path, overrides=overrides)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s {config.name} %(levelname)s %(name)s: %(message)s",
+    )
+    from accord.node.server import serve
+
+    try:
+        import uvloop
+
+        uvloop.run(serve(config))
+    except ImportError:
+        asyncio.run(serve(config))

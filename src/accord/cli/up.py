@@ -1,0 +1,179 @@
+"""`accord up`: a local cluster of N node processes on 127.0.0.1.
+
+Each node is a separate `accord node --config DIR/nK/node.toml` process. The same
+`--dir` brings the same cluster back with its data (the configs are reused). Nodes
+that die are reported, not restarted. SIGINT/SIGTERM stop every node (SIGTERM first,
+so each one hands over leadership and flushes; SIGKILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+
+from accord.node.config import Member, NodeConfig, load_config, render_config
+
+STOP_GRACE_S = 10.0
+LEADER_WAIT_S = 30.0
+
+
+def _cluster_configs(nodes: int, directory: Path, port_base: int) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    existing = sorted(directory.glob("n*/node.toml"))
+    if existing:
+        if len(existing) != nodes:
+            raise click.UsageError(
+                f"{directory} holds a cluster of {len(existing)} nodes; use --nodes "
+                f"{len(existing)} or another --dir"
+            )
+        return existing
+    members = {
+        i: Member(i, f"n{i}", ("127.0.0.1", port_base + 100 + i), ("127.0.0.1", port_base + i))
+        for i in range(1, nodes + 1)
+    }
+    paths = []
+    for member in members.values():
+        node_dir = directory / member.name
+        node_dir.mkdir(parents=True, exist_ok=True)
+        config = NodeConfig(
+            name=member.name,
+            id=member.id,
+            data_dir=node_dir / "data",
+            client=member.client,
+            peer=member.peer,
+            members=members,
+            cluster_id=f"accord-{directory.resolve().name}",
+        )
+        path = node_dir / "node.toml"
+        path.write_text(render_config(config))
+        paths.append(path)
+    return paths
+
+
+def _status(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"{url}/v1/cluster/status", timeout=1) as response:
+            data: dict[str, Any] = json.loads(response.read())
+            return data
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def _wait_for_leader(configs: list[NodeConfig], procs: list[subprocess.Popen[bytes]]) -> int:
+    deadline = time.monotonic() + LEADER_WAIT_S
+    while time.monotonic() < deadline:
+        for config, proc in zip(configs, procs, strict=True):
+            if proc.poll() is not None:
+                raise click.ClickException(
+                    f"node {config.name} exited with code {proc.returncode}; "
+                    f"see {config.data_dir.parent / 'node.log'}"
+                )
+            status = _status(config.client_url)
+            if status and status.get("leader"):
+                return int(status["leader"])
+        time.sleep(0.1)
+    raise click.ClickException(f"no leader elected within {LEADER_WAIT_S:g}s")
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for proc in procs:
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            proc.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@click.command("up")
+@click.option("--nodes", default=3, show_default=True, type=click.IntRange(1, 9))
+@click.option("--dir", "directory", default="accord-data", show_default=True, type=click.Path())
+@click.option(
+    "--port-base",
+    default=7000,
+    show_default=True,
+    type=click.IntRange(1024, 64000),
+    help="node K serves clients on PORT_BASE+K and peers on PORT_BASE+100+K",
+)
+def up(nodes: int, directory: str, port_base: int) -> None:
+    """Start a local cluster and run it until Ctrl-C."""
+    root = Path(directory)
+    paths = _cluster_configs(nodes, root, port_base)
+    configs = [load_config(p, env={}) for p in paths]
+    procs: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        for path in paths:
+            log_file = open(path.parent / "node.log", "ab")  # noqa: SIM115 - owned by the child
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "accord.cli.main", "node", "--config", str(path)],
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            )
+        leader = _wait_for_leader(configs, procs)
+        _write_cluster_file(root, configs, paths, procs)
+        _print_cluster(configs, leader)
+        reported: set[int] = set()
+        while not stopping:
+            for config, proc in zip(configs, procs, strict=True):
+                if proc.poll() is not None and config.id not in reported:
+                    reported.add(config.id)
+                    click.echo(f"node {config.name} exited with code {proc.returncode}", err=True)
+            time.sleep(0.2)
+        click.echo("stopping the cluster ...")
+    finally:
+        _stop(procs)
+    click.echo("stopped")
+
+
+def _write_cluster_file(
+    root: Path, configs: list[NodeConfig], paths: list[Path], procs: list[subprocess.Popen[bytes]]
+) -> None:
+    data = {
+        "nodes": [
+            {
+                "name": c.name,
+                "id": c.id,
+                "pid": p.pid,
+                "client_url": c.client_url,
+                "peer_address": f"{c.peer[0]}:{c.peer[1]}",
+                "config": str(path),
+            }
+            for c, path, p in zip(configs, paths, procs, strict=True)
+        ]
+    }
+    (root / "cluster.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _print_cluster(configs: list[NodeConfig], leader: int) -> None:
+    click.echo(f"Accord cluster of {len(configs)} nodes is up (leader: n{leader})")
+    for config in configs:
+        click.echo(
+            f"  {config.name}  {config.client_url}  (peers: {config.peer[0]}:{config.peer[1]})"
+        )
+    click.echo(f"dashboard: {configs[0].client_url}/")
+    click.echo("Ctrl-C stops every node.")

@@ -1,0 +1,1 @@
+"""The node runtime: drives raft, storage, transport and the state machine."""

@@ -1,0 +1,213 @@
+"""Node configuration: a TOML file, overridden by `ACCORD_*` environment variables,
+overridden by command-line flags; validated into one frozen `NodeConfig`.
+
+Example file (what `accord up` writes for each node):
+
+    name = "n1"
+    id = 1
+    cluster_id = "accord-local"
+    data_dir = "/tmp/accord/n1"
+    client = "127.0.0.1:7001"        # HTTP API
+    peer = "127.0.0.1:7101"          # Raft traffic
+    tick_ms = 50
+    election_ticks = 10
+
+    [members.1]
+    name = "n1"
+    peer = "127.0.0.1:7101"
+    client = "127.0.0.1:7001"
+
+Environment variables use the upper-cased key: `ACCORD_CLIENT=127.0.0.1:7001`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accord.errors import AccordError
+
+SCALAR_KEYS = {
+    "name": str,
+    "id": int,
+    "cluster_id": str,
+    "data_dir": str,
+    "client": str,
+    "peer": str,
+    "tick_ms": int,
+    "election_ticks": int,
+    "snapshot_entries": int,
+    "join": bool,
+}
+
+
+class ConfigError(AccordError):
+    """The node's configuration is missing something or holds a bad value."""
+
+    code = "bad_config"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: int
+    name: str
+    peer: tuple[str, int]
+    client: tuple[str, int]
+
+    @property
+    def client_url(self) -> str:
+        return f"http://{self.client[0]}:{self.client[1]}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    name: str
+    id: int
+    data_dir: Path
+    client: tuple[str, int]
+    peer: tuple[str, int]
+    members: dict[int, Member] = field(default_factory=dict)
+    cluster_id: str = "accord"
+    tick_ms: int = 50
+    election_ticks: int = 10
+    snapshot_entries: int = 10_000
+    """Applied entries between two snapshots (then the log is compacted)."""
+    join: bool = False
+    """True for a node added to a running cluster: it waits to be contacted."""
+
+    @property
+    def client_url(self) -> str:
+        return f"http://{self.client[0]}:{self.client[1]}"
+
+
+def parse_address(value: str, what: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what}: expected HOST:PORT with a port in 1..65535, got {value!r}")
+    return host, int(port)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    kind = SCALAR_KEYS[key]
+    if kind is bool and isinstance(value, str):
+        if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value.lower() in ("1", "true", "yes")
+    if kind is int and isinstance(value, str):
+        if not value.strip().lstrip("-").isdigit():
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _members(raw: Any) -> dict[int, Member]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("members: expected a table of [members.ID] tables")
+    members: dict[int, Member] = {}
+    for key, entry in raw.items():
+        if not str(key).isdigit() or int(key) <= 0:
+            raise ConfigError(f"members.{key}: member ids are positive integers")
+        if not isinstance(entry, Mapping) or not {"name", "peer", "client"} <= entry.keys():
+            raise ConfigError(f"members.{key}: needs name, peer and client")
+        member_id = int(key)
+        members[member_id] = Member(
+            id=member_id,
+            name=str(entry["name"]),
+            peer=parse_address(str(entry["peer"]), f"members.{key}.peer"),
+            client=parse_address(str(entry["client"]), f"members.{key}.client"),
+        )
+    return members
+
+
+def load_config(
+    path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> NodeConfig:
+    """Merge file < environment < overrides, then validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file {path} does not exist") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    unknown = set(raw) - set(SCALAR_KEYS) - {"members"}
+    if unknown:
+        raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+    env = os.environ if env is None else env
+    for key in SCALAR_KEYS:
+        value = env.get(f"ACCORD_{key.upper()}")
+        if value is not None:
+            raw[key] = value
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            raw[key] = value
+    return _validate(raw)
+
+
+def _validate(raw: dict[str, Any]) -> NodeConfig:
+    for key in ("name", "id", "data_dir", "client", "peer"):
+        if key not in raw:
+            raise ConfigError(f"missing required setting {key!r}")
+    values = {key: _coerce(key, value) for key, value in raw.items() if key in SCALAR_KEYS}
+    if values["id"] <= 0:
+        raise ConfigError(f"id: must be a positive integer, got {values['id']}")
+    if values.get("tick_ms", 50) < 1:
+        raise ConfigError("tick_ms: must be at least 1")
+    if values.get("election_ticks", 10) < 3:
+        raise ConfigError("election_ticks: must be at least 3")
+    if values.get("snapshot_entries", 10_000) < 1:
+        raise ConfigError("snapshot_entries: must be at least 1")
+    members = _members(raw.get("members", {}))
+    config = NodeConfig(
+        name=values["name"],
+        id=values["id"],
+        data_dir=Path(values["data_dir"]),
+        client=parse_address(values["client"], "client"),
+        peer=parse_address(values["peer"], "peer"),
+        members=members,
+        cluster_id=values.get("cluster_id", "accord"),
+        tick_ms=values.get("tick_ms", 50),
+        election_ticks=values.get("election_ticks", 10),
+        snapshot_entries=values.get("snapshot_entries", 10_000),
+        join=values.get("join", False),
+    )
+    if not config.join and config.id not in members:
+        raise ConfigError(
+            f"this node (id {config.id}) is not in [members]; list every initial member, "
+            "or set join = true for a node added to a running cluster"
+        )
+    return config
+
+
+def render_config(config: NodeConfig) -> str:
+    """The TOML text that `load_config` reads back into `config`."""
+    lines = [
+        f'name = "{config.name}"',
+        f"id = {config.id}",
+        f'cluster_id = "{config.cluster_id}"',
+        f'data_dir = "{config.data_dir}"',
+        f'client = "{config.client[0]}:{config.client[1]}"',
+        f'peer = "{config.peer[0]}:{config.peer[1]}"',
+        f"tick_ms = {config.tick_ms}",
+        f"election_ticks = {config.election_ticks}",
+        f"snapshot_entries = {config.snapshot_entries}",
+        f"join = {'true' if config.join else 'false'}",
+    ]
+    for member in sorted(config.members.values(), key=lambda m: m.id):
+        lines += [
+            "",
+            f"[members.{member.id}]",
+            f'name = "{member.name}"',
+            f'peer = "{member.peer[0]}:{member.peer[1]}"',
+            f'client = "{member.client[0]}:{member.client[1]}"',
+        ]
+    return "\n".join(lines) + "\n"

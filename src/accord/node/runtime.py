@@ -1,0 +1,304 @@
+"""The node runtime: thin asyncio glue that drives one Raft core.
+
+Theory of operation
+-------------------
+Everything that touches the core runs on the event loop thread, so the core needs no
+locks. Inputs (peer messages, ticks, proposals, read requests) step the core and set
+a wake-up event. One task, `_ready_loop`, handles every Ready in the order the
+core's contract fixes:
+
+1. send `messages` (a leader's AppendEntries leave before its own fsync);
+2. `storage.save(...)` — one record, one fsync — in a dedicated disk thread, so the
+   loop keeps accepting proposals meanwhile; they all go into the *next* Ready:
+   that is the group commit (many proposals, one fsync);
+3. send `messages_after_persist`;
+4. restore a received snapshot, apply committed entries (resolving the futures of
+   the proposals they answer), resolve reads whose index is now applied;
+5. `advance()`; take a snapshot and compact when enough entries were applied.
+
+A proposal is answered when the entry at its index is applied: with the state
+machine's result if the entry has the proposal's term, else `ProposalDropped` (a
+new leader replaced it; the client retries, and the session table makes the retry
+safe). A linearizable read asks the core for a read index (one heartbeat round per
+Ready serves every read waiting then) and completes once applied >= that index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from accord.errors import DeadlineExceeded, NotLeader, ProposalDropped
+from accord.raft import (
+    ConfChange,
+    EntryType,
+    Message,
+    RaftConfig,
+    RaftCore,
+    Ready,
+    Role,
+)
+from accord.storage import Storage
+
+log = logging.getLogger("accord.node")
+
+
+class StateMachine(Protocol):
+    def apply(self, index: int, data: bytes) -> tuple[Any, list[Any]]: ...
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
+
+
+class Transport(Protocol):
+    async def start(self) -> None: ...
+
+    def send(self, message: Message) -> object: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(slots=True)
+class _Proposal:
+    term: int
+    future: asyncio.Future[Any]
+
+
+class Node:
+    def __init__(
+        self,
+        raft_config: RaftConfig,
+        storage: Storage,
+        transport_factory: Callable[[Callable[[Message], None]], Transport],
+        state_machine: StateMachine,
+        *,
+        tick_ms: int,
+        snapshot_entries: int,
+        on_events: Callable[[list[Any]], None] | None = None,
+        on_restore: Callable[[], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.storage = storage
+        self.state_machine = state_machine
+        self.tick_ms = tick_ms
+        self.snapshot_entries = snapshot_entries
+        self.on_events = on_events or (lambda events: None)
+        self.on_restore = on_restore or (lambda: None)
+        recovered = storage.load()
+        for note in recovered.notes:
+            log.warning("storage: %s", note)
+        if recovered.snapshot is not None:
+            state_machine.restore(recovered.snapshot.data)
+        self.core = RaftCore(raft_config, rng or random.Random(), recovered)
+        self.transport = transport_factory(self._on_message)
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="accord-disk")
+        self._wake = asyncio.Event()
+        self._proposals: dict[int, _Proposal] = {}
+        self._reads: dict[bytes, asyncio.Future[int]] = {}
+        self._waiting_reads: list[tuple[int, asyncio.Future[int]]] = []
+        self._read_counter = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+        self.applied_index = self.core.log.applied
+        self.started_at = time.monotonic()
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.transport.start()
+        self._tasks = [
+            asyncio.create_task(self._ready_loop(), name="accord-ready"),
+            asyncio.create_task(self._ticker(), name="accord-ticker"),
+        ]
+        self._wake.set()
+
+    async def stop(self, transfer_leadership: bool = True, timeout_s: float = 3.0) -> None:
+        """Hand leadership to the most up-to-date follower, flush, and stop."""
+        if transfer_leadership and self.core.role == Role.LEADER:
+            await self._transfer_before_stop(timeout_s)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.transport.stop()
+        self._disk.shutdown(wait=True)
+        self.storage.close()
+        self._fail_all(ProposalDropped("the node is shutting down"))
+        self._stopped.set()
+
+    async def _transfer_before_stop(self, timeout_s: float) -> None:
+        status = self.core.status()
+        followers = [n for n in status.conf.all_voters() if n != self.core.id]
+        if not followers:
+            return
+        best = max(followers, key=lambda n: (status.progress[n].match, -n))
+        self.core.transfer_leadership(best)
+        self._wake.set()
+        deadline = time.monotonic() + timeout_s
+        while self.core.role == Role.LEADER and time.monotonic() < deadline:
+            await asyncio.sleep(self.tick_ms / 1000)
+
+    async def _ticker(self) -> None:
+        interval = self.tick_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            self.core.tick()
+            self._wake.set()
+
+    def _on_message(self, message: Message) -> None:
+        if message.group != self.core.group:
+            return
+        self.core.step(message)
+        self._wake.set()
+
+    # --- requests ------------------------------------------------------------------------
+    async def propose(self, data: bytes, timeout_s: float = 5.0) -> Any:
+        """Replicate and apply a command; returns the state machine's result.
+        Raises NotLeader, ProposalDropped or DeadlineExceeded."""
+        term, index = self.core.propose(data)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._proposals[index] = _Proposal(term, future)
+        self._wake.set()
+        return await self._wait(future, timeout_s, "the write")
+
+    async def propose_conf_change(self, change: ConfChange, timeout_s: float = 5.0) -> None:
+        term, index = self.core.propose_conf_change(change)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._proposals[index] = _Proposal(term, future)
+        self._wake.set()
+        await self._wait(future, timeout_s, "the membership change")
+
+    async def read_barrier(self, timeout_s: float = 5.0) -> int:
+        """Wait until local state reflects every write committed before this call
+        (ReadIndex); returns the read index."""
+        self._read_counter += 1
+        context = self._read_counter.to_bytes(8, "big")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reads[context] = future
+        self.core.read_index(context)
+        self._wake.set()
+        try:
+            index: int = await self._wait(future, timeout_s, "the linearizable read")
+            return index
+        finally:
+            self._reads.pop(context, None)
+
+    async def transfer_leadership(self, target: int) -> None:
+        self.core.transfer_leadership(target)
+        self._wake.set()
+
+    @staticmethod
+    async def _wait(future: asyncio.Future[Any], timeout_s: float, what: str) -> Any:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            raise DeadlineExceeded(f"{what} did not finish within {timeout_s:g}s") from None
+
+    # --- the ready loop --------------------------------------------------------------------
+    async def _ready_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.core.has_ready():
+                rd = self.core.ready()
+                for m in rd.messages:
+                    self.transport.send(m)
+                if rd.persist_needed():
+                    await loop.run_in_executor(
+                        self._disk, self.storage.save, rd.hard_state, rd.entries, rd.snapshot
+                    )
+                for m in rd.messages_after_persist:
+                    self.transport.send(m)
+                self._apply(rd)
+                self.core.advance(rd)
+                await self._maybe_snapshot()
+
+    def _apply(self, rd: Ready) -> None:
+        if rd.snapshot is not None:
+            self.state_machine.restore(rd.snapshot.data)
+            self.applied_index = rd.snapshot.index
+            self._fail_up_to(rd.snapshot.index)
+            self.on_restore()
+        events: list[Any] = []
+        for entry in rd.committed_entries:
+            result: Any = None
+            if entry.type == EntryType.NORMAL and entry.data:
+                result, entry_events = self.state_machine.apply(entry.index, entry.data)
+                events.extend(entry_events)
+            self.applied_index = entry.index
+            proposal = self._proposals.pop(entry.index, None)
+            if proposal is not None and not proposal.future.done():
+                if proposal.term == entry.term:
+                    proposal.future.set_result(result)
+                else:
+                    proposal.future.set_exception(
+                        ProposalDropped("a new leader replaced the entry; retry")
+                    )
+        if events:
+            self.on_events(events)
+        for rs in rd.read_states:
+            future = self._reads.get(rs.context)
+            if future is None or future.done():
+                continue
+            if rs.rejected:
+                future.set_exception(NotLeader(self.core.leader))
+            else:
+                self._waiting_reads.append((rs.index, future))
+        self._resolve_reads()
+
+    def _resolve_reads(self) -> None:
+        still_waiting = []
+        for index, future in self._waiting_reads:
+            if future.done():
+                continue
+            if index <= self.applied_index:
+                future.set_result(index)
+            else:
+                still_waiting.append((index, future))
+        self._waiting_reads = still_waiting
+
+    async def _maybe_snapshot(self) -> None:
+        raft_log = self.core.log
+        last = raft_log.snapshot.index if raft_log.snapshot else 0
+        if raft_log.applied - last < self.snapshot_entries:
+            return
+        snapshot = self.core.compact(raft_log.applied, self.state_machine.snapshot())
+
+        def persist() -> None:
+            self.storage.save_snapshot(snapshot)
+            self.storage.compact(snapshot.index)
+
+        await asyncio.get_running_loop().run_in_executor(self._disk, persist)
+
+    def _fail_up_to(self, index: int) -> None:
+        for pending in [i for i in self._proposals if i <= index]:
+            proposal = self._proposals.pop(pending)
+            if not proposal.future.done():
+                proposal.future.set_exception(
+                    ProposalDropped("outcome unknown: replaced by a snapshot; retry")
+                )
+
+    def _fail_all(self, error: Exception) -> None:
+        for proposal in self._proposals.values():
+            if not proposal.future.done():
+                proposal.future.set_exception(error)
+        self._proposals.clear()
+        for future in self._reads.values():
+            if not future.done():
+                future.set_exception(error)
+
+    # --- status --------------------------------------------------------------------------------
+    @property
+    def is_leader(self) -> bool:
+        return self.core.role == Role.LEADER
+
+    @property
+    def leader_id(self) -> int:
+        return self.core.leader

@@ -1,0 +1,81 @@
+"""`serve(config)`: one Accord node process — storage, Raft runtime, peer transport,
+KV state machine and the HTTP API — running until SIGINT/SIGTERM, then a graceful
+shutdown: stop accepting requests, hand leadership over, flush, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from accord.api.http import HttpApi
+from accord.kv import KVStateMachine
+from accord.node.config import NodeConfig
+from accord.node.runtime import Node
+from accord.node.service import KVService
+from accord.raft import Message, RaftConfig
+from accord.storage import FileStorage
+from accord.transport import PeerTransport
+
+log = logging.getLogger("accord.node")
+
+
+def build_node(config: NodeConfig) -> tuple[Node, KVService]:
+    raft_config = RaftConfig(
+        id=config.id,
+        bootstrap_voters=frozenset() if config.join else frozenset(config.members),
+        election_ticks=config.election_ticks,
+    )
+    storage = FileStorage(config.data_dir / "raft")
+    machine = KVStateMachine()
+    peers = {m.id: m.peer for m in config.members.values()}
+
+    def transport(on_message: Callable[[Message], None]) -> PeerTransport:
+        return PeerTransport(config.id, config.cluster_id, config.peer, peers, on_message)
+
+    services: list[KVService] = []
+    node = Node(
+        raft_config,
+        storage,
+        transport,
+        machine,
+        tick_ms=config.tick_ms,
+        snapshot_entries=config.snapshot_entries,
+        on_events=lambda events: services[0].on_events(events),
+        on_restore=lambda: services[0].resync_watches(),
+    )
+    services.append(KVService(node, machine))
+    return node, services[0]
+
+
+async def serve(config: NodeConfig) -> None:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    node, service = build_node(config)
+    api = HttpApi(service, {m.id: m.client_url for m in config.members.values()})
+    runner = web.AppRunner(api.app(), access_log=None)
+    await runner.setup()
+    await node.start()
+    service.start()
+    site = web.TCPSite(runner, config.client[0], config.client[1])
+    await site.start()
+    log.info(
+        "node %s (id %d) serving clients on %s, peers on %s:%d",
+        config.name,
+        config.id,
+        config.client_url,
+        *config.peer,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("shutting down: handing over leadership, flushing")
+    await service.stop()
+    await site.stop()
+    await node.stop(transfer_leadership=True)
+    await runner.cleanup()
+    log.info("stopped")

@@ -1,0 +1,187 @@
+"""The key-value service of one node: KV commands through Raft, reads after ReadIndex,
+watches fed from the apply stream, and the leader's housekeeping.
+
+Writes are wrapped in an `Envelope(client_id, seq, command, now_ms)`: the client's
+session makes a retried write take effect once (client id 0: no session), and
+`now_ms` is the leader's clock, the only clock the state machine ever sees. Lease
+expiry is decided by the leader, which proposes `ExpireLeases` periodically; every
+replica then deletes the same keys at the same log index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from accord.errors import AccordError
+from accord.kv import (
+    Command,
+    DeleteRange,
+    Envelope,
+    ExpireLeases,
+    ExpireSessions,
+    KVStateMachine,
+    LeaseGrant,
+    LeaseKeepAlive,
+    LeaseRevoke,
+    Put,
+    Txn,
+    WatchHub,
+    encode_command,
+)
+from accord.kv.errors import KVError
+from accord.kv.results import ErrorResult, GetResult, RangeResult
+from accord.kv.types import Event
+from accord.kv.validate import check_command
+from accord.node.runtime import Node
+
+HOUSEKEEPING_INTERVAL_S = 0.5
+SESSION_IDLE_MS = 10 * 60 * 1000
+"""A client session unused this long is forgotten (clients stop retrying far sooner)."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class KVService:
+    def __init__(self, node: Node, machine: KVStateMachine) -> None:
+        self.node = node
+        self.machine = machine
+        self.watches = WatchHub(machine)
+        self._watch_signals: dict[int, asyncio.Event] = {}
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._lease_ids = int(time.time() * 1000) << 16
+        self._closing = False
+
+    def start(self) -> None:
+        self._housekeeping = asyncio.create_task(self._housekeep(), name="accord-housekeeping")
+
+    async def stop(self) -> None:
+        """Stop housekeeping and end every watch stream (so the HTTP server can close
+        its connections at once)."""
+        self._closing = True
+        for signal in self._watch_signals.values():
+            signal.set()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+
+    # --- writes -----------------------------------------------------------------------
+    async def execute(
+        self, command: Command, client_id: int = 0, seq: int = 0, timeout_s: float = 5.0
+    ) -> Any:
+        """Propose `command` and return its result; a failing command raises its typed
+        KV error (e.g. Compacted, LeaseNotFound)."""
+        check_command(command, self.machine.limits)
+        data = encode_command(Envelope(client_id, seq, command, now_ms()))
+        result = await self.node.propose(data, timeout_s)
+        if isinstance(result, ErrorResult):
+            raise result.exception()
+        return result
+
+    async def put(self, key: bytes, value: bytes, lease: int = 0) -> Any:
+        return await self.execute(Put(key, value, lease))
+
+    async def delete(self, key: bytes, range_end: bytes = b"") -> Any:
+        return await self.execute(DeleteRange(key, range_end))
+
+    async def txn(self, txn: Txn) -> Any:
+        return await self.execute(txn)
+
+    async def lease_grant(self, ttl_s: int) -> Any:
+        self._lease_ids += 1
+        return await self.execute(LeaseGrant(self._lease_ids, ttl_s * 1000))
+
+    async def lease_keepalive(self, lease_id: int) -> Any:
+        return await self.execute(LeaseKeepAlive(lease_id))
+
+    async def lease_revoke(self, lease_id: int) -> Any:
+        return await self.execute(LeaseRevoke(lease_id))
+
+    # --- reads ----------------------------------------------------------------------------
+    async def _barrier(self, linearizable: bool) -> None:
+        if linearizable:
+            await self.node.read_barrier()
+
+    async def get(self, key: bytes, revision: int = 0, linearizable: bool = True) -> GetResult:
+        await self._barrier(linearizable)
+        return self.machine.get(key, revision)
+
+    async def range(
+        self,
+        key: bytes,
+        range_end: bytes,
+        *,
+        revision: int = 0,
+        limit: int = 0,
+        count_only: bool = False,
+        linearizable: bool = True,
+    ) -> RangeResult:
+        await self._barrier(linearizable)
+        return self.machine.range(
+            key, range_end, revision=revision, limit=limit, count_only=count_only
+        )
+
+    # --- watches ----------------------------------------------------------------------------
+    def on_events(self, events: list[Event]) -> None:
+        for watch_id in self.watches.feed(events):
+            signal = self._watch_signals.get(watch_id)
+            if signal is not None:
+                signal.set()
+
+    def open_watch(self, key: bytes, range_end: bytes = b"", start_revision: int = 0) -> int:
+        """Register a watcher (raises Compacted, LimitExceeded, InvalidRequest now);
+        then read it with `stream()`."""
+        watch_id = self.watches.watch(key, range_end, start_revision)
+        self._watch_signals[watch_id] = asyncio.Event()
+        self._watch_signals[watch_id].set()
+        return watch_id
+
+    async def stream(self, watch_id: int) -> AsyncGenerator[list[Event], None]:
+        """Every event of the watch, exactly once and in revision order, in batches;
+        raises the reason if the watch is cancelled. Closing it cancels the watch."""
+        signal = self._watch_signals[watch_id]
+        try:
+            while True:
+                await signal.wait()
+                signal.clear()
+                if self._closing:
+                    return
+                update = self.watches.take(watch_id)
+                if update.events:
+                    yield list(update.events)
+                if update.cancelled is not None:
+                    raise update.cancelled
+                if watch_id in self.watches.ready():
+                    signal.set()
+        finally:
+            self._watch_signals.pop(watch_id, None)
+            self.watches.cancel(watch_id)
+
+    def resync_watches(self) -> None:
+        """After the state machine was restored from a snapshot."""
+        self.watches.resync()
+        for signal in self._watch_signals.values():
+            signal.set()
+
+    # --- the leader's housekeeping ----------------------------------------------------------
+    async def _housekeep(self) -> None:
+        rounds = 0
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
+            if not self.node.is_leader:
+                continue
+            rounds += 1
+            with contextlib.suppress(AccordError):
+                if self.machine.leases():
+                    await self.execute(ExpireLeases())
+                if rounds % 120 == 0 and self.machine.sessions_count:
+                    await self.execute(ExpireSessions(SESSION_IDLE_MS))
+
+
+__all__ = ["KVError", "KVService"]

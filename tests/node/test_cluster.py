@@ -1,0 +1,275 @@
+"""A real 3-node cluster of separate processes on loopback, driven over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DEADLINE_S = 30.0
+
+
+def free_port_base() -> int:
+    """A base B such that B+1..B+3 and B+101..B+103 are free right now."""
+    for _ in range(50):
+        base = random.randrange(20_000, 60_000, 200)
+        ports = [base + i for i in (1, 2, 3, 101, 102, 103)]
+        try:
+            for port in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free ports")
+
+
+def http(
+    method: str, url: str, body: bytes | None = None, timeout: float = 5.0
+) -> tuple[int, bytes, dict[str, str]]:
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = DEADLINE_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Cluster:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.base = free_port_base()
+        self.up: subprocess.Popen[bytes] | None = None
+
+    def url(self, node: int) -> str:
+        return f"http://127.0.0.1:{self.base + node}"
+
+    def start(self) -> None:
+        self.up = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "accord.cli.main",
+                "up",
+                "--nodes",
+                "3",
+                "--dir",
+                str(self.directory),
+                "--port-base",
+                str(self.base),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: (self.directory / "cluster.json").exists(), "cluster.json")
+        self.leader()
+
+    def pids(self) -> dict[int, int]:
+        data = json.loads((self.directory / "cluster.json").read_text())
+        return {n["id"]: n["pid"] for n in data["nodes"]}
+
+    def status(self, node: int) -> dict[str, Any] | None:
+        code, body, _ = http("GET", f"{self.url(node)}/v1/cluster/status", timeout=1)
+        return json.loads(body) if code == 200 else None
+
+    def leader(self, exclude: int = 0) -> int:
+        def find() -> int | None:
+            for node in (1, 2, 3):
+                if node == exclude:
+                    continue
+                status = self.status(node)
+                if status and status["leader"] and status["leader"] != exclude:
+                    return int(status["leader"])
+            return None
+
+        return int(wait_for(find, "a leader"))
+
+    def stop(self) -> str:
+        assert self.up is not None
+        self.up.send_signal(signal.SIGINT)
+        out, _ = self.up.communicate(timeout=DEADLINE_S)
+        return out.decode()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path / "cluster")
+    c.start()
+    yield c
+    if c.up is not None and c.up.poll() is None:
+        c.stop()  # `accord up` stops every node it started that is still running
+
+
+def put(url: str, key: str, value: bytes) -> int:
+    code, body, _ = http("PUT", f"{url}/v1/kv/{key}", value)
+    assert code == 200, body
+    return int(json.loads(body)["revision"])
+
+
+def test_writes_through_any_node_are_read_back_linearizably(cluster: Cluster) -> None:
+    revisions = [put(cluster.url(node), f"k{node}", f"v{node}".encode()) for node in (1, 2, 3)]
+    assert revisions == sorted(revisions) and len(set(revisions)) == 3
+    for node in (1, 2, 3):
+        for key_node in (1, 2, 3):
+            code, body, headers = http("GET", f"{cluster.url(node)}/v1/kv/k{key_node}")
+            assert (code, body) == (200, f"v{key_node}".encode())
+            assert headers["X-Accord-Mod-Revision"] == str(revisions[key_node - 1])
+    code, body, _ = http("GET", f"{cluster.url(1)}/v1/range?prefix=k")
+    assert [kv["key"] for kv in json.loads(body)["kvs"]] == ["k1", "k2", "k3"]
+
+
+def test_killing_the_leader_loses_no_acknowledged_write(cluster: Cluster) -> None:
+    acknowledged = {f"a{i}": put(cluster.url(1 + i % 3), f"a{i}", b"x") for i in range(30)}
+    leader = cluster.leader()
+    os.kill(cluster.pids()[leader], signal.SIGKILL)
+    survivor = next(n for n in (1, 2, 3) if n != leader)
+    new_leader = cluster.leader(exclude=leader)
+    assert new_leader != leader
+    wait_for(
+        lambda: http("PUT", f"{cluster.url(survivor)}/v1/kv/after", b"y")[0] == 200,
+        "a write after the failover",
+    )
+    for key in acknowledged:
+        code, body, _ = http("GET", f"{cluster.url(survivor)}/v1/kv/{key}")
+        assert (code, body) == (200, b"x"), key
+
+
+def test_restarting_every_node_keeps_the_data(cluster: Cluster) -> None:
+    for i in range(20):
+        put(cluster.url(1), f"p{i}", str(i).encode())
+    output = cluster.stop()
+    assert "stopped" in output
+    cluster.start()
+    for i in range(20):
+        code, body, _ = http("GET", f"{cluster.url(2)}/v1/kv/p{i}")
+        assert (code, body) == (200, str(i).encode())
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("POST", "/v1/txn", b"{not json", 400, "bad_request"),
+        ("POST", "/v1/txn", b'{"compare": [], "extra": 1}', 400, "bad_request"),
+        ("POST", "/v1/txn", b'{"success": [{"put": {"key": "k"}}]}', 400, "bad_request"),
+        ("GET", "/v1/kv/k?revision=abc", None, 400, "bad_request"),
+        ("GET", "/v1/kv/k?consistency=eventual", None, 400, "bad_request"),
+        ("GET", "/v1/range?limit=5", None, 400, "bad_request"),
+        ("PUT", "/v1/kv/" + "k" * 5000, b"v", 413, "limit_exceeded"),
+        ("PUT", "/v1/kv/big", b"v" * (5 << 20), 413, "request_too_large"),
+        ("GET", "/v1/kv/absent", None, 404, "not_found"),
+        ("GET", "/v1/kv/k?revision=999999", None, 400, "future_revision"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(
+    cluster: Cluster, method: str, path: str, body: bytes | None, status: int, code: str
+) -> None:
+    got_status, got_body, _ = http(method, cluster.url(1) + path, body)
+    assert got_status == status, got_body
+    error = json.loads(got_body)["error"]
+    assert error["code"] == code and error["message"]
+
+
+def test_openapi_describes_every_route(cluster: Cluster) -> None:
+    code, body, _ = http("GET", f"{cluster.url(1)}/v1/openapi.json")
+    paths = set(json.loads(body)["paths"])
+    assert code == 200
+    assert {"/v1/kv/{key}", "/v1/range", "/v1/txn", "/v1/cluster/status", "/health"} <= paths
+
+
+class WatchReader:
+    """Reads a watch stream's JSON lines on a thread (HTTP/1.0: no chunked framing, so
+    each event line arrives as soon as the server writes it)."""
+
+    def __init__(self, base_url: str, path: str) -> None:
+        import threading
+
+        host, port = base_url.removeprefix("http://").split(":")
+        self.events: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self._sock = socket.create_connection((host, int(port)), timeout=DEADLINE_S)
+        self._sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        self._file = self._sock.makefile("rb")
+        status = self._file.readline()
+        assert b" 200 " in status, status
+        while self._file.readline() not in (b"\r\n", b""):
+            pass
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for line in self._file:
+                item = json.loads(line)
+                if "error" in item:
+                    self.errors.append(item["error"])
+                self.events.extend(item.get("events", []))
+        except (OSError, ValueError):
+            return
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def test_watch_sees_every_event_once_in_order_across_a_leader_change(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    follower = next(n for n in (1, 2, 3) if n != leader)
+    watcher = WatchReader(cluster.url(follower), "/v1/watch?prefix=w/&start_revision=1")
+    try:
+        for i in range(10):
+            put(cluster.url(follower), f"w/{i}", b"before")
+        os.kill(cluster.pids()[leader], signal.SIGKILL)
+        cluster.leader(exclude=leader)
+        for i in range(10, 20):
+            wait_for(
+                lambda i=i: http("PUT", f"{cluster.url(follower)}/v1/kv/w/{i}", b"after")[0] == 200,
+                f"write {i}",
+            )
+        wait_for(lambda: len(watcher.events) >= 20, "20 watch events")
+    finally:
+        watcher.close()
+    keys = [e["kv"]["key"] for e in watcher.events]
+    revisions = [e["kv"]["mod_revision"] for e in watcher.events]
+    assert keys == [f"w/{i}" for i in range(20)]
+    assert revisions == sorted(set(revisions))
+    assert not watcher.errors
+
+
+def test_lease_expiry_deletes_its_keys(cluster: Cluster) -> None:
+    code, body, _ = http("POST", f"{cluster.url(1)}/v1/lease/grant", b'{"ttl": 1}')
+    assert code == 200, body
+    lease = json.loads(body)["id"]
+    assert http("PUT", f"{cluster.url(2)}/v1/kv/session?lease={lease}", b"alive")[0] == 200
+    assert http("GET", f"{cluster.url(3)}/v1/kv/session")[0] == 200
+    wait_for(
+        lambda: http("GET", f"{cluster.url(3)}/v1/kv/session")[0] == 404,
+        "the leased key to expire",
+        timeout_s=10,
+    )
+    assert http("GET", f"{cluster.url(1)}/v1/lease/{lease}")[0] == 404
+    code, body, _ = http("PUT", f"{cluster.url(1)}/v1/kv/late?lease={lease}", b"x")
+    assert code == 404 and json.loads(body)["error"]["code"] == "lease_not_found"
