@@ -175,5 +175,4 @@ def _print_cluster(configs: list[NodeConfig], leader: int) -> None:
         click.echo(
             f"  {config.name}  {config.client_url}  (peers: {config.peer[0]}:{config.peer[1]})"
         )
-    click.echo(f"dashboard: {configs[0].client_url}/")
     click.echo("Ctrl-C stops every node.")

@@ -54,7 +54,7 @@ class KVService:
         self.watches = WatchHub(machine)
         self._watch_signals: dict[int, asyncio.Event] = {}
         self._housekeeping: asyncio.Task[None] | None = None
-        self._lease_ids = int(time.time() * 1000) << 16
+        self._lease_counter = 0
         self._closing = False
 
     def start(self) -> None:
@@ -93,9 +93,15 @@ class KVService:
     async def txn(self, txn: Txn) -> Any:
         return await self.execute(txn)
 
+    def _new_lease_id(self) -> int:
+        # Unique across leaders (seconds, node id, counter) and below 2**53, so the id
+        # survives JSON parsers that read numbers as doubles.
+        self._lease_counter = (self._lease_counter + 1) % 4096
+        node = self.node.core.id % 256
+        return (int(time.time()) << 20) | (node << 12) | self._lease_counter
+
     async def lease_grant(self, ttl_s: int) -> Any:
-        self._lease_ids += 1
-        return await self.execute(LeaseGrant(self._lease_ids, ttl_s * 1000))
+        return await self.execute(LeaseGrant(self._new_lease_id(), ttl_s * 1000))
 
     async def lease_keepalive(self, lease_id: int) -> Any:
         return await self.execute(LeaseKeepAlive(lease_id))
