@@ -273,3 +273,36 @@ def test_lease_expiry_deletes_its_keys(cluster: Cluster) -> None:
     assert http("GET", f"{cluster.url(1)}/v1/lease/{lease}")[0] == 404
     code, body, _ = http("PUT", f"{cluster.url(1)}/v1/kv/late?lease={lease}", b"x")
     assert code == 404 and json.loads(body)["error"]["code"] == "lease_not_found"
+
+
+def test_a_retried_write_takes_effect_once(cluster: Cluster) -> None:
+    def put_as(node: int, value: bytes, seq: int) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(
+            f"{cluster.url(node)}/v1/kv/once",
+            data=value,
+            method="PUT",
+            headers={"X-Accord-Client-Id": "77", "X-Accord-Seq": str(seq)},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    first = put_as(1, b"v1", 1)
+    assert first[0] == 200
+    # The same request again (e.g. after a lost reply), through another node.
+    assert put_as(2, b"v1", 1) == first
+    assert put_as(3, b"something else", 1) == first  # answered from the session record
+    _, body, headers = http("GET", f"{cluster.url(1)}/v1/kv/once")
+    assert body == b"v1" and headers["X-Accord-Version"] == "1"
+    assert put_as(1, b"v2", 2)[0] == 200
+    stale = put_as(1, b"v0", 1)
+    assert stale[0] == 409 and stale[1]["error"]["code"] == "stale_request"
+    assert http("PUT", f"{cluster.url(1)}/v1/kv/once", b"x")[0] == 200  # no session: fine
+    half = urllib.request.Request(
+        f"{cluster.url(1)}/v1/kv/once", data=b"x", method="PUT", headers={"X-Accord-Seq": "3"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(half, timeout=5)
+    assert info.value.code == 400

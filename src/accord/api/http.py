@@ -20,7 +20,18 @@ from aiohttp import web
 
 from accord.api.openapi import spec
 from accord.errors import AccordError, DeadlineExceeded, NotLeader, ProposalDropped
-from accord.kv import Compare, CompareOp, CompareTarget, DeleteRange, Get, Put, Range, Txn
+from accord.kv import (
+    Compare,
+    CompareOp,
+    CompareTarget,
+    DeleteRange,
+    Get,
+    LeaseKeepAlive,
+    LeaseRevoke,
+    Put,
+    Range,
+    Txn,
+)
 from accord.kv import errors as kv_errors
 from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, TxnResult
 from accord.kv.types import KeyValue, prefix_end
@@ -28,6 +39,8 @@ from accord.node.service import KVService
 
 REQUEST_BYTES_MAX = 4 << 20
 FORWARDED = "X-Accord-Forwarded"
+CLIENT_ID = "X-Accord-Client-Id"
+SEQ = "X-Accord-Seq"
 
 _STATUS = {
     NotLeader: 503,
@@ -246,6 +259,7 @@ class HttpApi:
             self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         body = await request.read()
         headers = {FORWARDED: "1", "Content-Type": request.content_type}
+        headers.update((k, v) for k, v in request.headers.items() if k.startswith("X-Accord-"))
         try:
             async with self._client.request(
                 request.method,
@@ -278,6 +292,19 @@ class HttpApi:
         return mode == "linearizable"
 
     @staticmethod
+    def _request_id(request: web.Request) -> tuple[int, int]:
+        """(client id, seq) from X-Accord-Client-Id / X-Accord-Seq: a retry with the
+        same pair takes effect once. Neither header: no session."""
+        client, seq = request.headers.get(CLIENT_ID), request.headers.get(SEQ)
+        if client is None and seq is None:
+            return 0, 0
+        if not (client and seq and client.isdigit() and seq.isdigit()) or int(client) == 0:
+            raise BadRequest(f"{CLIENT_ID} and {SEQ} go together, as positive integers")
+        if int(client) >= 1 << 64 or int(seq) >= 1 << 64:
+            raise BadRequest(f"{CLIENT_ID} and {SEQ} must fit in 64 bits")
+        return int(client), int(seq)
+
+    @staticmethod
     def _key_range(request: web.Request) -> tuple[bytes, bytes]:
         q = request.query
         if "prefix" in q:
@@ -296,9 +323,8 @@ class HttpApi:
 
     async def put(self, request: web.Request) -> web.Response:
         value = await request.read()
-        result = await self.service.put(
-            self._key(request), value, self._query_int(request, "lease")
-        )
+        command = Put(self._key(request), value, self._query_int(request, "lease"))
+        result = await self.service.execute(command, *self._request_id(request))
         return web.json_response(result_json(result))
 
     async def get(self, request: web.Request) -> web.Response:
@@ -321,7 +347,8 @@ class HttpApi:
         )
 
     async def delete(self, request: web.Request) -> web.Response:
-        result = await self.service.delete(self._key(request))
+        command = DeleteRange(self._key(request))
+        result = await self.service.execute(command, *self._request_id(request))
         return web.json_response(result_json(result))
 
     async def range(self, request: web.Request) -> web.Response:
@@ -353,7 +380,7 @@ class HttpApi:
             raw = json.loads(await request.read())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BadRequest(f"body is not valid JSON: {e}") from e
-        result = await self.service.txn(parse_txn(raw))
+        result = await self.service.execute(parse_txn(raw), *self._request_id(request))
         return web.json_response(result_json(result))
 
     async def _json_body(self, request: web.Request, allowed: set[str]) -> dict[str, Any]:
@@ -397,16 +424,17 @@ class HttpApi:
         ttl = body.get("ttl")
         if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 1:
             raise BadRequest("ttl must be a positive number of seconds")
-        result = await self.service.lease_grant(ttl)
+        result = await self.service.lease_grant(ttl, *self._request_id(request))
         return web.json_response({"id": result.lease_id, "ttl": result.ttl_ms // 1000})
 
     async def lease_keepalive(self, request: web.Request) -> web.Response:
         lease_id = int(request.match_info["id"])
-        result = await self.service.lease_keepalive(lease_id)
+        result = await self.service.execute(LeaseKeepAlive(lease_id), *self._request_id(request))
         return web.json_response({"id": lease_id, "ttl": result.ttl_ms // 1000})
 
     async def lease_revoke(self, request: web.Request) -> web.Response:
-        result = await self.service.lease_revoke(int(request.match_info["id"]))
+        command = LeaseRevoke(int(request.match_info["id"]))
+        result = await self.service.execute(command, *self._request_id(request))
         return web.json_response({"revision": result.revision})
 
     async def lease_get(self, request: web.Request) -> web.Response:

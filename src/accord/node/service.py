@@ -19,16 +19,11 @@ from typing import Any
 from accord.errors import AccordError
 from accord.kv import (
     Command,
-    DeleteRange,
     Envelope,
     ExpireLeases,
     ExpireSessions,
     KVStateMachine,
     LeaseGrant,
-    LeaseKeepAlive,
-    LeaseRevoke,
-    Put,
-    Txn,
     WatchHub,
     encode_command,
 )
@@ -84,15 +79,6 @@ class KVService:
             raise result.exception()
         return result
 
-    async def put(self, key: bytes, value: bytes, lease: int = 0) -> Any:
-        return await self.execute(Put(key, value, lease))
-
-    async def delete(self, key: bytes, range_end: bytes = b"") -> Any:
-        return await self.execute(DeleteRange(key, range_end))
-
-    async def txn(self, txn: Txn) -> Any:
-        return await self.execute(txn)
-
     def _new_lease_id(self) -> int:
         # Unique across leaders (seconds, node id, counter) and below 2**53, so the id
         # survives JSON parsers that read numbers as doubles.
@@ -100,14 +86,8 @@ class KVService:
         node = self.node.core.id % 256
         return (int(time.time()) << 20) | (node << 12) | self._lease_counter
 
-    async def lease_grant(self, ttl_s: int) -> Any:
-        return await self.execute(LeaseGrant(self._new_lease_id(), ttl_s * 1000))
-
-    async def lease_keepalive(self, lease_id: int) -> Any:
-        return await self.execute(LeaseKeepAlive(lease_id))
-
-    async def lease_revoke(self, lease_id: int) -> Any:
-        return await self.execute(LeaseRevoke(lease_id))
+    async def lease_grant(self, ttl_s: int, client_id: int = 0, seq: int = 0) -> Any:
+        return await self.execute(LeaseGrant(self._new_lease_id(), ttl_s * 1000), client_id, seq)
 
     # --- reads ----------------------------------------------------------------------------
     async def _barrier(self, linearizable: bool) -> None:
