@@ -4,121 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-DEADLINE_S = 30.0
-
-
-def free_port_base() -> int:
-    """A base B such that B+1..B+3 and B+101..B+103 are free right now."""
-    for _ in range(50):
-        base = random.randrange(20_000, 60_000, 200)
-        ports = [base + i for i in (1, 2, 3, 101, 102, 103)]
-        try:
-            for port in ports:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free ports")
-
-
-def http(
-    method: str, url: str, body: bytes | None = None, timeout: float = 5.0
-) -> tuple[int, bytes, dict[str, str]]:
-    request = urllib.request.Request(url, data=body, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read(), dict(response.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except OSError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Cluster:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.base = free_port_base()
-        self.up: subprocess.Popen[bytes] | None = None
-
-    def url(self, node: int) -> str:
-        return f"http://127.0.0.1:{self.base + node}"
-
-    def start(self) -> None:
-        self.up = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "accord.cli.main",
-                "up",
-                "--nodes",
-                "3",
-                "--dir",
-                str(self.directory),
-                "--port-base",
-                str(self.base),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(lambda: (self.directory / "cluster.json").exists(), "cluster.json")
-        self.leader()
-
-    def pids(self) -> dict[int, int]:
-        data = json.loads((self.directory / "cluster.json").read_text())
-        return {n["id"]: n["pid"] for n in data["nodes"]}
-
-    def status(self, node: int) -> dict[str, Any] | None:
-        code, body, _ = http("GET", f"{self.url(node)}/v1/cluster/status", timeout=1)
-        return json.loads(body) if code == 200 else None
-
-    def leader(self, exclude: int = 0) -> int:
-        def find() -> int | None:
-            for node in (1, 2, 3):
-                if node == exclude:
-                    continue
-                status = self.status(node)
-                if status and status["leader"] and status["leader"] != exclude:
-                    return int(status["leader"])
-            return None
-
-        return int(wait_for(find, "a leader"))
-
-    def stop(self) -> str:
-        assert self.up is not None
-        self.up.send_signal(signal.SIGINT)
-        out, _ = self.up.communicate(timeout=DEADLINE_S)
-        return out.decode()
+from accord.testing.cluster import DEADLINE_S, LocalCluster, http, wait_for
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path / "cluster")
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path / "cluster")
     c.start()
     yield c
     if c.up is not None and c.up.poll() is None:
@@ -131,7 +32,7 @@ def put(url: str, key: str, value: bytes) -> int:
     return int(json.loads(body)["revision"])
 
 
-def test_writes_through_any_node_are_read_back_linearizably(cluster: Cluster) -> None:
+def test_writes_through_any_node_are_read_back_linearizably(cluster: LocalCluster) -> None:
     revisions = [put(cluster.url(node), f"k{node}", f"v{node}".encode()) for node in (1, 2, 3)]
     assert revisions == sorted(revisions) and len(set(revisions)) == 3
     for node in (1, 2, 3):
@@ -143,7 +44,7 @@ def test_writes_through_any_node_are_read_back_linearizably(cluster: Cluster) ->
     assert [kv["key"] for kv in json.loads(body)["kvs"]] == ["k1", "k2", "k3"]
 
 
-def test_killing_the_leader_loses_no_acknowledged_write(cluster: Cluster) -> None:
+def test_killing_the_leader_loses_no_acknowledged_write(cluster: LocalCluster) -> None:
     acknowledged = {f"a{i}": put(cluster.url(1 + i % 3), f"a{i}", b"x") for i in range(30)}
     leader = cluster.leader()
     os.kill(cluster.pids()[leader], signal.SIGKILL)
@@ -159,7 +60,7 @@ def test_killing_the_leader_loses_no_acknowledged_write(cluster: Cluster) -> Non
         assert (code, body) == (200, b"x"), key
 
 
-def test_restarting_every_node_keeps_the_data(cluster: Cluster) -> None:
+def test_restarting_every_node_keeps_the_data(cluster: LocalCluster) -> None:
     for i in range(20):
         put(cluster.url(1), f"p{i}", str(i).encode())
     output = cluster.stop()
@@ -186,7 +87,7 @@ def test_restarting_every_node_keeps_the_data(cluster: Cluster) -> None:
     ],
 )
 def test_bad_input_gets_a_clear_4xx(
-    cluster: Cluster, method: str, path: str, body: bytes | None, status: int, code: str
+    cluster: LocalCluster, method: str, path: str, body: bytes | None, status: int, code: str
 ) -> None:
     got_status, got_body, _ = http(method, cluster.url(1) + path, body)
     assert got_status == status, got_body
@@ -194,7 +95,7 @@ def test_bad_input_gets_a_clear_4xx(
     assert error["code"] == code and error["message"]
 
 
-def test_openapi_describes_every_route(cluster: Cluster) -> None:
+def test_openapi_describes_every_route(cluster: LocalCluster) -> None:
     code, body, _ = http("GET", f"{cluster.url(1)}/v1/openapi.json")
     paths = set(json.loads(body)["paths"])
     assert code == 200
@@ -235,7 +136,7 @@ class WatchReader:
         self._sock.close()
 
 
-def test_watch_sees_every_event_once_in_order_across_a_leader_change(cluster: Cluster) -> None:
+def test_watch_sees_every_event_once_in_order_across_a_leader_change(cluster: LocalCluster) -> None:
     leader = cluster.leader()
     follower = next(n for n in (1, 2, 3) if n != leader)
     watcher = WatchReader(cluster.url(follower), "/v1/watch?prefix=w/&start_revision=1")
@@ -259,7 +160,7 @@ def test_watch_sees_every_event_once_in_order_across_a_leader_change(cluster: Cl
     assert not watcher.errors
 
 
-def test_lease_expiry_deletes_its_keys(cluster: Cluster) -> None:
+def test_lease_expiry_deletes_its_keys(cluster: LocalCluster) -> None:
     code, body, _ = http("POST", f"{cluster.url(1)}/v1/lease/grant", b'{"ttl": 1}')
     assert code == 200, body
     lease = json.loads(body)["id"]
@@ -275,7 +176,7 @@ def test_lease_expiry_deletes_its_keys(cluster: Cluster) -> None:
     assert code == 404 and json.loads(body)["error"]["code"] == "lease_not_found"
 
 
-def test_a_retried_write_takes_effect_once(cluster: Cluster) -> None:
+def test_a_retried_write_takes_effect_once(cluster: LocalCluster) -> None:
     def put_as(node: int, value: bytes, seq: int) -> tuple[int, dict[str, Any]]:
         request = urllib.request.Request(
             f"{cluster.url(node)}/v1/kv/once",

@@ -1,0 +1,119 @@
+"""A real local cluster of `accord up` processes for tests and examples.
+
+`LocalCluster(directory)` picks free loopback ports, runs `accord up` as a child
+process, and offers small HTTP helpers; `stop()` sends it SIGINT, which stops every
+node it started. Nothing here sleeps for a fixed time: `wait_for` polls a condition
+with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DEADLINE_S = 30.0
+
+
+def free_port_base() -> int:
+    """A base B such that B+1..B+3 and B+101..B+103 are free right now."""
+    for _ in range(50):
+        base = random.randrange(20_000, 60_000, 200)
+        ports = [base + i for i in (1, 2, 3, 101, 102, 103)]
+        try:
+            for port in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free ports")
+
+
+def http(
+    method: str, url: str, body: bytes | None = None, timeout: float = 5.0
+) -> tuple[int, bytes, dict[str, str]]:
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = DEADLINE_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class LocalCluster:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.base = free_port_base()
+        self.up: subprocess.Popen[bytes] | None = None
+
+    def url(self, node: int) -> str:
+        return f"http://127.0.0.1:{self.base + node}"
+
+    def start(self) -> None:
+        self.up = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "accord.cli.main",
+                "up",
+                "--nodes",
+                "3",
+                "--dir",
+                str(self.directory),
+                "--port-base",
+                str(self.base),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: (self.directory / "cluster.json").exists(), "cluster.json")
+        self.leader()
+
+    def pids(self) -> dict[int, int]:
+        data = json.loads((self.directory / "cluster.json").read_text())
+        return {n["id"]: n["pid"] for n in data["nodes"]}
+
+    def status(self, node: int) -> dict[str, Any] | None:
+        code, body, _ = http("GET", f"{self.url(node)}/v1/cluster/status", timeout=1)
+        return json.loads(body) if code == 200 else None
+
+    def leader(self, exclude: int = 0) -> int:
+        def find() -> int | None:
+            for node in (1, 2, 3):
+                if node == exclude:
+                    continue
+                status = self.status(node)
+                if status and status["leader"] and status["leader"] != exclude:
+                    return int(status["leader"])
+            return None
+
+        return int(wait_for(find, "a leader"))
+
+    def stop(self) -> str:
+        assert self.up is not None
+        self.up.send_signal(signal.SIGINT)
+        out, _ = self.up.communicate(timeout=DEADLINE_S)
+        return out.decode()
