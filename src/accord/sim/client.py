@@ -6,6 +6,7 @@ history; an operation whose outcome the client cannot know is recorded as unknow
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from accord.chaos.history import History, OpKind
@@ -23,6 +24,8 @@ class SimClient:
         self.address = address
         self.history = history
         self.seq = 0
+        self.session = address * 1000
+        self.write_seq = 0
         self.attempt = 0
         self.op_id: int | None = None
         self.request: ClientRequest | None = None
@@ -54,7 +57,19 @@ class SimClient:
         kind = _KINDS[op]
         value: Any = None if op == "r" else (arg1 if op == "w" else (arg1, arg2))
         self.op_id = self.history.invoke(self.address, key, kind, value, self.sim.now)
-        self.request = ClientRequest(self.address, self.seq, 0, op, key, arg1, arg2)
+        if op != "r":
+            self.write_seq += 1
+        self.request = ClientRequest(
+            self.address,
+            self.seq,
+            0,
+            op,
+            key,
+            arg1,
+            arg2,
+            session=self.session,
+            write_seq=self.write_seq,
+        )
         self.deadline = self.sim.now + self.sim.params.op_deadline
         self.attempt = 0
         self._send()
@@ -64,15 +79,7 @@ class SimClient:
         self.attempt += 1
         if self.target not in self.sim.nodes or self.sim.rng.random() < 0.1:
             self.target = self.sim.rng.choice(sorted(self.sim.nodes))
-        req = ClientRequest(
-            self.request.client,
-            self.request.seq,
-            self.attempt,
-            self.request.op,
-            self.request.key,
-            self.request.arg1,
-            self.request.arg2,
-        )
+        req = replace(self.request, attempt=self.attempt)
         self.sim.network.send(self.address, self.target, req)
         attempt = self.attempt
         self.sim.schedule(self.sim.params.attempt_timeout, self._on_timeout, self.seq, attempt)
@@ -113,6 +120,12 @@ class SimClient:
             self.completed += 1
             self._finish()
             return
+        if reply.error == "session_expired":
+            # Our session never opened (its first write was given up on and never
+            # applied); this request was refused, so retry it in a new session.
+            self.session += 1
+            self.write_seq = 1
+            self.request = replace(self.request, session=self.session, write_seq=1)
         if reply.leader_hint:
             self.target = reply.leader_hint
         else:

@@ -1,5 +1,5 @@
-"""One simulated server: a real `RaftCore`, `MemoryStorage` as its disk, the register
-state machine and the request handling a real node runtime does.
+"""One simulated server: a real `RaftCore`, `MemoryStorage` as its disk, the real
+`KVStateMachine` and the request handling a real node runtime does.
 
 A Ready is handled as the driving contract says, with the disk's fsync taking
 simulated time: send `messages`, write, (time passes) sync, send
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from accord.errors import NotLeader, ProposalDropped
+from accord.kv import KVStateMachine
 from accord.raft import (
     ConfChange,
     ConfChangeError,
@@ -25,8 +26,8 @@ from accord.raft import (
     Ready,
     Role,
 )
+from accord.sim.kvops import encode_write, read_value, write_outcome
 from accord.sim.protocol import ClientReply, ClientRequest
-from accord.sim.register import RegisterMachine, encode_command
 from accord.storage import MemoryStorage
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class SimNode:
         self.alive = False
         self.incarnation = 0
         self.core: RaftCore
-        self.machine = RegisterMachine()
+        self.machine = KVStateMachine()
         self._syncing = False
         self._pending_writes: dict[int, _PendingWrite] = {}
         self._pending_reads: dict[bytes, ClientRequest] = {}
@@ -61,7 +62,7 @@ class SimNode:
         self.alive = True
         recovered = self.disk.load()
         self.core = RaftCore(self.make_config(), random.Random(self.sim.rng.random()), recovered)
-        self.machine = RegisterMachine()
+        self.machine = KVStateMachine()
         if recovered.snapshot is not None:
             self.machine.restore(recovered.snapshot.data)
         self._syncing = False
@@ -101,7 +102,9 @@ class SimNode:
             self._pending_reads[context] = req
             self.core.read_index(context)
             return
-        data = encode_command(req.client, req.seq, req.op, req.key, req.arg1, req.arg2)
+        data = encode_write(
+            req.session, req.write_seq, req.op, req.key, req.arg1, req.arg2, self.sim.now
+        )
         try:
             term, index = self.core.propose(data)
         except NotLeader as e:
@@ -175,12 +178,16 @@ class SimNode:
         self.pump()
 
     def _apply(self, index: int, term: int, kind: EntryType, data: bytes) -> None:
-        result = self.machine.apply(data) if kind == EntryType.NORMAL and data else None
+        applied, result = True, None
+        if kind == EntryType.NORMAL and data:
+            applied, result = write_outcome(self.machine.apply(index, data)[0])
         self.sim.checker.on_apply(self, index, term, kind, data)
         pending = self._pending_writes.pop(index, None)
         if pending is None:
             return
-        if pending.term == term:
+        if pending.term == term and not applied:
+            self._reply(pending.request, ok=False, error=result)
+        elif pending.term == term:
             self._reply(pending.request, ok=True, value=result)
         else:
             self._reply(pending.request, ok=False, error="dropped")
@@ -204,7 +211,7 @@ class SimNode:
         waiting = []
         for index, req in self._confirmed_reads:
             if index <= applied:
-                self._reply(req, ok=True, value=self.machine.read(req.key))
+                self._reply(req, ok=True, value=read_value(self.machine, req.key))
             else:
                 waiting.append((index, req))
         self._confirmed_reads = waiting

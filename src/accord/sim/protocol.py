@@ -16,6 +16,9 @@ class ClientRequest:
     key: str
     arg1: Any = None
     arg2: Any = None
+    session: int = 0
+    write_seq: int = 0
+    """The client's session and its sequence number (writes only; reads use none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,5 +28,5 @@ class ClientReply:
     attempt: int
     ok: bool
     value: Any = None
-    error: str = ""  # "not_leader", "dropped", "read_rejected"
+    error: str = ""  # "not_leader", "dropped", "read_rejected", "session_expired"
     leader_hint: int = 0

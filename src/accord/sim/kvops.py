@@ -1,0 +1,68 @@
+"""The simulated clients' register operations, expressed as real KV commands.
+
+The simulator runs the real `KVStateMachine`: a write is a `Put`, a compare-and-swap
+is a `Txn` comparing the value (or, for "absent", the version 0) and putting the new
+value on success, a read is a `get` after ReadIndex. Every write carries the client's
+session (client id, write sequence number), so retries take effect once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accord.kv import (
+    Compare,
+    CompareOp,
+    CompareTarget,
+    Envelope,
+    KVStateMachine,
+    Put,
+    Txn,
+    encode_command,
+)
+from accord.kv.results import ErrorResult, PutResult, TxnResult
+
+
+def _encode_value(value: int) -> bytes:
+    return str(value).encode()
+
+
+def encode_write(
+    client: int, write_seq: int, op: str, key: str, arg1: Any, arg2: Any, now: int
+) -> bytes:
+    key_bytes = key.encode()
+    if op == "w":
+        command: Put | Txn = Put(key_bytes, _encode_value(arg1))
+    elif op == "c":
+        if arg1 is None:
+            compare = Compare(key_bytes, CompareTarget.VERSION, CompareOp.EQUAL, 0)
+        else:
+            compare = Compare(key_bytes, CompareTarget.VALUE, CompareOp.EQUAL, _encode_value(arg1))
+        command = Txn((compare,), (Put(key_bytes, _encode_value(arg2)),), ())
+    else:
+        raise ValueError(f"not a write: {op!r}")
+    return encode_command(Envelope(client, write_seq, command, now))
+
+
+SESSION_EXPIRED = "session_expired"
+
+
+def write_outcome(result: Any) -> tuple[bool, Any]:
+    """(applied, what the client records): True for a write, whether a CAS succeeded;
+    (False, "session_expired") when the client must open a new session."""
+    if isinstance(result, PutResult):
+        return True, True
+    if isinstance(result, TxnResult):
+        return True, result.succeeded
+    if isinstance(result, ErrorResult) and result.code == SESSION_EXPIRED:
+        # The client gave up on its first write (never applied) and moved on: its
+        # session never opened. The request was refused, so a new session may retry it.
+        return False, SESSION_EXPIRED
+    # No other simulated request may fail in the state machine: that would be a bug
+    # (e.g. a session that lost track of a retry).
+    raise AssertionError(f"state machine refused a simulated write: {result!r}")
+
+
+def read_value(machine: KVStateMachine, key: str) -> int | None:
+    kv = machine.get(key.encode()).kv
+    return int(kv.value) if kv is not None else None
