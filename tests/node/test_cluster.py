@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import urllib.error
@@ -99,7 +100,15 @@ def test_openapi_describes_every_route(cluster: LocalCluster) -> None:
     code, body, _ = http("GET", f"{cluster.url(1)}/v1/openapi.json")
     paths = set(json.loads(body)["paths"])
     assert code == 200
-    assert {"/v1/kv/{key}", "/v1/range", "/v1/txn", "/v1/cluster/status", "/health"} <= paths
+    from aiohttp import web
+
+    from accord.api.http import HttpApi
+
+    app = HttpApi.__new__(HttpApi).app()
+    routes = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
+    routes = {re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route) for route in routes}
+    assert routes == paths, routes ^ paths
+    assert isinstance(app, web.Application)
 
 
 class WatchReader:
@@ -207,3 +216,98 @@ def test_a_retried_write_takes_effect_once(cluster: LocalCluster) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(half, timeout=5)
     assert info.value.code == 400
+
+
+def test_a_node_is_added_promoted_and_another_removed_while_writes_continue(
+    cluster: LocalCluster,
+) -> None:
+    import subprocess
+    import sys
+    import threading
+
+    from accord.node.config import NodeConfig, load_config, render_config
+
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                code = http("PUT", f"{cluster.url(1 + i % 3)}/v1/kv/m{i}", b"v")[0]
+            except OSError:
+                continue  # e.g. the removed node stopped answering: outcome unknown
+            if code == 200:
+                acked.append(f"m{i}")
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    base = cluster.base
+    existing = load_config(cluster.directory / "n1" / "node.toml", env={})
+    config = NodeConfig(
+        name="n4",
+        id=4,
+        data_dir=cluster.directory / "n4" / "data",
+        client=("127.0.0.1", base + 4),
+        peer=("127.0.0.1", base + 104),
+        members=existing.members,
+        cluster_id=existing.cluster_id,
+        join=True,
+    )
+    (cluster.directory / "n4").mkdir()
+    (cluster.directory / "n4" / "node.toml").write_text(render_config(config))
+    body = json.dumps(
+        {
+            "id": 4,
+            "name": "n4",
+            "peer": f"127.0.0.1:{base + 104}",
+            "client": f"127.0.0.1:{base + 4}",
+        }
+    ).encode()
+    code, answer, _ = http("POST", f"{cluster.url(2)}/v1/members", body)
+    assert code == 200, answer
+    node4 = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "accord.cli.main",
+            "node",
+            "--config",
+            str(cluster.directory / "n4" / "node.toml"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            lambda: (
+                len(acked) > 20
+                and http("GET", f"{cluster.url(4)}/v1/kv/{acked[10]}?consistency=serializable")[0]
+                == 200
+            ),
+            "the learner to catch up",
+        )
+        code, answer, _ = http("POST", f"{cluster.url(3)}/v1/members/4/promote")
+        assert code == 200, answer
+        code, answer, _ = http("DELETE", f"{cluster.url(4)}/v1/members/1")
+        assert code == 200, answer
+
+        def settled() -> bool:
+            code, answer, _ = http("GET", f"{cluster.url(4)}/v1/members")
+            data = json.loads(answer) if code == 200 else {}
+            roles = {m["id"]: m["role"] for m in data.get("members", [])}
+            return not data.get("joint") and roles == {2: "voter", 3: "voter", 4: "voter"}
+
+        wait_for(settled, "members 2, 3, 4 as the only voters")
+        count = len(acked)
+        wait_for(lambda: len(acked) > count + 10, "writes to go on after the changes")
+        stop.set()
+        thread.join(timeout=DEADLINE_S)
+        for key in acked:  # every acknowledged write, read through the new member
+            code, value, _ = http("GET", f"{cluster.url(4)}/v1/kv/{key}")
+            assert (code, value) == (200, b"v"), key
+    finally:
+        stop.set()
+        node4.send_signal(signal.SIGTERM)
+        node4.wait(timeout=DEADLINE_S)

@@ -35,7 +35,16 @@ from accord.kv import (
 from accord.kv import errors as kv_errors
 from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, TxnResult
 from accord.kv.types import KeyValue, prefix_end
+from accord.node.config import ConfigError, Member, parse_address
+from accord.node.members import (
+    NodeState,
+    add_member,
+    member_roles,
+    promote_member,
+    remove_member,
+)
 from accord.node.service import KVService
+from accord.raft import ConfChangeError
 
 REQUEST_BYTES_MAX = 4 << 20
 FORWARDED = "X-Accord-Forwarded"
@@ -57,6 +66,7 @@ _STATUS = {
     kv_errors.LeaseExists: 409,
     kv_errors.StaleRequest: 409,
     kv_errors.SessionExpired: 409,
+    ConfChangeError: 400,
 }
 
 
@@ -204,9 +214,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class HttpApi:
-    def __init__(self, service: KVService, member_urls: dict[int, str]) -> None:
+    def __init__(self, service: KVService, state: NodeState) -> None:
         self.service = service
-        self.member_urls = member_urls
+        self.state = state
         self._client: aiohttp.ClientSession | None = None
 
     def app(self) -> web.Application:
@@ -222,6 +232,10 @@ class HttpApi:
         app.router.add_get("/v1/lease/{id:[0-9]+}", self.lease_get)
         app.router.add_delete("/v1/lease/{id:[0-9]+}", self.lease_revoke)
         app.router.add_get("/v1/cluster/status", self.status)
+        app.router.add_get("/v1/members", self.members)
+        app.router.add_post("/v1/members", self.member_add)
+        app.router.add_post("/v1/members/{id:[0-9]+}/promote", self.member_promote)
+        app.router.add_delete("/v1/members/{id:[0-9]+}", self.member_remove)
         app.router.add_get("/health", self.health)
         app.router.add_get("/v1/openapi.json", self.openapi)
         app.on_cleanup.append(self._close_client)
@@ -248,7 +262,8 @@ class HttpApi:
 
     async def _not_leader(self, request: web.Request, error: NotLeader) -> web.StreamResponse:
         leader = error.leader_hint or self.service.node.leader_id
-        url = self.member_urls.get(leader)
+        member = self.state.members.get(leader)
+        url = member.client_url if member else None
         if url and not request.headers.get(FORWARDED) and leader != self.service.node.core.id:
             return await self._forward(request, url)
         extra = {"leader": {"id": leader, "url": url}} if url else {}
@@ -452,20 +467,53 @@ class HttpApi:
             }
         )
 
+    async def members(self, request: web.Request) -> web.Response:
+        await self.service.node.read_barrier()
+        return web.json_response(
+            {
+                "members": member_roles(self.service.node, self.state),
+                "joint": self.service.node.core.conf.joint,
+            }
+        )
+
+    async def member_add(self, request: web.Request) -> web.Response:
+        """Add a member (as a learner unless "voter": true); its addresses are
+        replicated with the change, so every node can reach it."""
+        body = await self._json_body(request, {"id", "name", "peer", "client", "voter"})
+        member_id = body.get("id")
+        if not isinstance(member_id, int) or isinstance(member_id, bool) or member_id <= 0:
+            raise BadRequest("id must be a positive integer")
+        for name in ("name", "peer", "client"):
+            if not isinstance(body.get(name), str):
+                raise BadRequest(f"{name} must be a string")
+        try:
+            member = Member(
+                member_id,
+                body["name"],
+                parse_address(body["peer"], "peer"),
+                parse_address(body["client"], "client"),
+            )
+        except ConfigError as e:
+            raise BadRequest(str(e)) from e
+        await add_member(self.service.node, member, voter=body.get("voter") is True)
+        return web.json_response({"members": member_roles(self.service.node, self.state)})
+
+    async def member_promote(self, request: web.Request) -> web.Response:
+        await promote_member(self.service.node, int(request.match_info["id"]))
+        return web.json_response({"members": member_roles(self.service.node, self.state)})
+
+    async def member_remove(self, request: web.Request) -> web.Response:
+        await remove_member(self.service.node, int(request.match_info["id"]))
+        return web.json_response({"members": member_roles(self.service.node, self.state)})
+
     async def status(self, request: web.Request) -> web.Response:
         node = self.service.node
         st = node.core.status()
-        members = []
-        for member_id in sorted(st.conf.members() | set(self.member_urls)):
-            progress = st.progress.get(member_id)
-            members.append(
-                {
-                    "id": member_id,
-                    "url": self.member_urls.get(member_id),
-                    "voter": member_id in st.conf.all_voters(),
-                    "match": progress.match if progress else None,
-                }
-            )
+        members = member_roles(node, self.state)
+        for row in members:
+            progress = st.progress.get(row["id"])
+            row["voter"] = row["role"] == "voter"
+            row["match"] = progress.match if progress else None  # known on the leader
         return web.json_response(
             {
                 "id": st.id,

@@ -27,6 +27,7 @@ _CONSISTENCY = {
     "this node's local state at once, possibly stale",
 }
 _LEASE_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+"""A numeric path id (of a lease or a member)."""
 _REVISION = {
     "name": "revision",
     "in": "query",
@@ -233,6 +234,34 @@ def spec() -> dict[str, Any]:
                     "summary": "Refresh a lease",
                     "parameters": [_LEASE_ID],
                     "responses": _responses({"description": "refreshed", **_json("Lease")}),
+                }
+            },
+            "/v1/members": {
+                "get": {
+                    "summary": "Members with their role (voter, learner) and addresses",
+                    "responses": _responses({"description": "members"}),
+                },
+                "post": {
+                    "summary": "Add a member (a learner unless voter is true): body "
+                    "{id, name, peer, client, voter}",
+                    "requestBody": {
+                        "content": {"application/json": {"schema": {"type": "object"}}}
+                    },
+                    "responses": _responses({"description": "members"}),
+                },
+            },
+            "/v1/members/{id}": {
+                "delete": {
+                    "summary": "Remove a member (the leader too)",
+                    "parameters": [_LEASE_ID],
+                    "responses": _responses({"description": "members"}),
+                }
+            },
+            "/v1/members/{id}/promote": {
+                "post": {
+                    "summary": "Promote a learner to voter",
+                    "parameters": [_LEASE_ID],
+                    "responses": _responses({"description": "members"}),
                 }
             },
             "/v1/cluster/status": {

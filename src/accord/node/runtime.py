@@ -52,6 +52,8 @@ log = logging.getLogger("accord.node")
 class StateMachine(Protocol):
     def apply(self, index: int, data: bytes) -> tuple[Any, list[Any]]: ...
 
+    def apply_conf_change(self, change: ConfChange) -> None: ...
+
     def snapshot(self) -> bytes: ...
 
     def restore(self, data: bytes) -> None: ...
@@ -83,6 +85,7 @@ class Node:
         snapshot_entries: int,
         on_events: Callable[[list[Any]], None] | None = None,
         on_restore: Callable[[], None] | None = None,
+        on_members_changed: Callable[[], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.storage = storage
@@ -91,6 +94,7 @@ class Node:
         self.snapshot_entries = snapshot_entries
         self.on_events = on_events or (lambda events: None)
         self.on_restore = on_restore or (lambda: None)
+        self.on_members_changed = on_members_changed or (lambda: None)
         recovered = storage.load()
         for note in recovered.notes:
             log.warning("storage: %s", note)
@@ -226,12 +230,16 @@ class Node:
             self.applied_index = rd.snapshot.index
             self._fail_up_to(rd.snapshot.index)
             self.on_restore()
+            self.on_members_changed()
         events: list[Any] = []
         for entry in rd.committed_entries:
             result: Any = None
             if entry.type == EntryType.NORMAL and entry.data:
                 result, entry_events = self.state_machine.apply(entry.index, entry.data)
                 events.extend(entry_events)
+            elif entry.type == EntryType.CONF_CHANGE:
+                self.state_machine.apply_conf_change(ConfChange.decode(entry.data))
+                self.on_members_changed()
             self.applied_index = entry.index
             proposal = self._proposals.pop(entry.index, None)
             if proposal is not None and not proposal.future.done():

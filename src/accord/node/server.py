@@ -14,6 +14,7 @@ from aiohttp import web
 from accord.api.http import HttpApi
 from accord.kv import KVStateMachine
 from accord.node.config import NodeConfig
+from accord.node.members import NodeState
 from accord.node.runtime import Node
 from accord.node.service import KVService
 from accord.raft import Message, RaftConfig
@@ -23,38 +24,46 @@ from accord.transport import PeerTransport
 log = logging.getLogger("accord.node")
 
 
-def build_node(config: NodeConfig) -> tuple[Node, KVService]:
+def build_node(config: NodeConfig) -> tuple[Node, KVService, NodeState]:
     raft_config = RaftConfig(
         id=config.id,
         bootstrap_voters=frozenset() if config.join else frozenset(config.members),
         election_ticks=config.election_ticks,
     )
     storage = FileStorage(config.data_dir / "raft")
-    machine = KVStateMachine()
-    peers = {m.id: m.peer for m in config.members.values()}
+    state = NodeState(KVStateMachine(), config.members)
+    transports: list[PeerTransport] = []
 
     def transport(on_message: Callable[[Message], None]) -> PeerTransport:
-        return PeerTransport(config.id, config.cluster_id, config.peer, peers, on_message)
+        peers = {m.id: m.peer for m in state.members.values()}
+        transports.append(
+            PeerTransport(config.id, config.cluster_id, config.peer, peers, on_message)
+        )
+        return transports[0]
+
+    def members_changed() -> None:
+        transports[0].update_peers({m.id: m.peer for m in state.members.values()})
 
     services: list[KVService] = []
     node = Node(
         raft_config,
         storage,
         transport,
-        machine,
+        state,
         tick_ms=config.tick_ms,
         snapshot_entries=config.snapshot_entries,
         on_events=lambda events: services[0].on_events(events),
         on_restore=lambda: services[0].resync_watches(),
+        on_members_changed=members_changed,
     )
-    services.append(KVService(node, machine))
-    return node, services[0]
+    services.append(KVService(node, state.kv))
+    return node, services[0], state
 
 
 async def serve(config: NodeConfig) -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    node, service = build_node(config)
-    api = HttpApi(service, {m.id: m.client_url for m in config.members.values()})
+    node, service, state = build_node(config)
+    api = HttpApi(service, state)
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
     await node.start()

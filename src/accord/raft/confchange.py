@@ -35,17 +35,25 @@ class ConfChangeOp(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class ConfChange:
-    """Changes applied together; no changes at all means "leave the joint config"."""
+    """Changes applied together; no changes at all means "leave the joint config".
+
+    `context` is opaque to Raft and replicated with the change: the node runtime puts
+    the new members' addresses there, so every member learns them at the same index.
+    """
 
     changes: tuple[tuple[ConfChangeOp, NodeId], ...] = ()
+    context: bytes = b""
 
     def encode(self) -> bytes:
-        return bytes(msgpack.packb([[int(op), node] for op, node in self.changes]))
+        changes = [[int(op), node] for op, node in self.changes]
+        return bytes(msgpack.packb([changes, self.context]))
 
     @staticmethod
     def decode(data: bytes) -> ConfChange:
-        raw = msgpack.unpackb(data)
-        return ConfChange(tuple((ConfChangeOp(op), int(node)) for op, node in raw))
+        changes, context = msgpack.unpackb(data)
+        return ConfChange(
+            tuple((ConfChangeOp(op), int(node)) for op, node in changes), bytes(context)
+        )
 
 
 def apply_conf_change(conf: ConfState, change: ConfChange) -> ConfState:

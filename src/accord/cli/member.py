@@ -1,0 +1,92 @@
+"""`accord member list | add | promote | remove`: online membership changes.
+
+A new member is added as a learner (it receives the log but does not vote), then
+promoted once it has caught up; start its process with `join = true` in its config
+(or `accord node --join ...`) so it waits to be contacted instead of bootstrapping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+import click
+
+DEFAULT_ENDPOINTS = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
+
+
+def _call(endpoints: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    last_error = "no endpoint given"
+    for endpoint in [e.strip() for e in endpoints.split(",") if e.strip()]:
+        request = urllib.request.Request(endpoint.rstrip("/") + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            error = json.loads(e.read() or b"{}").get("error", {})
+            if error.get("code") in ("not_leader", "proposal_dropped"):
+                last_error = f"{error['code']}: {error.get('message', '')}"
+                continue
+            raise click.ClickException(f"{error.get('code')}: {error.get('message')}") from e
+        except (OSError, ValueError) as e:
+            last_error = f"{endpoint}: {e}"
+    raise click.ClickException(f"no endpoint could serve the request ({last_error})")
+
+
+def _print_members(result: dict[str, Any]) -> None:
+    for row in result["members"]:
+        click.echo(
+            f"{row['id']:>4}  {row['name'] or '-':<8} {row['role']:<8} "
+            f"{row['url'] or '-':<28} peer {row['peer'] or '-'}"
+        )
+
+
+endpoints_option = click.option(
+    "--endpoints",
+    default=lambda: os.environ.get("ACCORD_ENDPOINTS", DEFAULT_ENDPOINTS),
+    show_default="$ACCORD_ENDPOINTS or the ports of `accord up`",
+    help="comma-separated client URLs",
+)
+
+
+@click.group("member")
+def member() -> None:
+    """List and change the cluster's members online."""
+
+
+@member.command("list")
+@endpoints_option
+def member_list(endpoints: str) -> None:
+    _print_members(_call(endpoints, "GET", "/v1/members"))
+
+
+@member.command("add")
+@endpoints_option
+@click.option("--id", "member_id", type=click.IntRange(1), required=True)
+@click.option("--name", required=True)
+@click.option("--peer", required=True, help="HOST:PORT the new member listens on for Raft")
+@click.option("--client", required=True, help="HOST:PORT of the new member's HTTP API")
+@click.option("--voter", is_flag=True, help="add as a voter at once instead of a learner")
+def member_add(
+    endpoints: str, member_id: int, name: str, peer: str, client: str, voter: bool
+) -> None:
+    body = {"id": member_id, "name": name, "peer": peer, "client": client, "voter": voter}
+    _print_members(_call(endpoints, "POST", "/v1/members", body))
+
+
+@member.command("promote")
+@endpoints_option
+@click.argument("member_id", type=click.IntRange(1))
+def member_promote(endpoints: str, member_id: int) -> None:
+    _print_members(_call(endpoints, "POST", f"/v1/members/{member_id}/promote"))
+
+
+@member.command("remove")
+@endpoints_option
+@click.argument("member_id", type=click.IntRange(1))
+def member_remove(endpoints: str, member_id: int) -> None:
+    _print_members(_call(endpoints, "DELETE", f"/v1/members/{member_id}"))

@@ -1,0 +1,117 @@
+"""Cluster membership as the node runtime sees it: who the members are and where they
+listen, replicated with the Raft membership changes themselves.
+
+Raft's configuration holds only node ids. The addresses of a member travel in the
+`context` of the `ConfChange` that adds it, so every node learns them at the same log
+index, and the registry is part of the node's snapshot. `NodeState` is the state
+machine the runtime drives: the KV store plus this registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgpack
+
+from accord.kv import KVStateMachine
+from accord.kv.types import Event
+from accord.node.config import Member, parse_address
+from accord.node.runtime import Node
+from accord.raft import ConfChange, ConfChangeError, ConfChangeOp
+
+SNAPSHOT_FORMAT = 1
+
+
+def encode_members(members: Iterable[Member]) -> bytes:
+    rows = [
+        [m.id, m.name, f"{m.peer[0]}:{m.peer[1]}", f"{m.client[0]}:{m.client[1]}"] for m in members
+    ]
+    return bytes(msgpack.packb(rows))
+
+
+def decode_members(data: bytes) -> list[Member]:
+    if not data:
+        return []
+    return [
+        Member(
+            int(i),
+            str(name),
+            parse_address(peer, "member peer"),
+            parse_address(client, "member client"),
+        )
+        for i, name, peer, client in msgpack.unpackb(data)
+    ]
+
+
+async def add_member(node: Node, member: Member, voter: bool = False) -> None:
+    """Add `member` (a learner unless `voter`); raises ConfChangeError, NotLeader,
+    ProposalDropped (another change in progress) or DeadlineExceeded."""
+    op = ConfChangeOp.ADD_VOTER if voter else ConfChangeOp.ADD_LEARNER
+    await node.propose_conf_change(ConfChange(((op, member.id),), encode_members([member])))
+
+
+async def promote_member(node: Node, member_id: int) -> None:
+    if member_id not in node.core.conf.learners:
+        raise ConfChangeError(f"member {member_id} is not a learner")
+    await node.propose_conf_change(ConfChange(((ConfChangeOp.ADD_VOTER, member_id),)))
+
+
+async def remove_member(node: Node, member_id: int) -> None:
+    if member_id not in node.core.conf.members():
+        raise ConfChangeError(f"no member {member_id}")
+    await node.propose_conf_change(ConfChange(((ConfChangeOp.REMOVE, member_id),)))
+
+
+def member_roles(node: Node, state: NodeState) -> list[dict[str, Any]]:
+    """Every member known to Raft or to the registry, with its role."""
+    conf = node.core.conf
+    rows = []
+    for member_id in sorted(conf.members() | set(state.members)):
+        member = state.members.get(member_id)
+        if member_id in conf.all_voters():
+            role = "voter"
+        elif member_id in conf.learners:
+            role = "learner"
+        else:
+            role = "removed"
+        rows.append(
+            {
+                "id": member_id,
+                "name": member.name if member else None,
+                "peer": f"{member.peer[0]}:{member.peer[1]}" if member else None,
+                "url": member.client_url if member else None,
+                "role": role,
+            }
+        )
+    return rows
+
+
+class NodeState:
+    """KV state machine + member registry, snapshotted together."""
+
+    def __init__(self, kv: KVStateMachine, initial_members: dict[int, Member]) -> None:
+        self.kv = kv
+        self.members = dict(initial_members)
+
+    def apply(self, index: int, data: bytes) -> tuple[Any, list[Event]]:
+        return self.kv.apply(index, data)
+
+    def apply_conf_change(self, change: ConfChange) -> None:
+        announced = {m.id: m for m in decode_members(change.context)}
+        for op, node in change.changes:
+            if op == ConfChangeOp.REMOVE:
+                self.members.pop(node, None)
+            elif node in announced:
+                self.members[node] = announced[node]
+
+    def snapshot(self) -> bytes:
+        members = encode_members(self.members.values())
+        return bytes(msgpack.packb([SNAPSHOT_FORMAT, self.kv.snapshot(), members]))
+
+    def restore(self, data: bytes) -> None:
+        version, kv_data, members = msgpack.unpackb(data)
+        if version != SNAPSHOT_FORMAT:
+            raise ValueError(f"unknown node snapshot format {version}")
+        self.kv.restore(kv_data)
+        self.members = {m.id: m for m in decode_members(members)}
