@@ -93,25 +93,37 @@ class NodeState:
     def __init__(self, kv: KVStateMachine, initial_members: dict[int, Member]) -> None:
         self.kv = kv
         self.members = dict(initial_members)
+        # Removed members stay reachable until the joint configuration is left: until
+        # then the old voters' majority still decides, and may need them.
+        self.leaving: set[int] = set()
 
     def apply(self, index: int, data: bytes) -> tuple[Any, list[Event]]:
         return self.kv.apply(index, data)
 
     def apply_conf_change(self, change: ConfChange) -> None:
+        if not change.changes:  # leaving the joint configuration
+            for node in self.leaving:
+                self.members.pop(node, None)
+            self.leaving.clear()
+            return
         announced = {m.id: m for m in decode_members(change.context)}
         for op, node in change.changes:
             if op == ConfChangeOp.REMOVE:
-                self.members.pop(node, None)
-            elif node in announced:
-                self.members[node] = announced[node]
+                self.leaving.add(node)
+            else:
+                self.leaving.discard(node)
+                if node in announced:
+                    self.members[node] = announced[node]
 
     def snapshot(self) -> bytes:
         members = encode_members(self.members.values())
-        return bytes(msgpack.packb([SNAPSHOT_FORMAT, self.kv.snapshot(), members]))
+        leaving = sorted(self.leaving)
+        return bytes(msgpack.packb([SNAPSHOT_FORMAT, self.kv.snapshot(), members, leaving]))
 
     def restore(self, data: bytes) -> None:
-        version, kv_data, members = msgpack.unpackb(data)
+        version, kv_data, members, leaving = msgpack.unpackb(data)
         if version != SNAPSHOT_FORMAT:
             raise ValueError(f"unknown node snapshot format {version}")
         self.kv.restore(kv_data)
         self.members = {m.id: m for m in decode_members(members)}
+        self.leaving = set(leaving)

@@ -1,0 +1,44 @@
+"""The member registry that rides along Raft's membership changes."""
+
+from __future__ import annotations
+
+from accord.kv import KVStateMachine
+from accord.node.config import Member
+from accord.node.members import NodeState, decode_members, encode_members
+from accord.raft import ConfChange, ConfChangeOp
+
+M = {i: Member(i, f"n{i}", ("127.0.0.1", 7100 + i), ("127.0.0.1", 7000 + i)) for i in range(1, 5)}
+
+
+def state() -> NodeState:
+    return NodeState(KVStateMachine(), {i: M[i] for i in (1, 2, 3)})
+
+
+def test_members_round_trip_through_the_change_context() -> None:
+    assert decode_members(encode_members([M[4], M[1]])) == [M[4], M[1]]
+    assert decode_members(b"") == []
+
+
+def test_an_added_member_is_known_at_once() -> None:
+    s = state()
+    s.apply_conf_change(ConfChange(((ConfChangeOp.ADD_LEARNER, 4),), encode_members([M[4]])))
+    assert s.members[4] == M[4]
+
+
+def test_a_removed_member_stays_reachable_until_the_joint_configuration_is_left() -> None:
+    s = state()
+    s.apply_conf_change(ConfChange(((ConfChangeOp.REMOVE, 1),)))
+    assert 1 in s.members  # the outgoing majority may still need it
+    s.apply_conf_change(ConfChange())  # leave joint
+    assert set(s.members) == {2, 3}
+
+
+def test_snapshot_restores_members_and_pending_removals() -> None:
+    s = state()
+    s.apply_conf_change(ConfChange(((ConfChangeOp.ADD_LEARNER, 4),), encode_members([M[4]])))
+    s.apply_conf_change(ConfChange(((ConfChangeOp.REMOVE, 2),)))
+    restored = NodeState(KVStateMachine(), {})
+    restored.restore(s.snapshot())
+    assert restored.members == s.members and restored.leaving == {2}
+    restored.apply_conf_change(ConfChange())
+    assert set(restored.members) == {1, 3, 4}
