@@ -27,6 +27,15 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
         c.stop()  # `accord up` stops every node it started that is still running
 
 
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """One cluster for the tests that neither kill nor reconfigure anything."""
+    c = LocalCluster(tmp_path_factory.mktemp("shared") / "cluster")
+    c.start()
+    yield c
+    c.stop()
+
+
 def put(url: str, key: str, value: bytes) -> int:
     code, body, _ = http("PUT", f"{url}/v1/kv/{key}", value)
     assert code == 200, body
@@ -84,20 +93,38 @@ def test_restarting_every_node_keeps_the_data(cluster: LocalCluster) -> None:
         ("PUT", "/v1/kv/" + "k" * 5000, b"v", 413, "limit_exceeded"),
         ("PUT", "/v1/kv/big", b"v" * (5 << 20), 413, "request_too_large"),
         ("GET", "/v1/kv/absent", None, 404, "not_found"),
+        ("GET", "/v1/kv/k?revision=%C2%B2", None, 400, "bad_request"),
+        ("GET", "/v1/lease/" + "9" * 5000, None, 400, "bad_request"),
+        ("POST", "/v1/txn", b"[" * 100_000, 400, "bad_request"),
+        (
+            "POST",
+            "/v1/txn",
+            b'{"success": [{"range": {"key": "a", "limit": 18446744073709551616}}]}',
+            400,
+            "bad_request",
+        ),
+        ("POST", "/v1/lease/grant", b'{"ttl": 0}', 400, "bad_request"),
+        (
+            "POST",
+            "/v1/members",
+            '{"id": 9, "name": "n9", "peer": "h:\u00b2", "client": "h:1"}'.encode(),
+            400,
+            "bad_request",
+        ),
         ("GET", "/v1/kv/k?revision=999999", None, 400, "future_revision"),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(
-    cluster: LocalCluster, method: str, path: str, body: bytes | None, status: int, code: str
+    shared_cluster: LocalCluster, method: str, path: str, body: bytes | None, status: int, code: str
 ) -> None:
-    got_status, got_body, _ = http(method, cluster.url(1) + path, body)
+    got_status, got_body, _ = http(method, shared_cluster.url(1) + path, body)
     assert got_status == status, got_body
     error = json.loads(got_body)["error"]
     assert error["code"] == code and error["message"]
 
 
-def test_openapi_describes_every_route(cluster: LocalCluster) -> None:
-    code, body, _ = http("GET", f"{cluster.url(1)}/v1/openapi.json")
+def test_openapi_describes_every_route(shared_cluster: LocalCluster) -> None:
+    code, body, _ = http("GET", f"{shared_cluster.url(1)}/v1/openapi.json")
     paths = set(json.loads(body)["paths"])
     assert code == 200
     from aiohttp import web

@@ -10,8 +10,10 @@ ones (`?consistency=serializable`) from local state at once.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,6 +47,8 @@ from accord.node.members import (
 )
 from accord.node.service import KVService
 from accord.raft import ConfChangeError
+
+log = logging.getLogger("accord.api")
 
 REQUEST_BYTES_MAX = 4 << 20
 FORWARDED = "X-Accord-Forwarded"
@@ -166,11 +170,22 @@ def parse_txn_op(raw: Any) -> Put | Get | Range | DeleteRange:
     return Range(key, end, _int(body, "revision"), _int(body, "limit"))
 
 
+INT_MAX = (1 << 63) - 1
+DIGITS_MAX = 19
+
+
 def _int(obj: dict[str, Any], name: str) -> int:
     value = obj.get(name, 0)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise BadRequest(f"{name} must be a non-negative integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT_MAX:
+        raise BadRequest(f"{name} must be an integer in 0..{INT_MAX}")
     return value
+
+
+def parse_uint(raw: str, name: str) -> int:
+    """A decimal integer in 0..INT_MAX from a query string, header or path."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= DIGITS_MAX) or int(raw) > INT_MAX:
+        raise BadRequest(f"{name} must be an integer in 0..{INT_MAX}")
+    return int(raw)
 
 
 _TARGETS = {t.name.lower(): t for t in CompareTarget}
@@ -259,6 +274,11 @@ class HttpApi:
             return error_response(413, "request_too_large", str(e.text))
         except web.HTTPException as e:
             return error_response(e.status, "http_error", e.reason)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # a bug: answer in the API's format, and log it
+            log.exception("unexpected error serving %s %s", request.method, request.path)
+            return error_response(500, "internal", f"internal error: {type(e).__name__}")
 
     async def _not_leader(self, request: web.Request, error: NotLeader) -> web.StreamResponse:
         leader = error.leader_hint or self.service.node.leader_id
@@ -274,7 +294,9 @@ class HttpApi:
             self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         body = await request.read()
         headers = {FORWARDED: "1", "Content-Type": request.content_type}
-        headers.update((k, v) for k, v in request.headers.items() if k.startswith("X-Accord-"))
+        headers.update(
+            (k, v) for k, v in request.headers.items() if k.lower().startswith("x-accord-")
+        )
         try:
             async with self._client.request(
                 request.method,
@@ -291,8 +313,13 @@ class HttpApi:
                     if name in upstream.headers:
                         out.headers[name] = upstream.headers[name]
                 return out
+        except aiohttp.ClientConnectorError as e:  # nothing was sent: safe to retry
+            return error_response(503, "not_leader", f"cannot reach the leader: {e}")
         except (aiohttp.ClientError, TimeoutError) as e:
-            return error_response(503, "not_leader", f"forwarding to the leader failed: {e}")
+            # The leader may have applied the request before the connection broke.
+            return error_response(
+                504, "deadline_exceeded", f"outcome unknown: forwarding to the leader failed: {e}"
+            )
 
     # --- handlers -------------------------------------------------------------------------
     @staticmethod
@@ -313,11 +340,12 @@ class HttpApi:
         client, seq = request.headers.get(CLIENT_ID), request.headers.get(SEQ)
         if client is None and seq is None:
             return 0, 0
-        if not (client and seq and client.isdigit() and seq.isdigit()) or int(client) == 0:
-            raise BadRequest(f"{CLIENT_ID} and {SEQ} go together, as positive integers")
-        if int(client) >= 1 << 64 or int(seq) >= 1 << 64:
-            raise BadRequest(f"{CLIENT_ID} and {SEQ} must fit in 64 bits")
-        return int(client), int(seq)
+        if client is None or seq is None:
+            raise BadRequest(f"{CLIENT_ID} and {SEQ} go together")
+        client_id, seq_number = parse_uint(client, CLIENT_ID), parse_uint(seq, SEQ)
+        if client_id == 0 or seq_number == 0:
+            raise BadRequest(f"{CLIENT_ID} and {SEQ} must be positive")
+        return client_id, seq_number
 
     @staticmethod
     def _key_range(request: web.Request) -> tuple[bytes, bytes]:
@@ -331,10 +359,7 @@ class HttpApi:
 
     @staticmethod
     def _query_int(request: web.Request, name: str) -> int:
-        raw = request.query.get(name, "0")
-        if not raw.isdigit():
-            raise BadRequest(f"{name} must be a non-negative integer")
-        return int(raw)
+        return parse_uint(request.query.get(name, "0"), name)
 
     async def put(self, request: web.Request) -> web.Response:
         value = await request.read()
@@ -393,7 +418,7 @@ class HttpApi:
     async def txn(self, request: web.Request) -> web.Response:
         try:
             raw = json.loads(await request.read())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise BadRequest(f"body is not valid JSON: {e}") from e
         result = await self.service.execute(parse_txn(raw), *self._request_id(request))
         return web.json_response(result_json(result))
@@ -401,7 +426,7 @@ class HttpApi:
     async def _json_body(self, request: web.Request, allowed: set[str]) -> dict[str, Any]:
         try:
             raw = json.loads(await request.read() or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise BadRequest(f"body is not valid JSON: {e}") from e
         return _only(raw, allowed, "request body")
 
@@ -412,7 +437,8 @@ class HttpApi:
         if unknown:
             raise BadRequest(f"unknown parameter(s): {', '.join(sorted(unknown))}")
         key, end = self._key_range(request)
-        watch_id = self.service.open_watch(key, end, self._query_int(request, "start_revision"))
+        start_revision = self._query_int(request, "start_revision")
+        watch_id = self.service.open_watch(key, end, start_revision)
         events = self.service.stream(watch_id)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         try:
@@ -430,8 +456,11 @@ class HttpApi:
         except AccordError as e:
             error = {"error": {"code": e.code, "message": str(e)}}
             await response.write(json.dumps(error).encode() + b"\n")
+        except ConnectionResetError:
+            pass  # the watcher went away
         finally:
             await events.aclose()
+            self.service.close_watch(watch_id)  # also when the stream never started
         return response
 
     async def lease_grant(self, request: web.Request) -> web.Response:
@@ -443,17 +472,17 @@ class HttpApi:
         return web.json_response({"id": result.lease_id, "ttl": result.ttl_ms // 1000})
 
     async def lease_keepalive(self, request: web.Request) -> web.Response:
-        lease_id = int(request.match_info["id"])
+        lease_id = parse_uint(request.match_info["id"], "id")
         result = await self.service.execute(LeaseKeepAlive(lease_id), *self._request_id(request))
         return web.json_response({"id": lease_id, "ttl": result.ttl_ms // 1000})
 
     async def lease_revoke(self, request: web.Request) -> web.Response:
-        command = LeaseRevoke(int(request.match_info["id"]))
+        command = LeaseRevoke(parse_uint(request.match_info["id"], "id"))
         result = await self.service.execute(command, *self._request_id(request))
         return web.json_response({"revision": result.revision})
 
     async def lease_get(self, request: web.Request) -> web.Response:
-        lease_id = int(request.match_info["id"])
+        lease_id = parse_uint(request.match_info["id"], "id")
         await self.service.node.read_barrier()
         info = self.service.machine.lease_ttl(lease_id, keys=True)
         if info is None:
@@ -499,11 +528,11 @@ class HttpApi:
         return web.json_response({"members": member_roles(self.service.node, self.state)})
 
     async def member_promote(self, request: web.Request) -> web.Response:
-        await promote_member(self.service.node, int(request.match_info["id"]))
+        await promote_member(self.service.node, parse_uint(request.match_info["id"], "id"))
         return web.json_response({"members": member_roles(self.service.node, self.state)})
 
     async def member_remove(self, request: web.Request) -> web.Response:
-        await remove_member(self.service.node, int(request.match_info["id"]))
+        await remove_member(self.service.node, parse_uint(request.match_info["id"], "id"))
         return web.json_response({"members": member_roles(self.service.node, self.state)})
 
     async def status(self, request: web.Request) -> web.Response:

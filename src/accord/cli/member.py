@@ -27,7 +27,10 @@ def _call(endpoints: str, method: str, path: str, body: dict[str, Any] | None = 
             with urllib.request.urlopen(request, timeout=10) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as e:
-            error = json.loads(e.read() or b"{}").get("error", {})
+            try:
+                error = json.loads(e.read() or b"{}").get("error", {})
+            except ValueError:
+                error = {"code": f"http_{e.code}", "message": str(e.reason)}
             if error.get("code") in ("not_leader", "proposal_dropped"):
                 last_error = f"{error['code']}: {error.get('message', '')}"
                 continue

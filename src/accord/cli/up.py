@@ -111,7 +111,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 )
 def up(nodes: int, directory: str, port_base: int) -> None:
     """Start a local cluster and run it until Ctrl-C."""
-    root = Path(directory)
+    root = Path(directory).resolve()  # configs hold absolute paths: any cwd works
     paths = _cluster_configs(nodes, root, port_base)
     configs = [load_config(p, env={}) for p in paths]
     procs: list[subprocess.Popen[bytes]] = []

@@ -163,6 +163,11 @@ class WatchHub:
             w.watch_id for w in self._watchers.values() if w.queue or w.error or not w.synced
         )
 
+    def pending(self, watch_id: int) -> bool:
+        """Whether `take(watch_id)` has something (cheap: looks at that watcher only)."""
+        w = self._watchers.get(watch_id)
+        return w is not None and bool(w.queue or w.error or not w.synced)
+
     # --- live events -----------------------------------------------------------------
     def feed(self, events: Sequence[Event]) -> list[int]:
         """Queue the events an `apply()` returned (or several, concatenated in log

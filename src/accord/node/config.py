@@ -22,6 +22,7 @@ Environment variables use the upper-cased key: `ACCORD_CLIENT=127.0.0.1:7001`.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -86,7 +87,8 @@ class NodeConfig:
 
 def parse_address(value: str, what: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    valid_port = port.isascii() and port.isdigit() and len(port) <= 5
+    if not sep or not host or not valid_port or not 0 < int(port) < 65536:
         raise ConfigError(f"{what}: expected HOST:PORT with a port in 1..65535, got {value!r}")
     return host, int(port)
 
@@ -98,9 +100,10 @@ def _coerce(key: str, value: Any) -> Any:
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
         return value.lower() in ("1", "true", "yes")
     if kind is int and isinstance(value, str):
-        if not value.strip().lstrip("-").isdigit():
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return int(value)
+        digits = value.strip()
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 18):
+            raise ConfigError(f"{key}: expected a non-negative integer, got {value!r}")
+        return int(digits)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
     return value
@@ -111,7 +114,7 @@ def _members(raw: Any) -> dict[int, Member]:
         raise ConfigError("members: expected a table of [members.ID] tables")
     members: dict[int, Member] = {}
     for key, entry in raw.items():
-        if not str(key).isdigit() or int(key) <= 0:
+        if not (str(key).isascii() and str(key).isdigit()) or int(key) <= 0:
             raise ConfigError(f"members.{key}: member ids are positive integers")
         if not isinstance(entry, Mapping) or not {"name", "peer", "client"} <= entry.keys():
             raise ConfigError(f"members.{key}: needs name, peer and client")
@@ -190,13 +193,14 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
 
 def render_config(config: NodeConfig) -> str:
     """The TOML text that `load_config` reads back into `config`."""
+    q = json.dumps  # a JSON string is a valid TOML basic string (quotes, escapes)
     lines = [
-        f'name = "{config.name}"',
+        f"name = {q(config.name)}",
         f"id = {config.id}",
-        f'cluster_id = "{config.cluster_id}"',
-        f'data_dir = "{config.data_dir}"',
-        f'client = "{config.client[0]}:{config.client[1]}"',
-        f'peer = "{config.peer[0]}:{config.peer[1]}"',
+        f"cluster_id = {q(config.cluster_id)}",
+        f"data_dir = {q(str(config.data_dir))}",
+        f"client = {q(f'{config.client[0]}:{config.client[1]}')}",
+        f"peer = {q(f'{config.peer[0]}:{config.peer[1]}')}",
         f"tick_ms = {config.tick_ms}",
         f"election_ticks = {config.election_ticks}",
         f"snapshot_entries = {config.snapshot_entries}",
@@ -206,8 +210,8 @@ def render_config(config: NodeConfig) -> str:
         lines += [
             "",
             f"[members.{member.id}]",
-            f'name = "{member.name}"',
-            f'peer = "{member.peer[0]}:{member.peer[1]}"',
-            f'client = "{member.client[0]}:{member.client[1]}"',
+            f"name = {q(member.name)}",
+            f"peer = {q(f'{member.peer[0]}:{member.peer[1]}')}",
+            f"client = {q(f'{member.client[0]}:{member.client[1]}')}",
         ]
     return "\n".join(lines) + "\n"

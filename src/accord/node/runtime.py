@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -108,6 +109,10 @@ class Node:
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._waiting_reads: list[tuple[int, asyncio.Future[int]]] = []
         self._read_counter = 0
+        # Read contexts are unique per process: a leader's answer to a read of an
+        # earlier incarnation of this node may still arrive, and must match nothing.
+        self._read_nonce = os.urandom(8)
+        self.fatal = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self.applied_index = self.core.log.applied
@@ -120,7 +125,17 @@ class Node:
             asyncio.create_task(self._ready_loop(), name="accord-ready"),
             asyncio.create_task(self._ticker(), name="accord-ticker"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._on_task_done)
         self._wake.set()
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        """Fail-stop: if the Ready loop or the ticker dies (a disk error, a bug), the
+        core is stuck mid-Ready; the node must stop rather than look healthy."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.critical("%s failed; stopping the node", task.get_name(), exc_info=task.exception())
+        self.fatal.set()
 
     async def stop(self, transfer_leadership: bool = True, timeout_s: float = 3.0) -> None:
         """Hand leadership to the most up-to-date follower, flush, and stop."""
@@ -133,7 +148,7 @@ class Node:
         await self.transport.stop()
         self._disk.shutdown(wait=True)
         self.storage.close()
-        self._fail_all(ProposalDropped("the node is shutting down"))
+        self._fail_all(DeadlineExceeded("outcome unknown: the node is shutting down"))
         self._stopped.set()
 
     async def _transfer_before_stop(self, timeout_s: float) -> None:
@@ -167,22 +182,30 @@ class Node:
         Raises NotLeader, ProposalDropped or DeadlineExceeded."""
         term, index = self.core.propose(data)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._proposals[index] = _Proposal(term, future)
+        self._track(index, _Proposal(term, future))
         self._wake.set()
         return await self._wait(future, timeout_s, "the write")
 
     async def propose_conf_change(self, change: ConfChange, timeout_s: float = 5.0) -> None:
         term, index = self.core.propose_conf_change(change)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._proposals[index] = _Proposal(term, future)
+        self._track(index, _Proposal(term, future))
         self._wake.set()
         await self._wait(future, timeout_s, "the membership change")
+
+    def _track(self, index: int, proposal: _Proposal) -> None:
+        # An older proposal at this index lost its entry (the log was cut back and we
+        # lead again): its entry can never be applied now.
+        replaced = self._proposals.get(index)
+        if replaced is not None and not replaced.future.done():
+            replaced.future.set_exception(ProposalDropped("a new leader replaced the entry"))
+        self._proposals[index] = proposal
 
     async def read_barrier(self, timeout_s: float = 5.0) -> int:
         """Wait until local state reflects every write committed before this call
         (ReadIndex); returns the read index."""
         self._read_counter += 1
-        context = self._read_counter.to_bytes(8, "big")
+        context = self._read_nonce + self._read_counter.to_bytes(8, "big")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._reads[context] = future
         self.core.read_index(context)
@@ -290,7 +313,7 @@ class Node:
             proposal = self._proposals.pop(pending)
             if not proposal.future.done():
                 proposal.future.set_exception(
-                    ProposalDropped("outcome unknown: replaced by a snapshot; retry")
+                    DeadlineExceeded("outcome unknown: the log was replaced by a snapshot")
                 )
 
     def _fail_all(self, error: Exception) -> None:

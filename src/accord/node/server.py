@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 
@@ -64,7 +65,8 @@ async def serve(config: NodeConfig) -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     node, service, state = build_node(config)
     api = HttpApi(service, state)
-    runner = web.AppRunner(api.app(), access_log=None)
+    # handler_cancellation: a watcher that disconnects ends its watch at once.
+    runner = web.AppRunner(api.app(), access_log=None, handler_cancellation=True)
     await runner.setup()
     await node.start()
     service.start()
@@ -81,7 +83,13 @@ async def serve(config: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    fatal = asyncio.create_task(node.fatal.wait())
+    await asyncio.wait(
+        {asyncio.create_task(stop.wait()), fatal}, return_when=asyncio.FIRST_COMPLETED
+    )
+    if node.fatal.is_set():
+        log.critical("the node failed; exiting without a graceful handover")
+        os._exit(70)  # storage holds only what was synced; nothing else to save
     log.info("shutting down: handing over leadership, flushing")
     await service.stop()
     await site.stop()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -49,7 +50,6 @@ class KVService:
         self.watches = WatchHub(machine)
         self._watch_signals: dict[int, asyncio.Event] = {}
         self._housekeeping: asyncio.Task[None] | None = None
-        self._lease_counter = 0
         self._closing = False
 
     def start(self) -> None:
@@ -79,12 +79,11 @@ class KVService:
             raise result.exception()
         return result
 
-    def _new_lease_id(self) -> int:
-        # Unique across leaders (seconds, node id, counter) and below 2**53, so the id
-        # survives JSON parsers that read numbers as doubles.
-        self._lease_counter = (self._lease_counter + 1) % 4096
-        node = self.node.core.id % 256
-        return (int(time.time()) << 20) | (node << 12) | self._lease_counter
+    @staticmethod
+    def _new_lease_id() -> int:
+        # Random below 2**53 (JSON parsers that read numbers as doubles keep it exact);
+        # a collision, about 1 in 10**15 per pair, is refused with LeaseExists.
+        return secrets.randbits(53) or 1
 
     async def lease_grant(self, ttl_s: int, client_id: int = 0, seq: int = 0) -> Any:
         return await self.execute(LeaseGrant(self._new_lease_id(), ttl_s * 1000), client_id, seq)
@@ -143,11 +142,14 @@ class KVService:
                     yield list(update.events)
                 if update.cancelled is not None:
                     raise update.cancelled
-                if watch_id in self.watches.ready():
+                if self.watches.pending(watch_id):
                     signal.set()
         finally:
-            self._watch_signals.pop(watch_id, None)
-            self.watches.cancel(watch_id)
+            self.close_watch(watch_id)
+
+    def close_watch(self, watch_id: int) -> None:
+        self._watch_signals.pop(watch_id, None)
+        self.watches.cancel(watch_id)
 
     def resync_watches(self) -> None:
         """After the state machine was restored from a snapshot."""
@@ -164,7 +166,9 @@ class KVService:
                 continue
             rounds += 1
             with contextlib.suppress(AccordError):
-                if self.machine.leases():
+                # The leader's clock decides: the state machine's only moves with commands.
+                now = now_ms()
+                if any(lease.deadline_ms <= now for lease in self.machine.leases()):
                     await self.execute(ExpireLeases())
                 if rounds % 120 == 0 and self.machine.sessions_count:
                     await self.execute(ExpireSessions(SESSION_IDLE_MS))

@@ -27,7 +27,9 @@ DEADLINE_S = 30.0
 def free_port_base() -> int:
     """A base B such that B+1..B+3 and B+101..B+103 are free right now."""
     for _ in range(50):
-        base = random.randrange(20_000, 60_000, 200)
+        # Below the kernel's ephemeral range (32768+), where outgoing connections of
+        # other tests could take a port between our check and the nodes' bind.
+        base = random.randrange(10_000, 32_000, 200)
         ports = [base + i for i in (1, 2, 3, 101, 102, 103)]
         try:
             for port in ports:
@@ -89,8 +91,13 @@ class LocalCluster:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: (self.directory / "cluster.json").exists(), "cluster.json")
-        self.leader()
+        try:
+            wait_for(lambda: (self.directory / "cluster.json").exists(), "cluster.json")
+            self.leader()
+        except AssertionError as e:
+            self.up.kill()
+            output = self.up.communicate()[0].decode(errors="replace")
+            raise AssertionError(f"{e}; accord up printed:\n{output}") from None
 
     def pids(self) -> dict[int, int]:
         data = json.loads((self.directory / "cluster.json").read_text())
