@@ -1,0 +1,168 @@
+"""Typed errors of the client, mapped from the API's `{"error": {"code", "message"}}`.
+
+Every class derives from `accord.errors.AccordError`. Three conditions reuse the
+classes the server itself raises: `NotLeader` (503 `not_leader`), `ProposalDropped`
+(503 `proposal_dropped`) and `DeadlineExceeded` (504, or the call's own deadline
+passed). The client retries those and connection failures; when it gives up it
+raises the last of them, or `Unavailable` when no endpoint could be reached at all.
+Everything else a node answers is final and never retried: it is raised as the
+class below that matches its code (the code itself is kept in `.code`, the HTTP
+status in `.status`), or as `ServerError` for a code this client does not know.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from accord.errors import AccordError, DeadlineExceeded, NotLeader, ProposalDropped
+
+
+class ServerError(AccordError):
+    """A node refused the request; `code`, `message` and `status` are its answer."""
+
+    code = "server_error"
+
+    def __init__(self, message: str, *, code: str = "", status: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        if code:
+            self.code = code
+
+
+class InvalidRequest(ServerError):
+    """Malformed or disallowed request (400): bad JSON, unknown fields, an empty key,
+    a key written twice in one transaction..."""
+
+    code = "invalid_request"
+
+
+class FutureRevision(InvalidRequest):
+    """A read asked for a revision newer than the store's current one."""
+
+    code = "future_revision"
+
+
+class LimitExceeded(ServerError):
+    """A documented bound was exceeded (413): key, value, transaction or request size."""
+
+    code = "limit_exceeded"
+
+
+class QuotaExceeded(LimitExceeded):
+    """The store is over its space quota (507): delete keys and compact."""
+
+    code = "quota_exceeded"
+
+
+class Compacted(ServerError):
+    """The revision asked for has been compacted away (410)."""
+
+    code = "compacted"
+
+
+class LeaseNotFound(ServerError):
+    """No live lease has this id: never granted, revoked or expired (404)."""
+
+    code = "lease_not_found"
+
+
+class LeaseExists(ServerError):
+    """A lease with this id already exists (409)."""
+
+    code = "lease_exists"
+
+
+class StaleRequest(ServerError):
+    """The server already answered a later write of this client (409); a sign of a
+    bug or of two clients sharing one client id."""
+
+    code = "stale_request"
+
+
+class SessionExpired(ServerError):
+    """The client's session was forgotten (409). The client opens a new session and
+    resends by itself when that is safe; this is raised only when it is not."""
+
+    code = "session_expired"
+
+
+class Unavailable(AccordError):
+    """No endpoint could serve the request: every one was unreachable (or its circuit
+    breaker open) until the retries or the deadline ran out. The last failure is the
+    exception's `__cause__`."""
+
+    code = "unavailable"
+
+
+_BY_CODE: dict[str, type[ServerError]] = {
+    "bad_request": InvalidRequest,
+    "invalid_request": InvalidRequest,
+    "bad_command": InvalidRequest,
+    "duplicate_key": InvalidRequest,
+    "http_error": InvalidRequest,
+    "future_revision": FutureRevision,
+    "limit_exceeded": LimitExceeded,
+    "request_too_large": LimitExceeded,
+    "quota_exceeded": QuotaExceeded,
+    "compacted": Compacted,
+    "lease_not_found": LeaseNotFound,
+    "lease_exists": LeaseExists,
+    "stale_request": StaleRequest,
+    "session_expired": SessionExpired,
+}
+
+
+def parse_error_body(body: bytes) -> dict[str, Any]:
+    """The `error` object of an error answer; `{}` if the body is not one."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def error_from_answer(status: int, error: dict[str, Any]) -> AccordError:
+    """The exception for an error answer (`error` as `parse_error_body` returns it)."""
+    code = str(error.get("code") or f"http_{status}")
+    message = str(error.get("message") or f"HTTP status {status}")
+    if code == "not_leader":
+        leader = error.get("leader")
+        hint = leader.get("id") if isinstance(leader, dict) else 0
+        return NotLeader(hint if isinstance(hint, int) else 0, message)
+    if code == "proposal_dropped":
+        return ProposalDropped(message)
+    if code == "deadline_exceeded" or status == 504:
+        return DeadlineExceeded(message)
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        cls = InvalidRequest if 400 <= status < 500 else ServerError
+    return cls(message, code=code, status=status)
+
+
+def leader_url_of(error: dict[str, Any]) -> str | None:
+    """The leader's URL a `not_leader` answer names, if any."""
+    leader = error.get("leader")
+    url = leader.get("url") if isinstance(leader, dict) else None
+    return url if isinstance(url, str) and url else None
+
+
+__all__ = [
+    "AccordError",
+    "Compacted",
+    "DeadlineExceeded",
+    "FutureRevision",
+    "InvalidRequest",
+    "LeaseExists",
+    "LeaseNotFound",
+    "LimitExceeded",
+    "NotLeader",
+    "ProposalDropped",
+    "QuotaExceeded",
+    "ServerError",
+    "SessionExpired",
+    "StaleRequest",
+    "Unavailable",
+]

@@ -1,0 +1,54 @@
+"""The client's defaults and bounds, named with units last.
+
+Every one of the timing values can be overridden per client (`AsyncClient(...)`
+keyword arguments); `timeout_s` can also be overridden per call.
+"""
+
+from __future__ import annotations
+
+TIMEOUT_S = 5.0
+"""Default deadline of one call, retries and backoff included."""
+
+ATTEMPT_TIMEOUT_S = 2.0
+"""Longest one attempt may take before it is abandoned and retried elsewhere (never
+longer than what is left of the call's deadline). Bounds the time lost to a node that
+accepts connections but does not answer (paused, partitioned)."""
+
+RETRIES_MAX = 10
+"""Retries after the first attempt of one call (the deadline usually ends it first)."""
+
+BACKOFF_BASE_S = 0.05
+"""Ceiling of the first retry's delay; the ceiling doubles with every retry."""
+
+BACKOFF_CAP_S = 1.0
+"""Largest ceiling of a retry's delay. Each delay is drawn uniformly from
+[0, ceiling] (full jitter), so clients that failed together retry apart."""
+
+BREAKER_FAILURES_MAX = 3
+"""Consecutive connection failures (refused, reset, attempt timeout) that open an
+endpoint's circuit breaker."""
+
+BREAKER_COOLDOWN_S = 2.0
+"""How long an open breaker refuses requests before one trial request (half-open) is
+let through; a trial that has not reported back after this long is given up and
+another one may start."""
+
+DISCOVERY_TIMEOUT_S = 1.0
+"""Deadline of one `/v1/cluster/status` request made to find the leader."""
+
+LEADER_REFRESH_S = 10.0
+"""Age after which the next write first asks the cluster who leads (a leader that
+changed while the old one kept answering would otherwise cost every write a hop)."""
+
+WATCH_PROBE_INTERVAL_S = 5.0
+"""A watch stream silent for this long has its node probed (`/health`); if the probe
+fails the watch resumes on another endpoint."""
+
+WATCH_RECONNECT_TIMEOUT_S = 30.0
+"""A watch that finds no node to resume on for this long raises `Unavailable`."""
+
+WATCH_LINE_BYTES_MAX = 256 * 1024 * 1024
+"""Longest line (one batch of events) a watch stream may send."""
+
+CLIENT_ID_BITS = 63
+"""Client ids are random positive 63-bit integers (they fit any signed 64-bit field)."""
