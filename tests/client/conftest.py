@@ -1,0 +1,39 @@
+"""Real local clusters for the client tests.
+
+`cluster` is one 3-node cluster shared by the whole session (tests use their own
+keys and never stop its nodes); `fresh_cluster` is a cluster of its own for a test
+that kills nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from accord.testing.cluster import LocalCluster
+
+
+def _run(directory: Path) -> Iterator[LocalCluster]:
+    c = LocalCluster(directory)
+    c.start()
+    try:
+        yield c
+    finally:
+        if c.up is not None and c.up.poll() is None:
+            c.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    yield from _run(tmp_path_factory.mktemp("client") / "cluster")
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    yield from _run(tmp_path / "cluster")
+
+
+def urls(c: LocalCluster) -> list[str]:
+    return [c.url(node) for node in (1, 2, 3)]
