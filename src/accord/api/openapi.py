@@ -17,7 +17,8 @@ _KEY_PARAM = {
     "in": "path",
     "required": True,
     "schema": {"type": "string"},
-    "description": "the key (UTF-8, URL-encoded); any byte string via ?key_b64=",
+    "description": "the key (UTF-8, URL-encoded); keys that are not UTF-8 are reached "
+    "through /v1/txn with key_b64",
 }
 _CONSISTENCY = {
     "name": "consistency",
