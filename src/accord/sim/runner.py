@@ -65,6 +65,9 @@ class SimParams:
     """Chance that a leader crashes right after handling a Ready (just elected, just
     replicated, just committed): with `lost_on_crash` its last words may never arrive,
     the situations of the Raft paper's Figure 8."""
+    leader_crashes_max: int
+    """Budget of such crashes per seed: enough for Figure 8's chain of unlucky
+    leaders, not so many that the cluster is never available to the clients."""
     lost_on_crash: float
     """Chance that a message still in flight when its sender crashes is lost."""
     op_deadline: int
@@ -100,6 +103,7 @@ class SimParams:
             transfer_rate=rng.choice([0.0, 0.001, 0.005]),
             reconfig_rate=rng.choice([0.0, 0.001, 0.004]),
             leader_crash_rate=rng.choice([0.0, 0.0, 0.02, 0.1, 0.3]),
+            leader_crashes_max=rng.choice([3, 8, 20]),
             lost_on_crash=rng.choice([0.0, 0.5, 1.0]),
             op_deadline=tick * election * 6,
             attempt_timeout=tick * election,
@@ -159,6 +163,7 @@ class Simulation:
         self.trace: deque[str] = deque(maxlen=TRACE_LINES)
         self.fingerprint = 0
         self.faults = 0
+        self.leader_crashes = 0
         self.events = 0
 
     def _config_maker(self, node_id: int, ids: list[int]) -> Callable[[], RaftConfig]:
@@ -281,7 +286,10 @@ class Simulation:
             self._reconfigure_random()
 
     def after_leader_ready(self, node: SimNode) -> None:
-        if not self.healing and self.rng.random() < self.params.leader_crash_rate:
+        if self.healing or self.leader_crashes >= self.params.leader_crashes_max:
+            return
+        if self.rng.random() < self.params.leader_crash_rate:
+            self.leader_crashes += 1
             self._crash(node)
 
     def _crash_random(self) -> None:
