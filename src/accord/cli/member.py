@@ -8,14 +8,13 @@ promoted once it has caught up; start its process with `join = true` in its conf
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from typing import Any
 
 import click
 
-DEFAULT_ENDPOINTS = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
+from accord.cli.kv import endpoints_option
 
 
 def _call(endpoints: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -48,14 +47,6 @@ def _print_members(result: dict[str, Any]) -> None:
         )
 
 
-endpoints_option = click.option(
-    "--endpoints",
-    default=lambda: os.environ.get("ACCORD_ENDPOINTS", DEFAULT_ENDPOINTS),
-    show_default="$ACCORD_ENDPOINTS or the ports of `accord up`",
-    help="comma-separated client URLs",
-)
-
-
 @click.group("member")
 def member() -> None:
     """List and change the cluster's members online."""
@@ -64,6 +55,7 @@ def member() -> None:
 @member.command("list")
 @endpoints_option
 def member_list(endpoints: str) -> None:
+    """Every member with its role (voter, learner) and addresses."""
     _print_members(_call(endpoints, "GET", "/v1/members"))
 
 
@@ -77,6 +69,7 @@ def member_list(endpoints: str) -> None:
 def member_add(
     endpoints: str, member_id: int, name: str, peer: str, client: str, voter: bool
 ) -> None:
+    """Add a member as a learner (or --voter); then start it with join = true."""
     body = {"id": member_id, "name": name, "peer": peer, "client": client, "voter": voter}
     _print_members(_call(endpoints, "POST", "/v1/members", body))
 
@@ -85,6 +78,7 @@ def member_add(
 @endpoints_option
 @click.argument("member_id", type=click.IntRange(1))
 def member_promote(endpoints: str, member_id: int) -> None:
+    """Make a caught-up learner a voter (through joint consensus)."""
     _print_members(_call(endpoints, "POST", f"/v1/members/{member_id}/promote"))
 
 
@@ -92,4 +86,5 @@ def member_promote(endpoints: str, member_id: int) -> None:
 @endpoints_option
 @click.argument("member_id", type=click.IntRange(1))
 def member_remove(endpoints: str, member_id: int) -> None:
+    """Remove a member, the leader too (through joint consensus for a voter)."""
     _print_members(_call(endpoints, "DELETE", f"/v1/members/{member_id}"))
