@@ -191,7 +191,8 @@ async def test_every_write_carries_the_session_and_a_retry_takes_effect_once(
         writes = recorder.writes()
         ids = {w.headers["X-Accord-Client-Id"] for w in writes}
         seqs = [int(w.headers["X-Accord-Seq"]) for w in writes]
-        assert ids == {str(client._conn.client_id)} and 0 < int(ids.pop()) < 1 << 63
+        [session] = client._conn.idle_sessions  # one write at a time: one session
+        assert ids == {str(session.client_id)} and 0 < int(ids.pop()) < 1 << 63
         assert seqs == [1, 2, 2, 2, 3]  # reads took no numbers; retries kept theirs
         kv = await client.get("once/k")
         assert kv is not None and kv.value == b"2" and kv.version == 2
@@ -199,20 +200,33 @@ async def test_every_write_carries_the_session_and_a_retry_takes_effect_once(
 
 async def test_a_lost_session_is_reopened(cluster: LocalCluster) -> None:
     async with AsyncClient(urls(cluster)) as client:
-        old_id = client._conn.client_id
-        client._conn.seq = 41  # as if the server had forgotten our session
+        await client.put("renew/k", "v0")
+        [session] = client._conn.idle_sessions
+        # As if the server had forgotten this session after 41 writes:
+        old_id = session.client_id = session.client_id ^ 1
+        session.seq = 41
         await client.put("renew/k", "v")
-        assert client._conn.client_id != old_id and client._conn.seq == 1
-        assert (await client.get("renew/k")) is not None
+        assert session.client_id != old_id and session.seq == 1
+        kv = await client.get("renew/k")
+        assert kv is not None and kv.value == b"v" and kv.version == 2
 
 
-async def test_concurrent_writes_from_one_client_are_serialized(cluster: LocalCluster) -> None:
+async def test_concurrent_writes_from_one_client_take_a_session_each(
+    cluster: LocalCluster,
+) -> None:
     async with AsyncClient(urls(cluster)) as client:
+        recorder = Recorder(client)
         results = await asyncio.gather(*(client.put("conc/k", str(i)) for i in range(20)))
         assert len({r.revision for r in results}) == 20
         kv = await client.get("conc/k")
         assert kv is not None and kv.version == 20
-        assert client._conn.seq == 20
+        sessions = client._conn.idle_sessions
+        assert 1 < len(sessions) <= 20  # the writes overlapped
+        pairs = {
+            (w.headers["X-Accord-Client-Id"], w.headers["X-Accord-Seq"]) for w in recorder.writes()
+        }
+        assert len(pairs) == 20  # no two writes shared a (client id, seq)
+        assert sum(s.seq for s in sessions) == 20
 
 
 async def test_status_and_members(cluster: LocalCluster) -> None:

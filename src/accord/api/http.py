@@ -11,7 +11,6 @@ ones (`?consistency=serializable`) from local state at once.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,22 +20,25 @@ import aiohttp
 from aiohttp import web
 
 from accord.api.openapi import spec
-from accord.errors import AccordError, DeadlineExceeded, NotLeader, ProposalDropped
+from accord.api.wire import (
+    BadRequest,
+    event_doc,
+    http_status,
+    lease_ttl_doc,
+    only_fields,
+    parse_txn,
+    parse_uint,
+    result_doc,
+    status_doc,
+)
+from accord.errors import AccordError, NotLeader
 from accord.kv import (
-    Compare,
-    CompareOp,
-    CompareTarget,
     DeleteRange,
-    Get,
     LeaseKeepAlive,
     LeaseRevoke,
     Put,
-    Range,
-    Txn,
 )
-from accord.kv import errors as kv_errors
-from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, TxnResult
-from accord.kv.types import KeyValue, prefix_end
+from accord.kv.types import prefix_end
 from accord.node.config import ConfigError, Member, parse_address
 from accord.node.members import (
     NodeState,
@@ -46,7 +48,6 @@ from accord.node.members import (
     remove_member,
 )
 from accord.node.service import KVService
-from accord.raft import ConfChangeError
 
 log = logging.getLogger("accord.api")
 
@@ -55,173 +56,10 @@ FORWARDED = "X-Accord-Forwarded"
 CLIENT_ID = "X-Accord-Client-Id"
 SEQ = "X-Accord-Seq"
 
-_STATUS = {
-    NotLeader: 503,
-    ProposalDropped: 503,
-    DeadlineExceeded: 504,
-    kv_errors.InvalidRequest: 400,
-    kv_errors.BadCommand: 400,
-    kv_errors.DuplicateKey: 400,
-    kv_errors.FutureRevision: 400,
-    kv_errors.LimitExceeded: 413,
-    kv_errors.QuotaExceeded: 507,
-    kv_errors.Compacted: 410,
-    kv_errors.LeaseNotFound: 404,
-    kv_errors.LeaseExists: 409,
-    kv_errors.StaleRequest: 409,
-    kv_errors.SessionExpired: 409,
-    ConfChangeError: 400,
-}
-
-
-class BadRequest(AccordError):
-    code = "bad_request"
-
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
     body = {"error": {"code": code, "message": message, **extra}}
     return web.json_response(body, status=status)
-
-
-# --- encoding ------------------------------------------------------------------------
-def _text_or_b64(name: str, data: bytes) -> dict[str, str]:
-    try:
-        return {name: data.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {f"{name}_b64": base64.b64encode(data).decode()}
-
-
-def kv_json(kv: KeyValue) -> dict[str, Any]:
-    return {
-        **_text_or_b64("key", kv.key),
-        **_text_or_b64("value", kv.value),
-        "create_revision": kv.create_revision,
-        "mod_revision": kv.mod_revision,
-        "version": kv.version,
-        "lease": kv.lease,
-    }
-
-
-def result_json(result: Any) -> dict[str, Any]:
-    if isinstance(result, PutResult):
-        return {"revision": result.revision}
-    if isinstance(result, DeleteResult):
-        return {"revision": result.revision, "deleted": result.deleted}
-    if isinstance(result, GetResult):
-        return {"revision": result.revision, "kv": kv_json(result.kv) if result.kv else None}
-    if isinstance(result, RangeResult):
-        return {
-            "revision": result.revision,
-            "count": result.count,
-            "more": result.more,
-            "kvs": [kv_json(kv) for kv in result.kvs],
-        }
-    if isinstance(result, TxnResult):
-        return {
-            "succeeded": result.succeeded,
-            "revision": result.revision,
-            "responses": [result_json(r) for r in result.responses],
-        }
-    raise TypeError(f"no JSON form for {type(result).__name__}")
-
-
-def _bytes_field(obj: dict[str, Any], name: str, required: bool = True) -> bytes:
-    if f"{name}_b64" in obj:
-        try:
-            return base64.b64decode(str(obj[f"{name}_b64"]), validate=True)
-        except ValueError as e:
-            raise BadRequest(f"{name}_b64 is not valid base64") from e
-    if name in obj:
-        if not isinstance(obj[name], str):
-            raise BadRequest(f"{name} must be a string (use {name}_b64 for binary)")
-        return str(obj[name]).encode()
-    if required:
-        raise BadRequest(f"missing {name!r} (or {name}_b64)")
-    return b""
-
-
-def _only(obj: Any, allowed: set[str], what: str) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise BadRequest(f"{what} must be a JSON object")
-    unknown = set(obj) - allowed
-    if unknown:
-        raise BadRequest(f"unknown field(s) in {what}: {', '.join(sorted(unknown))}")
-    return obj
-
-
-_KEY_FIELDS = {"key", "key_b64", "range_end", "range_end_b64"}
-
-
-def parse_txn_op(raw: Any) -> Put | Get | Range | DeleteRange:
-    op = _only(raw, {"put", "get", "delete", "range"}, "txn op")
-    if len(op) != 1:
-        raise BadRequest("a txn op has exactly one of put, get, delete, range")
-    kind, body = next(iter(op.items()))
-    if kind == "put":
-        body = _only(body, {"key", "key_b64", "value", "value_b64", "lease"}, "put")
-        return Put(_bytes_field(body, "key"), _bytes_field(body, "value"), _int(body, "lease"))
-    if kind == "get":
-        body = _only(body, {"key", "key_b64", "revision"}, "get")
-        return Get(_bytes_field(body, "key"), _int(body, "revision"))
-    body = _only(body, _KEY_FIELDS | {"revision", "limit"}, kind)
-    key, end = _bytes_field(body, "key"), _bytes_field(body, "range_end", required=False)
-    if kind == "delete":
-        return DeleteRange(key, end)
-    return Range(key, end, _int(body, "revision"), _int(body, "limit"))
-
-
-INT_MAX = (1 << 63) - 1
-DIGITS_MAX = 19
-
-
-def _int(obj: dict[str, Any], name: str) -> int:
-    value = obj.get(name, 0)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT_MAX:
-        raise BadRequest(f"{name} must be an integer in 0..{INT_MAX}")
-    return value
-
-
-def parse_uint(raw: str, name: str) -> int:
-    """A decimal integer in 0..INT_MAX from a query string, header or path."""
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= DIGITS_MAX) or int(raw) > INT_MAX:
-        raise BadRequest(f"{name} must be an integer in 0..{INT_MAX}")
-    return int(raw)
-
-
-_TARGETS = {t.name.lower(): t for t in CompareTarget}
-_OPS = {
-    "==": CompareOp.EQUAL,
-    "!=": CompareOp.NOT_EQUAL,
-    "<": CompareOp.LESS,
-    ">": CompareOp.GREATER,
-}
-
-
-def parse_compare(raw: Any) -> Compare:
-    c = _only(raw, {"key", "key_b64", "target", "op", "value", "value_b64"}, "compare")
-    target = _TARGETS.get(str(c.get("target")))
-    op = _OPS.get(str(c.get("op")))
-    if target is None:
-        raise BadRequest(f"compare target must be one of {sorted(_TARGETS)}")
-    if op is None:
-        raise BadRequest(f"compare op must be one of {sorted(_OPS)}")
-    if target == CompareTarget.VALUE:
-        value: bytes | int = _bytes_field(c, "value")
-    else:
-        value = _int(c, "value")
-    return Compare(_bytes_field(c, "key"), target, op, value)
-
-
-def parse_txn(raw: Any) -> Txn:
-    body = _only(raw, {"compare", "success", "failure"}, "txn")
-    for name in ("compare", "success", "failure"):
-        if not isinstance(body.get(name, []), list):
-            raise BadRequest(f"{name} must be a list")
-    return Txn(
-        tuple(parse_compare(c) for c in body.get("compare", [])),
-        tuple(parse_txn_op(o) for o in body.get("success", [])),
-        tuple(parse_txn_op(o) for o in body.get("failure", [])),
-    )
 
 
 # --- the application -------------------------------------------------------------------
@@ -269,7 +107,7 @@ class HttpApi:
         except BadRequest as e:
             return error_response(400, e.code, str(e))
         except AccordError as e:
-            return error_response(_STATUS.get(type(e), 500), e.code, str(e))
+            return error_response(http_status(e), e.code, str(e))
         except web.HTTPRequestEntityTooLarge as e:
             return error_response(413, "request_too_large", str(e.text))
         except web.HTTPException as e:
@@ -365,7 +203,7 @@ class HttpApi:
         value = await request.read()
         command = Put(self._key(request), value, self._query_int(request, "lease"))
         result = await self.service.execute(command, *self._request_id(request))
-        return web.json_response(result_json(result))
+        return web.json_response(result_doc(result))
 
     async def get(self, request: web.Request) -> web.Response:
         result = await self.service.get(
@@ -389,7 +227,7 @@ class HttpApi:
     async def delete(self, request: web.Request) -> web.Response:
         command = DeleteRange(self._key(request))
         result = await self.service.execute(command, *self._request_id(request))
-        return web.json_response(result_json(result))
+        return web.json_response(result_doc(result))
 
     async def range(self, request: web.Request) -> web.Response:
         q = request.query
@@ -413,7 +251,7 @@ class HttpApi:
             count_only=q.get("count_only", "false").lower() in ("1", "true"),
             linearizable=self._linearizable(request),
         )
-        return web.json_response(result_json(result))
+        return web.json_response(result_doc(result))
 
     async def txn(self, request: web.Request) -> web.Response:
         try:
@@ -421,14 +259,14 @@ class HttpApi:
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise BadRequest(f"body is not valid JSON: {e}") from e
         result = await self.service.execute(parse_txn(raw), *self._request_id(request))
-        return web.json_response(result_json(result))
+        return web.json_response(result_doc(result))
 
     async def _json_body(self, request: web.Request, allowed: set[str]) -> dict[str, Any]:
         try:
             raw = json.loads(await request.read() or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise BadRequest(f"body is not valid JSON: {e}") from e
-        return _only(raw, allowed, "request body")
+        return only_fields(raw, allowed, "request body")
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
         """A stream of JSON lines, one per batch of events, in revision order."""
@@ -444,14 +282,7 @@ class HttpApi:
         try:
             await response.prepare(request)
             async for batch in events:
-                lines = [
-                    {
-                        "type": e.type.name.lower(),
-                        "kv": kv_json(e.kv),
-                        "prev_kv": kv_json(e.prev_kv) if e.prev_kv else None,
-                    }
-                    for e in batch
-                ]
+                lines = [event_doc(e) for e in batch]
                 await response.write(json.dumps({"events": lines}).encode() + b"\n")
         except AccordError as e:
             error = {"error": {"code": e.code, "message": str(e)}}
@@ -483,18 +314,7 @@ class HttpApi:
 
     async def lease_get(self, request: web.Request) -> web.Response:
         lease_id = parse_uint(request.match_info["id"], "id")
-        await self.service.node.read_barrier()
-        info = self.service.machine.lease_ttl(lease_id, keys=True)
-        if info is None:
-            return error_response(404, "lease_not_found", f"lease {lease_id} does not exist")
-        return web.json_response(
-            {
-                "id": lease_id,
-                "ttl": max(0, info.remaining_ms) // 1000,
-                "granted_ttl": info.ttl_ms // 1000,
-                "keys": [_text_or_b64("key", k) for k in info.keys],
-            }
-        )
+        return web.json_response(await lease_ttl_doc(self.service, lease_id))
 
     async def members(self, request: web.Request) -> web.Response:
         await self.service.node.read_barrier()
@@ -508,19 +328,22 @@ class HttpApi:
     async def member_add(self, request: web.Request) -> web.Response:
         """Add a member (as a learner unless "voter": true); its addresses are
         replicated with the change, so every node can reach it."""
-        body = await self._json_body(request, {"id", "name", "peer", "client", "voter"})
+        body = await self._json_body(request, {"id", "name", "peer", "client", "native", "voter"})
         member_id = body.get("id")
         if not isinstance(member_id, int) or isinstance(member_id, bool) or member_id <= 0:
             raise BadRequest("id must be a positive integer")
         for name in ("name", "peer", "client"):
             if not isinstance(body.get(name), str):
                 raise BadRequest(f"{name} must be a string")
+        if not isinstance(body.get("native", ""), str):
+            raise BadRequest("native must be a string")
         try:
             member = Member(
                 member_id,
                 body["name"],
                 parse_address(body["peer"], "peer"),
                 parse_address(body["client"], "client"),
+                parse_address(body["native"], "native") if body.get("native") else None,
             )
         except ConfigError as e:
             raise BadRequest(str(e)) from e
@@ -536,25 +359,7 @@ class HttpApi:
         return web.json_response({"members": member_roles(self.service.node, self.state)})
 
     async def status(self, request: web.Request) -> web.Response:
-        node = self.service.node
-        st = node.core.status()
-        members = member_roles(node, self.state)
-        for row in members:
-            progress = st.progress.get(row["id"])
-            row["voter"] = row["role"] == "voter"
-            row["match"] = progress.match if progress else None  # known on the leader
-        return web.json_response(
-            {
-                "id": st.id,
-                "role": st.role.name.lower(),
-                "leader": st.leader,
-                "term": st.term,
-                "commit": st.commit,
-                "applied": node.applied_index,
-                "revision": self.service.machine.revision,
-                "members": members,
-            }
-        )
+        return web.json_response(status_doc(self.service, self.state))
 
     async def health(self, request: web.Request) -> web.Response:
         leader = self.service.node.leader_id

@@ -244,7 +244,7 @@ def spec() -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Add a member (a learner unless voter is true): body "
-                    "{id, name, peer, client, voter}",
+                    "{id, name, peer, client, native (optional), voter}",
                     "requestBody": {
                         "content": {"application/json": {"schema": {"type": "object"}}}
                     },

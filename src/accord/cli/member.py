@@ -65,12 +65,21 @@ def member_list(endpoints: str) -> None:
 @click.option("--name", required=True)
 @click.option("--peer", required=True, help="HOST:PORT the new member listens on for Raft")
 @click.option("--client", required=True, help="HOST:PORT of the new member's HTTP API")
+@click.option("--native", default=None, help="HOST:PORT of its native protocol (optional)")
 @click.option("--voter", is_flag=True, help="add as a voter at once instead of a learner")
 def member_add(
-    endpoints: str, member_id: int, name: str, peer: str, client: str, voter: bool
+    endpoints: str,
+    member_id: int,
+    name: str,
+    peer: str,
+    client: str,
+    native: str | None,
+    voter: bool,
 ) -> None:
     """Add a member as a learner (or --voter); then start it with join = true."""
     body = {"id": member_id, "name": name, "peer": peer, "client": client, "voter": voter}
+    if native:
+        body["native"] = native
     _print_members(_call(endpoints, "POST", "/v1/members", body))
 
 

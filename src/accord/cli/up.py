@@ -38,7 +38,13 @@ def _cluster_configs(nodes: int, directory: Path, port_base: int) -> list[Path]:
             )
         return existing
     members = {
-        i: Member(i, f"n{i}", ("127.0.0.1", port_base + 100 + i), ("127.0.0.1", port_base + i))
+        i: Member(
+            i,
+            f"n{i}",
+            peer=("127.0.0.1", port_base + 100 + i),
+            client=("127.0.0.1", port_base + i),
+            native=("127.0.0.1", port_base + 200 + i),
+        )
         for i in range(1, nodes + 1)
     }
     paths = []
@@ -51,6 +57,7 @@ def _cluster_configs(nodes: int, directory: Path, port_base: int) -> list[Path]:
             data_dir=node_dir / "data",
             client=member.client,
             peer=member.peer,
+            native=member.native,
             members=members,
             cluster_id=f"accord-{directory.resolve().name}",
         )
@@ -107,7 +114,10 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     default=7000,
     show_default=True,
     type=click.IntRange(1024, 64000),
-    help="node K serves clients on PORT_BASE+K and peers on PORT_BASE+100+K",
+    help=(
+        "node K serves HTTP clients on PORT_BASE+K, Raft peers on PORT_BASE+100+K "
+        "and native-protocol clients on PORT_BASE+200+K"
+    ),
 )
 def up(nodes: int, directory: str, port_base: int) -> None:
     """Start a local cluster and run it until Ctrl-C."""
@@ -160,6 +170,7 @@ def _write_cluster_file(
                 "id": c.id,
                 "pid": p.pid,
                 "client_url": c.client_url,
+                "native_url": c.native_url,
                 "peer_address": f"{c.peer[0]}:{c.peer[1]}",
                 "config": str(path),
             }
@@ -172,7 +183,9 @@ def _write_cluster_file(
 def _print_cluster(configs: list[NodeConfig], leader: int) -> None:
     click.echo(f"Accord cluster of {len(configs)} nodes is up (leader: n{leader})")
     for config in configs:
+        native = f"  {config.native_url}" if config.native_url else ""
         click.echo(
-            f"  {config.name}  {config.client_url}  (peers: {config.peer[0]}:{config.peer[1]})"
+            f"  {config.name}  {config.client_url}{native}"
+            f"  (peers: {config.peer[0]}:{config.peer[1]})"
         )
     click.echo("Ctrl-C stops every node.")

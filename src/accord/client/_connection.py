@@ -15,16 +15,26 @@ discovery is `LEADER_REFRESH_S` old, so a leader that changed while the old one 
 answering (and forwarding) is found. A `not_leader` answer that names the leader is
 used at once.
 
-Sessions (exactly-once writes): the connection draws a random 63-bit client id and
-numbers its writes 1, 2, 3, ...; every attempt of a write carries the same
-`X-Accord-Client-Id` / `X-Accord-Seq`, so the server applies a retried write once and
-answers the retries from its record. The server keeps only each client's latest
-result, so writes are sent one at a time: `write()` holds a lock for the whole call,
-retries included (reads are not serialized and do not use sequence numbers). A
-`session_expired` answer means no session exists for the client id, which also means
-no attempt of this write was applied (a write with seq > 1 is never applied without
-a session, and a session is forgotten only after minutes of silence); the connection
-then opens a new session — a new random client id, seq 1 — and sends the write again.
+Sessions (exactly-once writes): a session is a random 63-bit client id whose writes
+are numbered 1, 2, 3, ...; every attempt of a write carries the same client id and
+sequence number (`X-Accord-Client-Id` / `X-Accord-Seq` over HTTP, `client_id` / `seq`
+over the native protocol), so the server applies a retried write once and answers the
+retries from its record. The server keeps only each client id's latest result, so a
+session carries one write at a time, retries included. Concurrent writes each take a
+session of their own from a pool (opened on demand, at most `SESSIONS_MAX`, reused
+afterwards), so they travel in parallel — pipelined on one connection with the native
+protocol. Reads use no sessions. A `session_expired` answer means no session exists
+for the client id, which also means no attempt of this write was applied (a write
+with seq > 1 is never applied without a session, and a session is forgotten only
+after minutes of silence); the write then gets a new session — a new random client
+id, seq 1 — and is sent again.
+
+Protocols: endpoints given as `accord://host:port` make the connection speak the
+native protocol (`accord.client.native`) to every node, learning the members'
+native addresses from discovery; `http://` endpoints (or bare `host:port`) use the
+HTTP API. One connection speaks one protocol. A native `Request` carries its
+operation and arguments (`native`), and a native answer's document is in
+`Reply.data`; everything else (routing, retries, breakers) is the same.
 """
 
 from __future__ import annotations
@@ -53,7 +63,9 @@ from accord.client.limits import (
     CLIENT_ID_BITS,
     DISCOVERY_TIMEOUT_S,
     LEADER_REFRESH_S,
+    SESSIONS_MAX,
 )
+from accord.client.native import Answer, NativePool, is_native
 from accord.client.policy import (
     Clock,
     EndpointFailure,
@@ -73,8 +85,12 @@ class Reply:
     status: int
     headers: Mapping[str, str]
     body: bytes
+    data: dict[str, Any] | None = None
+    """The answer's document, for a native answer (`body` is then empty)."""
 
     def json(self) -> dict[str, Any]:
+        if self.data is not None:
+            return self.data
         try:
             data = json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as e:
@@ -92,6 +108,14 @@ class Request:
     body: bytes | None = None
     not_found_ok: bool = False
     """Return a 404 `not_found` answer instead of raising (a missing key)."""
+    native: tuple[str, dict[str, Any]] | None = None
+    """The same request in the native protocol: (operation, arguments)."""
+
+
+@dataclass(slots=True)
+class Session:
+    client_id: int
+    seq: int = 0
 
 
 def new_client_id(rng: random.Random) -> int:
@@ -114,10 +138,13 @@ class Connection:
         self.retrier = retrier
         self.clock = clock
         self._rng = rng
-        self.client_id = new_client_id(rng)
-        self.seq = 0
+        self.native = all(is_native(url) for url in endpoints.urls)
+        if not self.native and any(is_native(url) for url in endpoints.urls):
+            raise ValueError("endpoints must all be accord:// (native) or all HTTP")
+        self._native_links = NativePool()
+        self.idle_sessions: list[Session] = []
+        self._session_slots = asyncio.Semaphore(SESSIONS_MAX)
         self._http: aiohttp.ClientSession | None = None
-        self._write_lock = asyncio.Lock()
         self._discovery_lock = asyncio.Lock()
         self._discovered_at: float | None = None
         self.closed = False
@@ -128,6 +155,7 @@ class Connection:
 
     async def close(self) -> None:
         self.closed = True
+        await self._native_links.close()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -149,6 +177,8 @@ class Connection:
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
         """Send `request` to `url` once; `EndpointFailure` if there is no answer."""
+        if self.native:
+            return await self._exchange_native(url, request, timeout_s, headers)
         session = self._session()
         try:
             async with asyncio.timeout(timeout_s):
@@ -166,11 +196,40 @@ class Connection:
         except (aiohttp.ClientError, OSError) as e:
             raise EndpointFailure(url, _describe(e)) from e
 
+    async def _exchange_native(
+        self,
+        url: str,
+        request: Request,
+        timeout_s: float,
+        headers: Mapping[str, str] | None,
+    ) -> Reply:
+        if self.closed:
+            raise RuntimeError("the client is closed")
+        if request.native is None:
+            raise TypeError(f"{request.target} has no native form")
+        op, args = request.native
+        if headers and CLIENT_ID_HEADER in headers:
+            args = {**args, "client_id": int(headers[CLIENT_ID_HEADER])}
+            args["seq"] = int(headers[SEQ_HEADER])
+        try:
+            async with asyncio.timeout(timeout_s):
+                link = await self._native_links.link(url)
+                status, data = await link.call(op, args)
+        except TimeoutError as e:
+            raise EndpointFailure(url, f"no answer within {timeout_s:.3g}s", timed_out=True) from e
+        except OSError as e:
+            raise EndpointFailure(url, _describe(e)) from e
+        return Reply(url, status, {}, b"", data)
+
     def check(self, reply: Reply, request: Request) -> Reply:
         """`reply` if it is a success (or an allowed 404); else raise its error."""
         if 200 <= reply.status < 300:
             return reply
-        error = parse_error_body(reply.body)
+        if reply.data is not None:
+            raw = reply.data.get("error")
+            error = raw if isinstance(raw, dict) else {}
+        else:
+            error = parse_error_body(reply.body)
         if reply.status == 404 and request.not_found_ok and error.get("code") == "not_found":
             return reply
         if error.get("code") == "not_leader":
@@ -215,35 +274,42 @@ class Connection:
         return await self.retrier.run(attempt, timeout_s)
 
     async def write(self, request: Request, timeout_s: float) -> Reply:
-        """A request with effect, sent to the leader with the client's session headers;
-        every retry carries the same sequence number."""
-        async with self._write_lock:
-            self.seq += 1
-            renewable = self.seq > 1
+        """A request with effect, sent to the leader in a session of its own; every
+        retry carries the same client id and sequence number."""
+        async with self._session_slots:
+            session = self.idle_sessions.pop() if self.idle_sessions else self._new_session()
+            try:
+                return await self._write(session, request, timeout_s)
+            finally:
+                self.idle_sessions.append(session)
 
-            async def attempt(attempt_timeout_s: float) -> Reply:
-                nonlocal renewable
-                started = self.clock()
-                if self._leader_stale():
-                    await self.discover(min(attempt_timeout_s / 2, DISCOVERY_TIMEOUT_S))
-                left_s = max(attempt_timeout_s - (self.clock() - started), 0.001)
-                try:
-                    return await self.attempt(
-                        request, left_s, leader=True, headers=self._session_headers()
-                    )
-                except SessionExpired:
-                    if not renewable:
-                        raise
-                    renewable = False
-                    self.client_id, self.seq = new_client_id(self._rng), 1
-                    return await self.attempt(
-                        request, left_s, leader=True, headers=self._session_headers()
-                    )
+    def _new_session(self) -> Session:
+        return Session(new_client_id(self._rng))
 
-            return await self.retrier.run(attempt, timeout_s)
+    async def _write(self, session: Session, request: Request, timeout_s: float) -> Reply:
+        session.seq += 1
+        renewable = session.seq > 1
 
-    def _session_headers(self) -> dict[str, str]:
-        return {CLIENT_ID_HEADER: str(self.client_id), SEQ_HEADER: str(self.seq)}
+        async def attempt(attempt_timeout_s: float) -> Reply:
+            nonlocal renewable
+            started = self.clock()
+            if self._leader_stale():
+                await self.discover(min(attempt_timeout_s / 2, DISCOVERY_TIMEOUT_S))
+            left_s = max(attempt_timeout_s - (self.clock() - started), 0.001)
+            try:
+                return await self.attempt(
+                    request, left_s, leader=True, headers=_session_headers(session)
+                )
+            except SessionExpired:
+                if not renewable:
+                    raise
+                renewable = False
+                session.client_id, session.seq = new_client_id(self._rng), 1
+                return await self.attempt(
+                    request, left_s, leader=True, headers=_session_headers(session)
+                )
+
+        return await self.retrier.run(attempt, timeout_s)
 
     # --- discovery --------------------------------------------------------------------------
     def _leader_stale(self) -> bool:
@@ -258,11 +324,15 @@ class Connection:
 
     def learn(self, status: ClusterStatus) -> None:
         """Record the members and the leader a node reported."""
-        self.endpoints.add(
-            m.url for m in status.members if m.url and m.role in ("voter", "learner")
-        )
-        if status.leader and status.leader_url:
-            self.endpoints.set_leader(status.leader, status.leader_url)
+        live = [m for m in status.members if m.role in ("voter", "learner")]
+        if self.native:
+            self.endpoints.add(m.native_url for m in live if m.native_url)
+            leader_url = status.leader_native_url
+        else:
+            self.endpoints.add(m.url for m in live if m.url)
+            leader_url = status.leader_url
+        if status.leader and leader_url:
+            self.endpoints.set_leader(status.leader, leader_url)
 
     async def discover(self, timeout_s: float) -> None:
         """Ask the endpoints, one after another, for the cluster's status until one
@@ -270,7 +340,7 @@ class Connection:
         async with self._discovery_lock:
             if self._discovered_at is not None and not self._leader_stale():
                 return  # another task just did it
-            request = Request("GET", "/v1/cluster/status")
+            request = STATUS_REQUEST
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout_s):
                     for _ in range(len(self.endpoints.urls)):
@@ -314,6 +384,37 @@ class Connection:
             yield response
         finally:
             response.close()  # a watch is cancelled when its connection closes
+
+    @contextlib.asynccontextmanager
+    async def native_stream(
+        self, url: str, request: Request, timeout_s: float
+    ) -> AsyncIterator[AsyncIterator[Answer]]:
+        """A streaming native request on a link of its own, opened within
+        `timeout_s`; yields its answers (see `NativeLink.stream`)."""
+        assert request.native is not None
+        try:
+            async with asyncio.timeout(timeout_s):
+                link = await NativePool.open(url)
+        except TimeoutError as e:
+            self.endpoints.failed(url)
+            raise EndpointFailure(url, f"no answer within {timeout_s:.3g}s", timed_out=True) from e
+        except OSError as e:
+            self.endpoints.failed(url)
+            raise EndpointFailure(url, _describe(e)) from e
+        self.endpoints.succeeded(url)
+        try:
+            async with link.stream(*request.native) as answers:
+                yield answers
+        finally:
+            await link.close()
+
+
+STATUS_REQUEST = Request("GET", "/v1/cluster/status", native=("status", {}))
+HEALTH_REQUEST = Request("GET", "/health", native=("health", {}))
+
+
+def _session_headers(session: Session) -> dict[str, str]:
+    return {CLIENT_ID_HEADER: str(session.client_id), SEQ_HEADER: str(session.seq)}
 
 
 def make_connection(

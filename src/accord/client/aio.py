@@ -15,11 +15,15 @@ breakers and exactly-once sessions live there; see `accord.client._connection`):
 - serializable reads (`serializable=True`), `status()` and watches go round robin
   over the endpoints, spreading the load.
 
+Endpoints `accord://host:port` select the native msgpack protocol (one pipelined
+connection per node, no HTTP or JSON on the way); `http://host:port` the HTTP API.
+
 Keys and values are `str | bytes` (`str` is encoded as UTF-8); results carry `bytes`.
-The HTTP API puts a key in the URL path, which holds UTF-8 text only; a key that is
-not UTF-8 (or is `.` or `..`, which URL paths cannot carry) is sent inside a
+The HTTP API puts a key in the URL path, which holds UTF-8 text only; over HTTP, a key
+that is not UTF-8 (or is `.` or `..`, which URL paths cannot carry) is sent inside a
 transaction instead, with the same result (such a read is then linearizable even if
-`serializable` was asked, and costs a Raft round). Watches take UTF-8 keys only.
+`serializable` was asked, and costs a Raft round), and watches take UTF-8 keys only.
+The native protocol carries any bytes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from urllib.parse import quote, urlencode
 
-from accord.client._connection import Connection, Request, make_connection
+from accord.client._connection import STATUS_REQUEST, Connection, Request, make_connection
 from accord.client.endpoints import normalize_url
 from accord.client.errors import InvalidRequest
 from accord.client.limits import (
@@ -53,6 +57,7 @@ from accord.client.results import (
     LeaseTTL,
     Member,
     decode_delete,
+    decode_get,
     decode_lease,
     decode_lease_ttl,
     decode_put,
@@ -60,7 +65,7 @@ from accord.client.results import (
     decode_status,
     kv_from_headers,
 )
-from accord.client.txn import Compare, Op, decode_txn, key_range, to_bytes, txn_body
+from accord.client.txn import Compare, Op, decode_txn, key_range, to_bytes, txn_body, txn_doc
 from accord.client.watch import Watch
 from accord.invariant import invariant
 from accord.kv.results import (
@@ -115,11 +120,11 @@ class AsyncClient:
     """Accord client for asyncio. Use `async with AsyncClient([...]) as client:`,
     or call `aclose()` when done.
 
-    `endpoints` are client URLs (`http://host:port`, or `host:port`); the other
-    members are discovered. `timeout_s` is the default deadline of each call (each
-    method also takes `timeout_s=`); `retries` bounds the retries within it. The
-    other settings are documented in `accord.client.limits`. `rng` and `clock` are
-    for tests.
+    `endpoints` are client URLs: `http://host:port` (or `host:port`) for the HTTP API,
+    `accord://host:port` for the native protocol; the other members are discovered.
+    `timeout_s` is the default deadline of each call (each method also takes
+    `timeout_s=`); `retries` bounds the retries within it. The other settings are
+    documented in `accord.client.limits`. `rng` and `clock` are for tests.
     """
 
     def __init__(
@@ -174,19 +179,19 @@ class AsyncClient:
     def _timeout(self, timeout_s: float | None) -> float:
         return self.timeout_s if timeout_s is None else timeout_s
 
-    async def _write_json(
-        self, method: str, target: str, body: bytes | None, timeout_s: float | None
-    ) -> dict[str, object]:
-        reply = await self._conn.write(Request(method, target, body), self._timeout(timeout_s))
+    async def _write_json(self, request: Request, timeout_s: float | None) -> dict[str, object]:
+        reply = await self._conn.write(request, self._timeout(timeout_s))
         return reply.json()
 
     async def _read_json(
-        self, target: str, *, leader: bool, timeout_s: float | None
+        self, request: Request, *, leader: bool, timeout_s: float | None
     ) -> dict[str, object]:
-        reply = await self._conn.read(
-            Request("GET", target), self._timeout(timeout_s), leader=leader
-        )
+        reply = await self._conn.read(request, self._timeout(timeout_s), leader=leader)
         return reply.json()
+
+    @property
+    def _native(self) -> bool:
+        return self._conn.native
 
     # --- keys ----------------------------------------------------------------------------
     async def put(
@@ -195,13 +200,18 @@ class AsyncClient:
         """Write `value` under `key` (attached to `lease` if not 0)."""
         k, v = to_bytes(key), to_bytes(value)
         target = _kv_target(k)
-        if target is None:
+        if target is None and not self._native:
             result = await self.txn(success=[Op.put(k, v, lease=lease)], timeout_s=timeout_s)
             response = result.responses[0]
             assert isinstance(response, PutResult)
             return response
-        body = await self._write_json("PUT", _query(target, {"lease": lease}), v, timeout_s)
-        return decode_put(body)
+        request = Request(
+            "PUT",
+            _query(target or "", {"lease": lease}),
+            v,
+            native=("put", {"key": k, "value": v, "lease": lease}),
+        )
+        return decode_put(await self._write_json(request, timeout_s))
 
     async def get(
         self,
@@ -215,16 +225,19 @@ class AsyncClient:
         Linearizable unless `serializable` (served by any node from its local state)."""
         k = to_bytes(key)
         target = _kv_target(k)
-        if target is None:
+        if target is None and not self._native:
             got = await self._txn_read(Op.get(k, revision=revision), timeout_s)
             assert isinstance(got, GetResult)
             return got.kv
         query = {"revision": revision, "consistency": serializable and "serializable"}
+        args = {"key": k, "revision": revision, "serializable": serializable}
         reply = await self._conn.read(
-            Request("GET", _query(target, query), not_found_ok=True),
+            Request("GET", _query(target or "", query), not_found_ok=True, native=("get", args)),
             self._timeout(timeout_s),
             leader=not serializable,
         )
+        if reply.data is not None:
+            return decode_get(reply.data).kv
         if reply.status == 404:
             return None
         return kv_from_headers(k, reply.body, reply.headers)
@@ -233,12 +246,13 @@ class AsyncClient:
         """Delete `key`; `deleted` is 0 if it did not exist."""
         k = to_bytes(key)
         target = _kv_target(k)
-        if target is None:
+        if target is None and not self._native:
             result = await self.txn(success=[Op.delete(k)], timeout_s=timeout_s)
             response = result.responses[0]
             assert isinstance(response, DeleteResult)
             return response
-        return decode_delete(await self._write_json("DELETE", target, None, timeout_s))
+        request = Request("DELETE", target or "", native=("delete", {"key": k}))
+        return decode_delete(await self._write_json(request, timeout_s))
 
     async def range(
         self,
@@ -256,7 +270,7 @@ class AsyncClient:
         `prefix`, or every key if neither is given; in key order, at most `limit`."""
         start, end = key_range(key, range_end, prefix)
         keys = _range_query(start, end, None if prefix is None else to_bytes(prefix))
-        if keys is None:
+        if keys is None and not self._native:
             op = Op.range(start, end or None, limit=limit, revision=revision)
             got = await self._txn_read(op, timeout_s)
             assert isinstance(got, RangeResult)
@@ -265,7 +279,9 @@ class AsyncClient:
         target = _query(
             f"/v1/range?{keys}", {**options, "consistency": serializable and "serializable"}
         )
-        body = await self._read_json(target, leader=not serializable, timeout_s=timeout_s)
+        args = {"key": start, "range_end": end, **options, "serializable": serializable}
+        request = Request("GET", target, native=("range", args))
+        body = await self._read_json(request, leader=not serializable, timeout_s=timeout_s)
         return decode_range(body)
 
     # --- transactions ----------------------------------------------------------------------
@@ -278,15 +294,13 @@ class AsyncClient:
         timeout_s: float | None = None,
     ) -> TxnResult:
         """If every comparison holds, run `success`, else `failure`, atomically."""
-        body = await self._write_json(
-            "POST", "/v1/txn", txn_body(compare, success, failure), timeout_s
-        )
+        body = await self._write_json(_txn_request(compare, success, failure), timeout_s)
         return decode_txn(body, success, failure)
 
     async def _txn_read(self, op: Op, timeout_s: float | None) -> object:
         """A read that the URL cannot carry, as a transaction of one read: it has no
         effect, so it goes without a session and may be retried freely."""
-        request = Request("POST", "/v1/txn", txn_body((), (op,), ()))
+        request = _txn_request((), (op,), ())
         reply = await self._conn.read(request, self._timeout(timeout_s), leader=True)
         return decode_txn(reply.json(), (op,), ()).responses[0]
 
@@ -296,23 +310,31 @@ class AsyncClient:
         if not isinstance(ttl_s, int) or isinstance(ttl_s, bool) or ttl_s < 1:
             raise InvalidRequest("ttl_s must be a positive integer", code="bad_request")
         body = json.dumps({"ttl": ttl_s}).encode()
-        return decode_lease(await self._write_json("POST", "/v1/lease/grant", body, timeout_s))
+        request = Request("POST", "/v1/lease/grant", body, native=("lease_grant", {"ttl": ttl_s}))
+        return decode_lease(await self._write_json(request, timeout_s))
 
     async def lease_keepalive(self, lease_id: int, *, timeout_s: float | None = None) -> Lease:
         """Restart the lease's time to live."""
         target = f"/v1/lease/{int(lease_id)}/keepalive"
-        return decode_lease(await self._write_json("POST", target, None, timeout_s))
+        request = Request("POST", target, native=("lease_keepalive", {"id": int(lease_id)}))
+        return decode_lease(await self._write_json(request, timeout_s))
 
     async def lease_revoke(self, lease_id: int, *, timeout_s: float | None = None) -> LeaseRevoked:
         """End the lease now and delete its keys."""
-        body = await self._write_json("DELETE", f"/v1/lease/{int(lease_id)}", None, timeout_s)
+        request = Request(
+            "DELETE", f"/v1/lease/{int(lease_id)}", native=("lease_revoke", {"id": int(lease_id)})
+        )
+        body = await self._write_json(request, timeout_s)
         revision = body.get("revision")
         assert isinstance(revision, int)
         return LeaseRevoked(revision)
 
     async def lease_ttl(self, lease_id: int, *, timeout_s: float | None = None) -> LeaseTTL:
         """The lease's remaining time to live and its keys (`LeaseNotFound` if gone)."""
-        body = await self._read_json(f"/v1/lease/{int(lease_id)}", leader=True, timeout_s=timeout_s)
+        request = Request(
+            "GET", f"/v1/lease/{int(lease_id)}", native=("lease_ttl", {"id": int(lease_id)})
+        )
+        body = await self._read_json(request, leader=True, timeout_s=timeout_s)
         return decode_lease_ttl(body)
 
     # --- watches ----------------------------------------------------------------------------
@@ -329,19 +351,23 @@ class AsyncClient:
         `async with`) ends it. Survives node failures; see `accord.client.watch`."""
         start, end = key_range(key, range_end, prefix)
         query = _range_query(start, end, None if prefix is None else to_bytes(prefix))
-        if query is None:
+        if query is None and not self._native:
             raise InvalidRequest("watched keys must be UTF-8 text", code="bad_request")
 
         async def current_revision() -> int:
-            body = await self._read_json(
-                f"/v1/range?{query}&count_only=true", leader=True, timeout_s=None
+            request = Request(
+                "GET",
+                f"/v1/range?{query}&count_only=true",
+                native=("range", {"key": start, "range_end": end, "count_only": True}),
             )
+            body = await self._read_json(request, leader=True, timeout_s=None)
             return decode_range(body).revision
 
         return Watch(
             self._conn,
-            query,
+            query or "",
             start_revision,
+            key_range=(start, end),
             current_revision=current_revision,
             reconnect_timeout_s=self._watch_reconnect_timeout_s,
             probe_interval_s=self._watch_probe_interval_s,
@@ -353,7 +379,7 @@ class AsyncClient:
     ) -> ClusterStatus:
         """A node's view of the cluster: of `endpoint` if given (one attempt, no
         retries), else of any node that answers."""
-        request = Request("GET", "/v1/cluster/status")
+        request = STATUS_REQUEST
         timeout = self._timeout(timeout_s)
         if endpoint is None:
             reply = await self._conn.read(request, timeout, leader=False)
@@ -375,6 +401,17 @@ class AsyncClient:
     def leader_url(self) -> str | None:
         """The leader's URL as last discovered (None while unknown)."""
         return self._conn.endpoints.leader_url
+
+
+def _txn_request(
+    compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]
+) -> Request:
+    return Request(
+        "POST",
+        "/v1/txn",
+        txn_body(compare, success, failure),
+        native=("txn", txn_doc(compare, success, failure, binary=True)),
+    )
 
 
 __all__ = ["AsyncClient"]

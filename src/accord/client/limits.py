@@ -52,3 +52,15 @@ WATCH_LINE_BYTES_MAX = 256 * 1024 * 1024
 
 CLIENT_ID_BITS = 63
 """Client ids are random positive 63-bit integers (they fit any signed 64-bit field)."""
+
+NATIVE_FRAME_BYTES_MAX = 256 * 1024 * 1024
+"""Largest answer frame accepted from a node over the native protocol (a watch batch or
+a range can be large; the node's own request limit is 4 MiB)."""
+
+WATCH_QUEUE_FRAMES = 64
+"""Frames of a native watch held for a slow consumer before the link stops reading
+(backpressure through TCP; the node ends a watcher that falls too far behind)."""
+
+SESSIONS_MAX = 64
+"""Concurrent writes one client sends: each uses a session of its own (a client id
+and its sequence numbers), as the node keeps one result per client id."""

@@ -59,6 +59,8 @@ class Member:
     """"voter", "learner" or "removed"."""
     match: int | None = None
     """The highest log index known replicated on it (only the leader knows)."""
+    native_url: str | None = None
+    """`accord://host:port` of its native protocol, if it serves one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,11 @@ class ClusterStatus:
     @property
     def leader_url(self) -> str | None:
         return next((m.url for m in self.members if m.id == self.leader and self.leader), None)
+
+    @property
+    def leader_native_url(self) -> str | None:
+        leader = next((m for m in self.members if m.id == self.leader and self.leader), None)
+        return leader.native_url if leader else None
 
 
 class BadAnswer(ServerError):
@@ -108,6 +115,8 @@ def bytes_field(obj: Mapping[str, Any], name: str) -> bytes:
     if f"{name}_b64" in obj:
         return base64.b64decode(str(obj[f"{name}_b64"]))
     value = obj.get(name, "")
+    if isinstance(value, bytes):  # the native protocol's form
+        return value
     if not isinstance(value, str):
         raise BadAnswer(f"field {name!r} is not a string")
     return value.encode()
@@ -202,6 +211,7 @@ def decode_status(obj: Mapping[str, Any]) -> ClusterStatus:
             row.get("peer"),
             str(row.get("role", "")),
             row.get("match") if isinstance(row.get("match"), int) else None,
+            row.get("native_url") if isinstance(row.get("native_url"), str) else None,
         )
         for row in rows
     )

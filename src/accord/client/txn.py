@@ -79,14 +79,15 @@ class Compare:
     def mod_revision(key: str | bytes) -> CompareTarget:
         return CompareTarget(to_bytes(key), "mod_revision")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, binary: bool = False) -> dict[str, Any]:
+        """The API's form; `binary`: the native protocol's (raw bytes)."""
         operand = (
-            text_or_b64("value", self.operand)
+            _bytes_doc("value", self.operand, binary)
             if isinstance(self.operand, bytes)
             else {"value": self.operand}
         )
         return {
-            **text_or_b64("key", self.key),
+            **_bytes_doc("key", self.key, binary),
             "target": self.target,
             "op": self.operator,
             **operand,
@@ -168,12 +169,13 @@ class Op:
         start, end = key_range(key, range_end, prefix)
         return Op("range", start, range_end=end, limit=limit, revision=revision)
 
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = text_or_b64("key", self.key)
+    def to_json(self, binary: bool = False) -> dict[str, Any]:
+        """The API's form; `binary`: the native protocol's (raw bytes)."""
+        body: dict[str, Any] = _bytes_doc("key", self.key, binary)
         if self.kind == "put":
-            body.update(text_or_b64("value", self.data))
+            body.update(_bytes_doc("value", self.data, binary))
         if self.range_end:
-            body.update(text_or_b64("range_end", self.range_end))
+            body.update(_bytes_doc("range_end", self.range_end, binary))
         for name in ("lease", "revision", "limit"):
             if getattr(self, name):
                 body[name] = getattr(self, name)
@@ -197,13 +199,22 @@ def key_range(
     return to_bytes(key), to_bytes(range_end) if range_end is not None else b""
 
 
-def txn_body(compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]) -> bytes:
-    body = {
-        "compare": [c.to_json() for c in compare],
-        "success": [op.to_json() for op in success],
-        "failure": [op.to_json() for op in failure],
+def txn_doc(
+    compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op], binary: bool = False
+) -> dict[str, Any]:
+    return {
+        "compare": [c.to_json(binary) for c in compare],
+        "success": [op.to_json(binary) for op in success],
+        "failure": [op.to_json(binary) for op in failure],
     }
-    return json.dumps(body).encode()
+
+
+def txn_body(compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]) -> bytes:
+    return json.dumps(txn_doc(compare, success, failure)).encode()
+
+
+def _bytes_doc(name: str, data: bytes, binary: bool) -> dict[str, Any]:
+    return {name: data} if binary else text_or_b64(name, data)
 
 
 _KINDS: dict[str, OpKind] = {"put": "put", "get": "get", "delete": "delete", "range": "range"}

@@ -3,10 +3,11 @@
 Theory of operation
 -------------------
 `GET /v1/watch?...&start_revision=R` streams JSON lines, each a batch of events in
-revision order; a batch always holds whole revisions (the server's `WatchHub` never
-splits one). The watch therefore keeps a single cursor, `next_revision`: every event
-below it has been handed to the caller exactly once, none at or above it. As events
-are handed out, the cursor moves past a revision with the last event of it.
+revision order (the native protocol's `watch` streams the same batches as frames); a
+batch always holds whole revisions (the server's `WatchHub` never splits one). The
+watch therefore keeps a single cursor, `next_revision`: every event below it has been
+handed to the caller exactly once, none at or above it. As events are handed out, the
+cursor moves past a revision with the last event of it.
 
 When the stream breaks — the node died (connection reset or closed), the node
 stopped (clean end of stream), the server cancelled the watcher because the reader
@@ -34,12 +35,14 @@ from types import TracebackType
 
 import aiohttp
 
-from accord.client._connection import Connection, Request
+from accord.client._connection import HEALTH_REQUEST, Connection, Request
 from accord.client.errors import ServerError, Unavailable, error_from_answer
 from accord.client.limits import DISCOVERY_TIMEOUT_S, WATCH_LINE_BYTES_MAX
 from accord.client.policy import EndpointFailure, NoEndpoint
 from accord.client.results import BadAnswer, decode_event
 from accord.kv.types import Event
+
+SILENT = "watch stream silent and health check failed"
 
 
 class _Resume(Exception):
@@ -55,6 +58,7 @@ class Watch:
         query: str,
         start_revision: int,
         *,
+        key_range: tuple[bytes, bytes],
         current_revision: Callable[[], Awaitable[int]],
         reconnect_timeout_s: float,
         probe_interval_s: float,
@@ -62,6 +66,7 @@ class Watch:
     ) -> None:
         self._conn = connection
         self._query = query
+        self._key_range = key_range
         self.next_revision = start_revision
         """Every event below this revision has been handed out, none at or above it:
         the `start_revision` that would continue this watch exactly."""
@@ -143,6 +148,11 @@ class Watch:
 
     async def _stream(self, url: str) -> AsyncGenerator[list[Event], None]:
         """The batches of one stream from `url`, from the cursor on."""
+        if self._conn.native:
+            async with contextlib.aclosing(self._native_stream(url)) as batches:
+                async for batch in batches:
+                    yield batch
+            return
         target = f"/v1/watch?{self._query}&start_revision={self.next_revision}"
         timeout_s = self._conn.policy.attempt_timeout_s
         async with self._conn.stream(url, Request("GET", target), timeout_s) as response:
@@ -169,7 +179,7 @@ class Watch:
                 if await self._alive(url):
                     continue
                 self._conn.endpoints.failed(url)
-                raise EndpointFailure(url, "watch stream silent and health check failed") from None
+                raise EndpointFailure(url, SILENT) from None
             except (aiohttp.ClientError, OSError) as e:
                 self._conn.endpoints.failed(url)
                 raise EndpointFailure(url, f"watch stream broken: {e!r}") from e
@@ -183,9 +193,38 @@ class Watch:
             if len(buffer) > WATCH_LINE_BYTES_MAX:
                 raise BadAnswer(f"{url} sent a watch line over {WATCH_LINE_BYTES_MAX} bytes")
 
+    async def _native_stream(self, url: str) -> AsyncGenerator[list[Event], None]:
+        key, range_end = self._key_range
+        args = {"key": key, "range_end": range_end, "start_revision": self.next_revision}
+        request = Request("GET", "", native=("watch", args))
+        timeout_s = self._conn.policy.attempt_timeout_s
+        async with self._conn.native_stream(url, request, timeout_s) as answers:
+            self.endpoint = url
+            self._ok_at = self._conn.clock()
+            while True:
+                try:
+                    async with asyncio.timeout(self._probe_interval_s):
+                        status, body = await anext(answers)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if await self._alive(url):
+                        continue
+                    self._conn.endpoints.failed(url)
+                    raise EndpointFailure(url, SILENT) from None
+                except OSError as e:
+                    self._conn.endpoints.failed(url)
+                    raise EndpointFailure(url, f"watch stream broken: {e!r}") from e
+                self._ok_at = self._conn.clock()
+                events = _parse_item(url, body)
+                if events:
+                    yield events
+                if status == 200:
+                    return  # the node is stopping
+
     async def _alive(self, url: str) -> bool:
         try:
-            reply = await self._conn.exchange(url, Request("GET", "/health"), DISCOVERY_TIMEOUT_S)
+            reply = await self._conn.exchange(url, HEALTH_REQUEST, DISCOVERY_TIMEOUT_S)
         except EndpointFailure:
             return False
         return reply.status == 200
@@ -197,6 +236,11 @@ def _parse_line(url: str, line: bytes) -> list[Event]:
         item = json.loads(line)
     except ValueError as e:
         raise BadAnswer(f"{url} sent a watch line that is not JSON: {e}") from e
+    return _parse_item(url, item)
+
+
+def _parse_item(url: str, item: object) -> list[Event]:
+    """The events of one batch (a JSON line, or a native frame's document)."""
     if not isinstance(item, dict):
         raise BadAnswer(f"{url} sent a watch line that is not an object")
     if "error" in item:

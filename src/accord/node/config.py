@@ -9,6 +9,7 @@ Example file (what `accord up` writes for each node):
     data_dir = "/tmp/accord/n1"
     client = "127.0.0.1:7001"        # HTTP API
     peer = "127.0.0.1:7101"          # Raft traffic
+    native = "127.0.0.1:7201"        # native msgpack protocol (optional)
     tick_ms = 50
     election_ticks = 10
 
@@ -16,6 +17,7 @@ Example file (what `accord up` writes for each node):
     name = "n1"
     peer = "127.0.0.1:7101"
     client = "127.0.0.1:7001"
+    native = "127.0.0.1:7201"
 
 Environment variables use the upper-cased key: `ACCORD_CLIENT=127.0.0.1:7001`.
 """
@@ -39,6 +41,7 @@ SCALAR_KEYS = {
     "data_dir": str,
     "client": str,
     "peer": str,
+    "native": str,
     "tick_ms": int,
     "election_ticks": int,
     "snapshot_entries": int,
@@ -58,10 +61,15 @@ class Member:
     name: str
     peer: tuple[str, int]
     client: tuple[str, int]
+    native: tuple[str, int] | None = None
 
     @property
     def client_url(self) -> str:
         return f"http://{self.client[0]}:{self.client[1]}"
+
+    @property
+    def native_url(self) -> str | None:
+        return native_url(self.native)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +87,21 @@ class NodeConfig:
     """Applied entries between two snapshots (then the log is compacted)."""
     join: bool = False
     """True for a node added to a running cluster: it waits to be contacted."""
+    native: tuple[str, int] | None = None
+    """Where the native msgpack protocol listens (None: not served)."""
 
     @property
     def client_url(self) -> str:
         return f"http://{self.client[0]}:{self.client[1]}"
+
+    @property
+    def native_url(self) -> str | None:
+        return native_url(self.native)
+
+
+def native_url(address: tuple[str, int] | None) -> str | None:
+    """`accord://host:port`, the form clients take for a native endpoint."""
+    return f"accord://{address[0]}:{address[1]}" if address else None
 
 
 def parse_address(value: str, what: str) -> tuple[str, int]:
@@ -124,6 +143,11 @@ def _members(raw: Any) -> dict[int, Member]:
             name=str(entry["name"]),
             peer=parse_address(str(entry["peer"]), f"members.{key}.peer"),
             client=parse_address(str(entry["client"]), f"members.{key}.client"),
+            native=(
+                parse_address(str(entry["native"]), f"members.{key}.native")
+                if "native" in entry
+                else None
+            ),
         )
     return members
 
@@ -182,6 +206,7 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         election_ticks=values.get("election_ticks", 10),
         snapshot_entries=values.get("snapshot_entries", 10_000),
         join=values.get("join", False),
+        native=parse_address(values["native"], "native") if "native" in values else None,
     )
     if not config.join and config.id not in members:
         raise ConfigError(
@@ -201,6 +226,7 @@ def render_config(config: NodeConfig) -> str:
         f"data_dir = {q(str(config.data_dir))}",
         f"client = {q(f'{config.client[0]}:{config.client[1]}')}",
         f"peer = {q(f'{config.peer[0]}:{config.peer[1]}')}",
+        *([f"native = {q(f'{config.native[0]}:{config.native[1]}')}"] if config.native else []),
         f"tick_ms = {config.tick_ms}",
         f"election_ticks = {config.election_ticks}",
         f"snapshot_entries = {config.snapshot_entries}",
@@ -214,4 +240,6 @@ def render_config(config: NodeConfig) -> str:
             f"peer = {q(f'{member.peer[0]}:{member.peer[1]}')}",
             f"client = {q(f'{member.client[0]}:{member.client[1]}')}",
         ]
+        if member.native:
+            lines.append(f"native = {q(f'{member.native[0]}:{member.native[1]}')}")
     return "\n".join(lines) + "\n"

@@ -23,9 +23,13 @@ from accord.raft import ConfChange, ConfChangeError, ConfChangeOp
 SNAPSHOT_FORMAT = 1
 
 
+def _address(address: tuple[str, int] | None) -> str:
+    return f"{address[0]}:{address[1]}" if address else ""
+
+
 def encode_members(members: Iterable[Member]) -> bytes:
     rows = [
-        [m.id, m.name, f"{m.peer[0]}:{m.peer[1]}", f"{m.client[0]}:{m.client[1]}"] for m in members
+        [m.id, m.name, _address(m.peer), _address(m.client), _address(m.native)] for m in members
     ]
     return bytes(msgpack.packb(rows))
 
@@ -39,8 +43,9 @@ def decode_members(data: bytes) -> list[Member]:
             str(name),
             parse_address(peer, "member peer"),
             parse_address(client, "member client"),
+            parse_address(native[0], "member native") if native and native[0] else None,
         )
-        for i, name, peer, client in msgpack.unpackb(data)
+        for i, name, peer, client, *native in msgpack.unpackb(data)
     ]
 
 
@@ -81,6 +86,7 @@ def member_roles(node: Node, state: NodeState) -> list[dict[str, Any]]:
                 "name": member.name if member else None,
                 "peer": f"{member.peer[0]}:{member.peer[1]}" if member else None,
                 "url": member.client_url if member else None,
+                "native_url": member.native_url if member else None,
                 "role": role,
             }
         )

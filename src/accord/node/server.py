@@ -13,6 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from accord.api.http import HttpApi
+from accord.api.native import NativeServer
 from accord.kv import KVStateMachine
 from accord.node.config import NodeConfig
 from accord.node.members import NodeState
@@ -72,11 +73,15 @@ async def serve(config: NodeConfig) -> None:
     service.start()
     site = web.TCPSite(runner, config.client[0], config.client[1])
     await site.start()
+    native = NativeServer(service, state)
+    if config.native:
+        await native.start(*config.native)
     log.info(
-        "node %s (id %d) serving clients on %s, peers on %s:%d",
+        "node %s (id %d) serving clients on %s (native: %s), peers on %s:%d",
         config.name,
         config.id,
         config.client_url,
+        config.native_url or "off",
         *config.peer,
     )
     stop = asyncio.Event()
@@ -93,6 +98,7 @@ async def serve(config: NodeConfig) -> None:
     log.info("shutting down: handing over leadership, flushing")
     await service.stop()
     await site.stop()
+    await native.stop()
     await node.stop(transfer_leadership=True)
     await runner.cleanup()
     log.info("stopped")

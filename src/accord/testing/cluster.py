@@ -25,12 +25,12 @@ DEADLINE_S = 30.0
 
 
 def free_port_base() -> int:
-    """A base B such that B+1..B+3 and B+101..B+103 are free right now."""
+    """A base B such that B+1..B+3, B+101..B+103 and B+201..B+203 are free right now."""
     for _ in range(50):
         # Below the kernel's ephemeral range (32768+), where outgoing connections of
         # other tests could take a port between our check and the nodes' bind.
-        base = random.randrange(10_000, 32_000, 200)
-        ports = [base + i for i in (1, 2, 3, 101, 102, 103)]
+        base = random.randrange(10_000, 32_000, 300)
+        ports = [base + i for i in (1, 2, 3, 101, 102, 103, 201, 202, 203)]
         try:
             for port in ports:
                 with socket.socket() as s:
@@ -73,6 +73,9 @@ class LocalCluster:
 
     def url(self, node: int) -> str:
         return f"http://127.0.0.1:{self.base + node}"
+
+    def native_url(self, node: int) -> str:
+        return f"accord://127.0.0.1:{self.base + 200 + node}"
 
     def start(self) -> None:
         self.up = subprocess.Popen(

@@ -1,0 +1,378 @@
+"""The native client protocol: msgpack frames over one TCP connection, pipelined.
+
+Theory of operation
+-------------------
+Both directions are a sequence of frames: a 4-byte big-endian length and a msgpack
+payload (`accord.transport.framing`), at most `NATIVE_FRAME_BYTES_MAX` each. The
+client opens with `["accord", 1]`; the node answers `["accord", 1, node_id]`, or an
+error answer with request id 0 and closes the connection.
+
+A request is `[id, op, args]`: a client-chosen integer id (unique among the
+connection's requests in progress), an operation name and a map of arguments. The
+answer is `[id, status, body]`, with the HTTP API's status codes and documents: 200
+and the result, or an error status and `{"error": {"code", "message", ...}}`.
+Requests are served concurrently and answered as they complete, so a client sends
+many without waiting (pipelining); at most `NATIVE_INFLIGHT_MAX` are in progress per
+connection, beyond that the node stops reading until one completes (backpressure).
+
+Keys and values are msgpack binary both ways (`key`, `value`, ...). Writes carry the
+client's session as `client_id` and `seq` in their arguments (exactly-once retries, as
+the HTTP headers do). A write reaching a follower is not forwarded: the answer is 503
+`not_leader` naming the leader's native URL, and the client goes there.
+
+A watch (`op = "watch"`) answers with any number of `[id, 100, {"events": [...]}]`
+frames, then one final frame: an error, or 200 when the node stops. `cancel` with
+`{"id": watch_id}` ends it. At most `NATIVE_WATCHES_MAX` watches per connection.
+
+| op              | args                                                        |
+|-----------------|-------------------------------------------------------------|
+| put             | key, value, lease?, client_id?, seq?                        |
+| delete          | key, range_end?, client_id?, seq?                           |
+| txn             | compare, success, failure (as `POST /v1/txn`), client_id?, seq? |
+| get             | key, revision?, serializable?  → {revision, kv or nil}      |
+| range           | key, range_end?, revision?, limit?, count_only?, serializable? |
+| lease_grant     | ttl, client_id?, seq?                                       |
+| lease_keepalive | id, client_id?, seq?                                        |
+| lease_revoke    | id, client_id?, seq?                                        |
+| lease_ttl       | id                                                          |
+| status, health  | (none)                                                      |
+| watch           | key, range_end?, start_revision?                            |
+| cancel          | id (of a watch on this connection)                          |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+
+from accord.api.wire import (
+    BadRequest,
+    bytes_field,
+    event_doc,
+    http_status,
+    int_field,
+    lease_ttl_doc,
+    only_fields,
+    parse_txn,
+    result_doc,
+    status_doc,
+)
+from accord.errors import AccordError, NotLeader
+from accord.kv import DeleteRange, LeaseKeepAlive, LeaseRevoke, Put
+from accord.kv.errors import LimitExceeded
+from accord.node.members import NodeState
+from accord.node.service import KVService
+from accord.transport.errors import TransportError
+from accord.transport.framing import FrameDecoder, encode_frame
+
+log = logging.getLogger("accord.api.native")
+
+PROTOCOL = "accord"
+VERSION = 1
+NATIVE_FRAME_BYTES_MAX = 4 << 20
+"""The largest frame either side may send (the HTTP API's request limit too)."""
+NATIVE_INFLIGHT_MAX = 512
+"""Requests in progress per connection before the node stops reading from it."""
+NATIVE_WATCHES_MAX = 64
+"""Open watches per connection."""
+READ_BYTES = 1 << 16
+STREAMING = 100
+"""The status of a watch's event frames (more follow)."""
+
+Args = dict[str, Any]
+
+
+class _Session:
+    """One client connection: its reader loop and the requests in progress."""
+
+    def __init__(
+        self,
+        server: NativeServer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.slots = asyncio.Semaphore(NATIVE_INFLIGHT_MAX)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.watches: dict[int, asyncio.Task[None]] = {}
+
+    def send(self, request_id: int, status: int, body: Any) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(encode_frame(msgpack.packb([request_id, status, body])))
+
+    def send_error(self, request_id: int, error: AccordError) -> None:
+        status = http_status(error)
+        body: dict[str, Any] = {"code": error.code, "message": str(error)}
+        if isinstance(error, NotLeader):
+            body.update(self.server.leader_hint(error))
+        self.send(request_id, status, {"error": body})
+
+    async def run(self) -> None:
+        decoder = FrameDecoder(NATIVE_FRAME_BYTES_MAX)
+        handshaken = False
+        try:
+            while data := await self.reader.read(READ_BYTES):
+                for frame in decoder.feed(data):
+                    if not handshaken:
+                        self._hello(frame)
+                        handshaken = True
+                        continue
+                    await self.slots.acquire()  # backpressure: stop reading while full
+                    self._dispatch(frame)
+                await self.writer.drain()
+        except (BadRequest, TransportError) as e:  # the stream cannot go on
+            self.send(0, 400, {"error": {"code": "bad_request", "message": str(e)}})
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away
+        finally:
+            for task in [*self.tasks, *self.watches.values()]:
+                task.cancel()
+            with contextlib.suppress(ConnectionError):
+                self.writer.close()
+                await self.writer.wait_closed()
+
+    def _hello(self, frame: bytes) -> None:
+        hello = _unpack(frame)
+        if hello != [PROTOCOL, VERSION]:
+            raise BadRequest(f"expected the hello [{PROTOCOL!r}, {VERSION}], got {hello!r}")
+        self.writer.write(encode_frame(msgpack.packb([PROTOCOL, VERSION, self.server.node_id])))
+
+    def _dispatch(self, frame: bytes) -> None:
+        try:
+            request = _unpack(frame)
+            if not (
+                isinstance(request, list)
+                and len(request) == 3
+                and isinstance(request[0], int)
+                and not isinstance(request[0], bool)
+                and isinstance(request[1], str)
+                and isinstance(request[2], dict)
+            ):
+                raise BadRequest("a request is [id, op, args] with an integer id, a string op")
+        except BadRequest as e:
+            self.slots.release()
+            self.send_error(0, e)
+            return
+        request_id, op, args = request
+        if op == "watch":
+            self.slots.release()  # a watch lives long; it has its own limit
+            self._open_watch(request_id, args)
+            return
+        task = asyncio.create_task(self._serve(request_id, op, args))
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.slots.release()
+
+    async def _serve(self, request_id: int, op: str, args: Args) -> None:
+        handler = self.server.handlers.get(op)
+        try:
+            if op == "cancel":
+                body = self._cancel(args)
+            elif handler is None:
+                raise BadRequest(f"unknown op {op!r}")
+            else:
+                body = await handler(args)
+        except AccordError as e:
+            self.send_error(request_id, e)
+        except Exception as e:  # a bug: answer in the protocol's format, and log it
+            log.exception("unexpected error serving native op %r", op)
+            error = {"code": "internal", "message": f"internal error: {type(e).__name__}"}
+            self.send(request_id, 500, {"error": error})
+        else:
+            self.send(request_id, 200, body)
+
+    # --- watches ------------------------------------------------------------------------
+    def _open_watch(self, request_id: int, args: Args) -> None:
+        try:
+            if request_id in self.watches:
+                raise BadRequest(f"request id {request_id} is already a watch")
+            if len(self.watches) >= NATIVE_WATCHES_MAX:
+                count = len(self.watches) + 1
+                raise LimitExceeded("watches on this connection", count, NATIVE_WATCHES_MAX)
+            only_fields(args, {"key", "range_end", "start_revision"}, "watch")
+            service = self.server.service
+            watch_id = service.open_watch(
+                bytes_field(args, "key"),
+                bytes_field(args, "range_end", required=False),
+                int_field(args, "start_revision"),
+            )
+        except AccordError as e:
+            self.send_error(request_id, e)
+            return
+        task = asyncio.create_task(self._stream(request_id, watch_id))
+        self.watches[request_id] = task
+        task.add_done_callback(lambda _: self.watches.pop(request_id, None))
+
+    async def _stream(self, request_id: int, watch_id: int) -> None:
+        service = self.server.service
+        events = service.stream(watch_id)
+        try:
+            async for batch in events:
+                self.send(request_id, STREAMING, {"events": [event_doc(e, True) for e in batch]})
+                await self.writer.drain()  # a slow reader falls behind, not our memory
+            self.send(request_id, 200, {})
+        except AccordError as e:
+            self.send_error(request_id, e)
+        except ConnectionError:
+            pass
+        finally:
+            await events.aclose()
+            service.close_watch(watch_id)
+
+    def _cancel(self, args: Args) -> dict[str, Any]:
+        only_fields(args, {"id"}, "cancel")
+        watch = self.watches.get(int_field(args, "id"))
+        if watch is not None:
+            watch.cancel()
+        return {"cancelled": watch is not None}
+
+
+def _unpack(frame: bytes) -> Any:
+    try:
+        return msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.ExtraData, RecursionError) as e:
+        raise BadRequest(f"frame is not valid msgpack: {e}") from e
+
+
+class NativeServer:
+    """Serves the native protocol for one node (see the module docstring)."""
+
+    def __init__(self, service: KVService, state: NodeState) -> None:
+        self.service = service
+        self.state = state
+        self._server: asyncio.Server | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
+        self.handlers: dict[str, Callable[[Args], Awaitable[Any]]] = {
+            "put": self.put,
+            "delete": self.delete,
+            "txn": self.txn,
+            "get": self.get,
+            "range": self.range,
+            "lease_grant": self.lease_grant,
+            "lease_keepalive": self.lease_keepalive,
+            "lease_revoke": self.lease_revoke,
+            "lease_ttl": self.lease_ttl,
+            "status": self.status,
+            "health": self.health,
+        }
+
+    @property
+    def node_id(self) -> int:
+        return self.service.node.core.id
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._accept, host, port)
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection (their requests are cancelled)."""
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._sessions):
+            task.cancel()
+        await asyncio.gather(*self._sessions, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        try:
+            await _Session(self, reader, writer).run()
+        finally:
+            self._sessions.discard(task)
+
+    def leader_hint(self, error: NotLeader) -> dict[str, Any]:
+        leader = error.leader_hint or self.service.node.leader_id
+        member = self.state.members.get(leader)
+        if member is None or member.native_url is None:
+            return {}
+        return {"leader": {"id": leader, "url": member.native_url}}
+
+    # --- operations ---------------------------------------------------------------------
+    @staticmethod
+    def _session(args: Args) -> tuple[int, int]:
+        client_id, seq = int_field(args, "client_id"), int_field(args, "seq")
+        if (client_id == 0) != (seq == 0):
+            raise BadRequest("client_id and seq go together, both positive")
+        return client_id, seq
+
+    async def put(self, args: Args) -> dict[str, Any]:
+        only_fields(args, {"key", "value", "lease", "client_id", "seq"}, "put")
+        key, value = bytes_field(args, "key"), bytes_field(args, "value")
+        command = Put(key, value, int_field(args, "lease"))
+        return result_doc(await self.service.execute(command, *self._session(args)), True)
+
+    async def delete(self, args: Args) -> dict[str, Any]:
+        only_fields(args, {"key", "range_end", "client_id", "seq"}, "delete")
+        command = DeleteRange(bytes_field(args, "key"), bytes_field(args, "range_end", False))
+        return result_doc(await self.service.execute(command, *self._session(args)), True)
+
+    async def txn(self, args: Args) -> dict[str, Any]:
+        session = self._session(args)
+        body = {k: v for k, v in args.items() if k not in ("client_id", "seq")}
+        return result_doc(await self.service.execute(parse_txn(body), *session), True)
+
+    async def get(self, args: Args) -> dict[str, Any]:
+        only_fields(args, {"key", "revision", "serializable"}, "get")
+        result = await self.service.get(
+            bytes_field(args, "key"),
+            int_field(args, "revision"),
+            linearizable=args.get("serializable") is not True,
+        )
+        return result_doc(result, True)
+
+    async def range(self, args: Args) -> dict[str, Any]:
+        allowed = {"key", "range_end", "revision", "limit", "count_only", "serializable"}
+        only_fields(args, allowed, "range")
+        result = await self.service.range(
+            bytes_field(args, "key"),
+            bytes_field(args, "range_end", required=False),
+            revision=int_field(args, "revision"),
+            limit=int_field(args, "limit"),
+            count_only=args.get("count_only") is True,
+            linearizable=args.get("serializable") is not True,
+        )
+        return result_doc(result, True)
+
+    async def lease_grant(self, args: Args) -> dict[str, Any]:
+        only_fields(args, {"ttl", "client_id", "seq"}, "lease_grant")
+        ttl = int_field(args, "ttl")
+        if ttl < 1:
+            raise BadRequest("ttl must be a positive number of seconds")
+        result = await self.service.lease_grant(ttl, *self._session(args))
+        return {"id": result.lease_id, "ttl": result.ttl_ms // 1000}
+
+    async def lease_keepalive(self, args: Args) -> dict[str, Any]:
+        only_fields(args, {"id", "client_id", "seq"}, "lease_keepalive")
+        lease_id = int_field(args, "id")
+        result = await self.service.execute(LeaseKeepAlive(lease_id), *self._session(args))
+        return {"id": lease_id, "ttl": result.ttl_ms // 1000}
+
+    async def lease_revoke(self, args: Args) -> dict[str, Any]:
+        only_fields(args, {"id", "client_id", "seq"}, "lease_revoke")
+        command = LeaseRevoke(int_field(args, "id"))
+        result = await self.service.execute(command, *self._session(args))
+        return {"revision": result.revision}
+
+    async def lease_ttl(self, args: Args) -> dict[str, Any]:
+        only_fields(args, {"id"}, "lease_ttl")
+        return await lease_ttl_doc(self.service, int_field(args, "id"), binary=True)
+
+    async def status(self, args: Args) -> dict[str, Any]:
+        only_fields(args, set(), "status")
+        return status_doc(self.service, self.state)
+
+    async def health(self, args: Args) -> dict[str, Any]:
+        """The node answers (and names the leader it knows, 0 if none)."""
+        return {"health": "ok", "leader": self.service.node.leader_id}

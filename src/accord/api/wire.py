@@ -1,0 +1,247 @@
+"""The documents both client protocols carry: request bodies (transactions, compares,
+ops) parsed into KV commands, and results turned into plain dicts.
+
+HTTP/JSON carries keys and values as UTF-8 strings (`key`) or base64 (`key_b64`); the
+native msgpack protocol carries them as raw bytes under the plain name. The parsers
+accept all three forms (JSON cannot hold bytes, so HTTP never sees the third); the
+encoders take `binary=True` for the native form.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from accord.errors import AccordError, DeadlineExceeded, NotLeader, ProposalDropped
+from accord.kv import Compare, CompareOp, CompareTarget, DeleteRange, Get, Put, Range, Txn
+from accord.kv import errors as kv_errors
+from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, TxnResult
+from accord.kv.types import Event, KeyValue
+from accord.node.members import NodeState, member_roles
+from accord.node.service import KVService
+from accord.raft import ConfChangeError
+
+
+class BadRequest(AccordError):
+    code = "bad_request"
+
+
+_STATUS: dict[type[AccordError], int] = {
+    NotLeader: 503,
+    ProposalDropped: 503,
+    DeadlineExceeded: 504,
+    kv_errors.InvalidRequest: 400,
+    kv_errors.BadCommand: 400,
+    kv_errors.DuplicateKey: 400,
+    kv_errors.FutureRevision: 400,
+    kv_errors.LimitExceeded: 413,
+    kv_errors.QuotaExceeded: 507,
+    kv_errors.Compacted: 410,
+    kv_errors.LeaseNotFound: 404,
+    kv_errors.LeaseExists: 409,
+    kv_errors.StaleRequest: 409,
+    kv_errors.SessionExpired: 409,
+    ConfChangeError: 400,
+}
+
+
+def http_status(error: AccordError) -> int:
+    """The HTTP status of an error answer (the native protocol uses the same codes)."""
+    if isinstance(error, BadRequest):
+        return 400
+    return _STATUS.get(type(error), 500)
+
+
+# --- results ---------------------------------------------------------------------------
+def text_or_b64(name: str, data: bytes) -> dict[str, str]:
+    try:
+        return {name: data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {f"{name}_b64": base64.b64encode(data).decode()}
+
+
+def kv_doc(kv: KeyValue, binary: bool = False) -> dict[str, Any]:
+    if binary:
+        fields: dict[str, Any] = {"key": kv.key, "value": kv.value}
+    else:
+        fields = {**text_or_b64("key", kv.key), **text_or_b64("value", kv.value)}
+    fields.update(
+        create_revision=kv.create_revision,
+        mod_revision=kv.mod_revision,
+        version=kv.version,
+        lease=kv.lease,
+    )
+    return fields
+
+
+def result_doc(result: Any, binary: bool = False) -> dict[str, Any]:
+    """The answer to a KV command or read as a dict (JSON-ready unless `binary`)."""
+    if isinstance(result, PutResult):
+        return {"revision": result.revision}
+    if isinstance(result, DeleteResult):
+        return {"revision": result.revision, "deleted": result.deleted}
+    if isinstance(result, GetResult):
+        kv = kv_doc(result.kv, binary) if result.kv else None
+        return {"revision": result.revision, "kv": kv}
+    if isinstance(result, RangeResult):
+        return {
+            "revision": result.revision,
+            "count": result.count,
+            "more": result.more,
+            "kvs": [kv_doc(kv, binary) for kv in result.kvs],
+        }
+    if isinstance(result, TxnResult):
+        return {
+            "succeeded": result.succeeded,
+            "revision": result.revision,
+            "responses": [result_doc(r, binary) for r in result.responses],
+        }
+    raise TypeError(f"no document form for {type(result).__name__}")
+
+
+def event_doc(event: Event, binary: bool = False) -> dict[str, Any]:
+    return {
+        "type": event.type.name.lower(),
+        "kv": kv_doc(event.kv, binary),
+        "prev_kv": kv_doc(event.prev_kv, binary) if event.prev_kv else None,
+    }
+
+
+# --- requests ----------------------------------------------------------------------------
+def bytes_field(obj: dict[str, Any], name: str, required: bool = True) -> bytes:
+    if f"{name}_b64" in obj:
+        try:
+            return base64.b64decode(str(obj[f"{name}_b64"]), validate=True)
+        except ValueError as e:
+            raise BadRequest(f"{name}_b64 is not valid base64") from e
+    if name in obj:
+        value = obj[name]
+        if isinstance(value, bytes):  # the native protocol's form
+            return value
+        if not isinstance(value, str):
+            raise BadRequest(f"{name} must be a string (use {name}_b64 for binary)")
+        return value.encode()
+    if required:
+        raise BadRequest(f"missing {name!r} (or {name}_b64)")
+    return b""
+
+
+def only_fields(obj: Any, allowed: set[str], what: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    unknown = set(obj) - allowed
+    if unknown:
+        raise BadRequest(f"unknown field(s) in {what}: {', '.join(sorted(unknown))}")
+    return obj
+
+
+_KEY_FIELDS = {"key", "key_b64", "range_end", "range_end_b64"}
+
+
+def parse_txn_op(raw: Any) -> Put | Get | Range | DeleteRange:
+    op = only_fields(raw, {"put", "get", "delete", "range"}, "txn op")
+    if len(op) != 1:
+        raise BadRequest("a txn op has exactly one of put, get, delete, range")
+    kind, body = next(iter(op.items()))
+    if kind == "put":
+        body = only_fields(body, {"key", "key_b64", "value", "value_b64", "lease"}, "put")
+        return Put(bytes_field(body, "key"), bytes_field(body, "value"), int_field(body, "lease"))
+    if kind == "get":
+        body = only_fields(body, {"key", "key_b64", "revision"}, "get")
+        return Get(bytes_field(body, "key"), int_field(body, "revision"))
+    body = only_fields(body, _KEY_FIELDS | {"revision", "limit"}, kind)
+    key, end = bytes_field(body, "key"), bytes_field(body, "range_end", required=False)
+    if kind == "delete":
+        return DeleteRange(key, end)
+    return Range(key, end, int_field(body, "revision"), int_field(body, "limit"))
+
+
+INT_MAX = (1 << 63) - 1
+DIGITS_MAX = 19
+
+
+def int_field(obj: dict[str, Any], name: str) -> int:
+    value = obj.get(name, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT_MAX:
+        raise BadRequest(f"{name} must be an integer in 0..{INT_MAX}")
+    return value
+
+
+def parse_uint(raw: str, name: str) -> int:
+    """A decimal integer in 0..INT_MAX from a query string, header or path."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= DIGITS_MAX) or int(raw) > INT_MAX:
+        raise BadRequest(f"{name} must be an integer in 0..{INT_MAX}")
+    return int(raw)
+
+
+_TARGETS = {t.name.lower(): t for t in CompareTarget}
+_OPS = {
+    "==": CompareOp.EQUAL,
+    "!=": CompareOp.NOT_EQUAL,
+    "<": CompareOp.LESS,
+    ">": CompareOp.GREATER,
+}
+
+
+def parse_compare(raw: Any) -> Compare:
+    c = only_fields(raw, {"key", "key_b64", "target", "op", "value", "value_b64"}, "compare")
+    target = _TARGETS.get(str(c.get("target")))
+    op = _OPS.get(str(c.get("op")))
+    if target is None:
+        raise BadRequest(f"compare target must be one of {sorted(_TARGETS)}")
+    if op is None:
+        raise BadRequest(f"compare op must be one of {sorted(_OPS)}")
+    if target == CompareTarget.VALUE:
+        value: bytes | int = bytes_field(c, "value")
+    else:
+        value = int_field(c, "value")
+    return Compare(bytes_field(c, "key"), target, op, value)
+
+
+def parse_txn(raw: Any) -> Txn:
+    body = only_fields(raw, {"compare", "success", "failure"}, "txn")
+    for name in ("compare", "success", "failure"):
+        if not isinstance(body.get(name, []), list):
+            raise BadRequest(f"{name} must be a list")
+    return Txn(
+        tuple(parse_compare(c) for c in body.get("compare", [])),
+        tuple(parse_txn_op(o) for o in body.get("success", [])),
+        tuple(parse_txn_op(o) for o in body.get("failure", [])),
+    )
+
+
+# --- node views ------------------------------------------------------------------------------
+def status_doc(service: KVService, state: NodeState) -> dict[str, Any]:
+    """This node's view of the cluster (`GET /v1/cluster/status`)."""
+    node = service.node
+    st = node.core.status()
+    members = member_roles(node, state)
+    for row in members:
+        progress = st.progress.get(row["id"])
+        row["voter"] = row["role"] == "voter"
+        row["match"] = progress.match if progress else None  # known on the leader
+    return {
+        "id": st.id,
+        "role": st.role.name.lower(),
+        "leader": st.leader,
+        "term": st.term,
+        "commit": st.commit,
+        "applied": node.applied_index,
+        "revision": service.machine.revision,
+        "members": members,
+    }
+
+
+async def lease_ttl_doc(service: KVService, lease_id: int, binary: bool = False) -> dict[str, Any]:
+    """A lease's remaining time and keys, after a read barrier; LeaseNotFound if gone."""
+    await service.node.read_barrier()
+    info = service.machine.lease_ttl(lease_id, keys=True)
+    if info is None:
+        raise kv_errors.LeaseNotFound(lease_id)
+    keys = [{"key": k} if binary else text_or_b64("key", k) for k in info.keys]
+    return {
+        "id": lease_id,
+        "ttl": max(0, info.remaining_ms) // 1000,
+        "granted_ttl": info.ttl_ms // 1000,
+        "keys": keys,
+    }
