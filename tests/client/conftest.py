@@ -35,5 +35,7 @@ def fresh_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     yield from _run(tmp_path / "cluster")
 
 
-def urls(c: LocalCluster) -> list[str]:
-    return [c.url(node) for node in (1, 2, 3)]
+@pytest.fixture(params=["http", "native"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    """The client protocol a test runs over: the HTTP API or the native protocol."""
+    return str(request.param)

@@ -11,16 +11,22 @@ from accord.client._connection import Reply, Request
 from accord.testing.cluster import LocalCluster
 
 
-def urls(c: LocalCluster) -> list[str]:
-    return [c.url(node) for node in (1, 2, 3)]
+def url(c: LocalCluster, node: int, protocol: str = "http") -> str:
+    """Node `node`'s endpoint for `protocol` ("http" or "native")."""
+    return c.native_url(node) if protocol == "native" else c.url(node)
 
 
-def dead_url() -> str:
+def urls(c: LocalCluster, protocol: str = "http") -> list[str]:
+    return [url(c, node, protocol) for node in (1, 2, 3)]
+
+
+def dead_url(protocol: str = "http") -> str:
     """The URL of a loopback port nobody listens on (right now)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    scheme = "accord" if protocol == "native" else "http"
+    return f"{scheme}://127.0.0.1:{port}"
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,13 @@ from accord import (
 )
 from accord.testing.cluster import LocalCluster
 
-from .helpers import Recorder, dead_url, urls
+from .helpers import Recorder, dead_url, url, urls
 
 pytestmark = pytest.mark.asyncio
 
 
-async def test_put_get_delete(cluster: LocalCluster) -> None:
-    async with AsyncClient(urls(cluster)) as client:
+async def test_put_get_delete(cluster: LocalCluster, protocol: str) -> None:
+    async with AsyncClient(urls(cluster, protocol)) as client:
         first = await client.put("pgd/a", "one")
         second = await client.put(b"pgd/a", b"two")
         assert second.revision > first.revision
@@ -48,8 +48,8 @@ async def test_put_get_delete(cluster: LocalCluster) -> None:
         assert (await client.delete("pgd/a")).deleted == 0
 
 
-async def test_range_forms(cluster: LocalCluster) -> None:
-    async with AsyncClient(urls(cluster)) as client:
+async def test_range_forms(cluster: LocalCluster, protocol: str) -> None:
+    async with AsyncClient(urls(cluster, protocol)) as client:
         for name in ("a", "b", "c", "d"):
             await client.put(f"rng/{name}", name.upper())
         prefix = await client.range(prefix="rng/")
@@ -71,9 +71,9 @@ async def test_range_forms(cluster: LocalCluster) -> None:
         assert before.count == 3
 
 
-async def test_keys_that_are_not_url_text(cluster: LocalCluster) -> None:
+async def test_keys_that_are_not_url_text(cluster: LocalCluster, protocol: str) -> None:
     keys = [b"bin/\xff\x00", b"..", b".", "bin/a/../b", "bin/%2F?#", "bin/ünï"]
-    async with AsyncClient(urls(cluster)) as client:
+    async with AsyncClient(urls(cluster, protocol)) as client:
         for key in keys:
             await client.put(key, b"\x00\xfe" + (key if isinstance(key, bytes) else key.encode()))
         for key in keys:
@@ -85,12 +85,18 @@ async def test_keys_that_are_not_url_text(cluster: LocalCluster) -> None:
         assert [kv.key for kv in binary.kvs] == [b"bin/\xff\x00"]
         for key in keys:
             assert (await client.delete(key)).deleted == 1
-        with pytest.raises(InvalidRequest):
-            client.watch(b"\xff")
+        if protocol == "http":
+            with pytest.raises(InvalidRequest):
+                client.watch(b"\xff")  # a URL query carries text only
+        else:
+            put = await client.put(b"bin/\xff\x01", b"\x00")
+            async with client.watch(prefix=b"bin/\xff", start_revision=put.revision) as watch:
+                event = await asyncio.wait_for(watch.__anext__(), 10)
+                assert (event.kv.key, event.kv.value) == (b"bin/\xff\x01", b"\x00")
 
 
-async def test_transactions(cluster: LocalCluster) -> None:
-    async with AsyncClient(urls(cluster)) as client:
+async def test_transactions(cluster: LocalCluster, protocol: str) -> None:
+    async with AsyncClient(urls(cluster, protocol)) as client:
         await client.put("txn/k", "v1")
         result = await client.txn(
             compare=[Compare.value("txn/k") == "v1", Compare.version("txn/k") > 0],
@@ -113,8 +119,8 @@ async def test_transactions(cluster: LocalCluster) -> None:
         assert isinstance(deleted, DeleteResult) and deleted.deleted == 1
 
 
-async def test_leases(cluster: LocalCluster) -> None:
-    async with AsyncClient(urls(cluster)) as client:
+async def test_leases(cluster: LocalCluster, protocol: str) -> None:
+    async with AsyncClient(urls(cluster, protocol)) as client:
         lease = await client.lease_grant(30)
         assert lease.id > 0 and lease.ttl_s == 30
         await client.put("lease/k", "v", lease=lease.id)
@@ -134,8 +140,8 @@ async def test_leases(cluster: LocalCluster) -> None:
             await client.put("lease/late", "v", lease=lease.id)
 
 
-async def test_errors_are_typed_and_never_retried(cluster: LocalCluster) -> None:
-    async with AsyncClient(urls(cluster)) as client:
+async def test_errors_are_typed_and_never_retried(cluster: LocalCluster, protocol: str) -> None:
+    async with AsyncClient(urls(cluster, protocol)) as client:
         recorder = Recorder(client)
         cases = [
             (lambda: client.put("k" * 5000, "v"), LimitExceeded),
@@ -156,9 +162,11 @@ async def test_errors_are_typed_and_never_retried(cluster: LocalCluster) -> None
             await client.lease_grant(0)
 
 
-async def test_writes_go_to_the_leader_and_reads_spread(cluster: LocalCluster) -> None:
-    leader_url = cluster.url(cluster.leader())
-    follower = next(u for u in urls(cluster) if u != leader_url)
+async def test_writes_go_to_the_leader_and_reads_spread(
+    cluster: LocalCluster, protocol: str
+) -> None:
+    leader_url = url(cluster, cluster.leader(), protocol)
+    follower = next(u for u in urls(cluster, protocol) if u != leader_url)
     async with AsyncClient([follower]) as client:  # the others are discovered
         recorder = Recorder(client)
         for i in range(5):
@@ -174,13 +182,13 @@ async def test_writes_go_to_the_leader_and_reads_spread(cluster: LocalCluster) -
         for _ in range(6):
             await client.get("route/1", serializable=True)
         spread = {s.url for s in recorder.reads("/v1/kv/") if "serializable" in s.target}
-        assert spread == set(urls(cluster))
+        assert spread == set(urls(cluster, protocol))
 
 
 async def test_every_write_carries_the_session_and_a_retry_takes_effect_once(
-    cluster: LocalCluster,
+    cluster: LocalCluster, protocol: str
 ) -> None:
-    async with AsyncClient(urls(cluster)) as client:
+    async with AsyncClient(urls(cluster, protocol)) as client:
         recorder = Recorder(client)
         await client.put("once/k", "1")
         await client.get("once/k")
@@ -198,8 +206,8 @@ async def test_every_write_carries_the_session_and_a_retry_takes_effect_once(
         assert kv is not None and kv.value == b"2" and kv.version == 2
 
 
-async def test_a_lost_session_is_reopened(cluster: LocalCluster) -> None:
-    async with AsyncClient(urls(cluster)) as client:
+async def test_a_lost_session_is_reopened(cluster: LocalCluster, protocol: str) -> None:
+    async with AsyncClient(urls(cluster, protocol)) as client:
         await client.put("renew/k", "v0")
         [session] = client._conn.idle_sessions
         # As if the server had forgotten this session after 41 writes:
@@ -212,9 +220,9 @@ async def test_a_lost_session_is_reopened(cluster: LocalCluster) -> None:
 
 
 async def test_concurrent_writes_from_one_client_take_a_session_each(
-    cluster: LocalCluster,
+    cluster: LocalCluster, protocol: str
 ) -> None:
-    async with AsyncClient(urls(cluster)) as client:
+    async with AsyncClient(urls(cluster, protocol)) as client:
         recorder = Recorder(client)
         results = await asyncio.gather(*(client.put("conc/k", str(i)) for i in range(20)))
         assert len({r.revision for r in results}) == 20
@@ -229,19 +237,22 @@ async def test_concurrent_writes_from_one_client_take_a_session_each(
         assert sum(s.seq for s in sessions) == 20
 
 
-async def test_status_and_members(cluster: LocalCluster) -> None:
-    async with AsyncClient([cluster.url(1)]) as client:
+async def test_status_and_members(cluster: LocalCluster, protocol: str) -> None:
+    async with AsyncClient([url(cluster, 1, protocol)]) as client:
         status = await client.status()
         assert status.leader == cluster.leader()
         assert status.leader_url == cluster.url(status.leader)
-        assert [m.url for m in await client.members()] == urls(cluster)
-        own = await client.status(endpoint=cluster.url(3))
+        assert status.leader_native_url == cluster.native_url(status.leader)
+        members = await client.members()
+        assert [m.url for m in members] == urls(cluster)
+        assert [m.native_url for m in members] == urls(cluster, "native")
+        own = await client.status(endpoint=url(cluster, 3, protocol))
         assert own.id == 3 and own.role in ("leader", "follower")
-        assert set(client.endpoint_states()) == set(urls(cluster))
+        assert set(client.endpoint_states()) == set(urls(cluster, protocol))
 
 
-async def test_watch_replays_history_then_follows(cluster: LocalCluster) -> None:
-    async with AsyncClient(urls(cluster)) as client:
+async def test_watch_replays_history_then_follows(cluster: LocalCluster, protocol: str) -> None:
+    async with AsyncClient(urls(cluster, protocol)) as client:
         first = await client.put("wb/a", "1")
         await client.delete("wb/a")
         async with client.watch(prefix="wb/", start_revision=first.revision) as watch:
@@ -260,8 +271,8 @@ async def test_watch_replays_history_then_follows(cluster: LocalCluster) -> None
             assert event.kv.key == b"wb/c"
 
 
-async def test_no_reachable_endpoint_is_unavailable() -> None:
-    async with AsyncClient([dead_url(), dead_url()], timeout_s=2.0) as client:
+async def test_no_reachable_endpoint_is_unavailable(protocol: str) -> None:
+    async with AsyncClient([dead_url(protocol), dead_url(protocol)], timeout_s=2.0) as client:
         with pytest.raises(Unavailable):
             await client.put("k", "v")
         with pytest.raises(Unavailable):

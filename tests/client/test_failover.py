@@ -15,7 +15,7 @@ import pytest
 from accord import AsyncClient, BreakerState, Event, Watch
 from accord.testing.cluster import LocalCluster
 
-from .helpers import Recorder, dead_url, urls
+from .helpers import Recorder, dead_url, url, urls
 
 pytestmark = pytest.mark.asyncio
 
@@ -40,9 +40,9 @@ async def kill_leader(cluster: LocalCluster) -> int:
 
 
 async def test_writes_and_reads_go_on_when_the_leader_is_killed(
-    fresh_cluster: LocalCluster,
+    fresh_cluster: LocalCluster, protocol: str
 ) -> None:
-    async with AsyncClient(urls(fresh_cluster), timeout_s=DEADLINE_S) as client:
+    async with AsyncClient(urls(fresh_cluster, protocol), timeout_s=DEADLINE_S) as client:
         recorder = Recorder(client)
         acknowledged = 0
         stop = asyncio.Event()
@@ -61,7 +61,7 @@ async def test_writes_and_reads_go_on_when_the_leader_is_killed(
         await until(lambda: acknowledged >= at_kill + 20 or task.done(), "writes after it")
         stop.set()
         await task  # raises if any write failed
-        assert client.leader_url not in (None, fresh_cluster.url(killed))
+        assert client.leader_url not in (None, url(fresh_cluster, killed, protocol))
         kv = await client.get("inflight")
         assert kv is not None and kv.value == str(acknowledged - 1).encode()
         assert kv.version == acknowledged  # every put once: none lost, none applied twice
@@ -71,9 +71,12 @@ async def test_writes_and_reads_go_on_when_the_leader_is_killed(
         assert survivor is not None and survivor.version <= acknowledged
 
 
-async def test_a_watch_resumes_across_the_leader_kill(fresh_cluster: LocalCluster) -> None:
-    leader_url = fresh_cluster.url(await asyncio.to_thread(fresh_cluster.leader))
-    async with AsyncClient(urls(fresh_cluster), timeout_s=DEADLINE_S) as client:
+async def test_a_watch_resumes_across_the_leader_kill(
+    fresh_cluster: LocalCluster, protocol: str
+) -> None:
+    leader = await asyncio.to_thread(fresh_cluster.leader)
+    leader_url = url(fresh_cluster, leader, protocol)
+    async with AsyncClient(urls(fresh_cluster, protocol), timeout_s=DEADLINE_S) as client:
         await client.status()
         received: list[Event] = []
         # Endpoints take turns; open watches until one reads from the leader.

@@ -211,7 +211,12 @@ class _Session:
             return
         task = asyncio.create_task(self._stream(request_id, watch_id))
         self.watches[request_id] = task
-        task.add_done_callback(lambda _: self.watches.pop(request_id, None))
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self.watches.get(request_id) is done:
+                del self.watches[request_id]
+
+        task.add_done_callback(forget)
 
     async def _stream(self, request_id: int, watch_id: int) -> None:
         service = self.server.service
@@ -231,7 +236,7 @@ class _Session:
 
     def _cancel(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"id"}, "cancel")
-        watch = self.watches.get(int_field(args, "id"))
+        watch = self.watches.pop(int_field(args, "id"), None)  # its slot is free at once
         if watch is not None:
             watch.cancel()
         return {"cancelled": watch is not None}
