@@ -278,6 +278,7 @@ def test_a_node_is_added_promoted_and_another_removed_while_writes_continue(
         data_dir=cluster.directory / "n4" / "data",
         client=("127.0.0.1", base + 4),
         peer=("127.0.0.1", base + 104),
+        native=("127.0.0.1", base + 204),
         members=existing.members,
         cluster_id=existing.cluster_id,
         join=True,
@@ -290,6 +291,7 @@ def test_a_node_is_added_promoted_and_another_removed_while_writes_continue(
             "name": "n4",
             "peer": f"127.0.0.1:{base + 104}",
             "client": f"127.0.0.1:{base + 4}",
+            "native": f"127.0.0.1:{base + 204}",
         }
     ).encode()
     code, answer, _ = http("POST", f"{cluster.url(2)}/v1/members", body)
@@ -327,6 +329,10 @@ def test_a_node_is_added_promoted_and_another_removed_while_writes_continue(
             return not data.get("joint") and roles == {2: "voter", 3: "voter", 4: "voter"}
 
         wait_for(settled, "members 2, 3, 4 as the only voters")
+        status = cluster.status(2)
+        assert status is not None
+        native = {m["id"]: m["native_url"] for m in status["members"]}
+        assert native[4] == f"accord://127.0.0.1:{base + 204}"  # replicated with the change
         count = len(acked)
         wait_for(lambda: len(acked) > count + 10, "writes to go on after the changes")
         stop.set()

@@ -51,12 +51,14 @@ def test_render_round_trips(tmp_path: Path) -> None:
     members = {
         i: Member(i, f"n{i}", ("127.0.0.1", 7100 + i), ("127.0.0.1", 7000 + i)) for i in (1, 2, 3)
     }
+    members[3] = Member(3, "n3", ("127.0.0.1", 7103), ("127.0.0.1", 7003), ("127.0.0.1", 7203))
     config = NodeConfig(
         name="n2",
         id=2,
         data_dir=tmp_path / "d",
         client=("127.0.0.1", 7002),
         peer=("127.0.0.1", 7102),
+        native=("127.0.0.1", 7202),
         members=members,
         tick_ms=25,
     )
@@ -76,6 +78,7 @@ def test_render_round_trips(tmp_path: Path) -> None:
         (BASE, {"ACCORD_ID": "0"}, "id: must be a positive integer"),
         (BASE, {"ACCORD_CLIENT": "nohost"}, "client: expected HOST:PORT"),
         (BASE, {"ACCORD_CLIENT": "h:70000"}, "client: expected HOST:PORT"),
+        (BASE, {"ACCORD_NATIVE": "h"}, "native: expected HOST:PORT"),
         (BASE, {"ACCORD_ID": "2"}, "not in [members]"),
         (BASE, {"ACCORD_JOIN": "maybe"}, "join: expected true or false"),
         ("bogus = 1\n" + BASE, {}, "unknown configuration keys: bogus"),

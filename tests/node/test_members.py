@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgpack
+
 from accord.kv import KVStateMachine
 from accord.node.config import Member
 from accord.node.members import NodeState, decode_members, encode_members
@@ -17,6 +19,14 @@ def state() -> NodeState:
 def test_members_round_trip_through_the_change_context() -> None:
     assert decode_members(encode_members([M[4], M[1]])) == [M[4], M[1]]
     assert decode_members(b"") == []
+
+
+def test_a_native_address_rides_along_and_is_optional() -> None:
+    with_native = Member(5, "n5", ("h", 1), ("h", 2), native=("h", 3))
+    assert decode_members(encode_members([with_native, M[1]])) == [with_native, M[1]]
+    assert with_native.native_url == "accord://h:3" and M[1].native_url is None
+    older = msgpack.packb([[6, "n6", "h:1", "h:2"]])  # rows written before the field existed
+    assert decode_members(older) == [Member(6, "n6", ("h", 1), ("h", 2))]
 
 
 def test_an_added_member_is_known_at_once() -> None:

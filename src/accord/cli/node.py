@@ -24,6 +24,7 @@ from accord.node.config import ConfigError, load_config
 @click.option("--data-dir")
 @click.option("--client", help="HOST:PORT of the HTTP API")
 @click.option("--peer", help="HOST:PORT for Raft traffic")
+@click.option("--native", help="HOST:PORT of the native client protocol")
 @click.option("--join/--no-join", default=None, help="this node joins a running cluster")
 def node(
     config_path: Path | None,
@@ -32,6 +33,7 @@ def node(
     data_dir: str | None,
     client: str | None,
     peer: str | None,
+    native: str | None,
     join: bool | None,
 ) -> None:
     """Run one Accord node until SIGINT/SIGTERM."""
@@ -41,6 +43,7 @@ def node(
         "data_dir": data_dir,
         "client": client,
         "peer": peer,
+        "native": native,
         "join": join,
     }
     try:
