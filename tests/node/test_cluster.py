@@ -212,6 +212,25 @@ def test_lease_expiry_deletes_its_keys(cluster: LocalCluster) -> None:
     assert code == 404 and json.loads(body)["error"]["code"] == "lease_not_found"
 
 
+def test_a_new_leader_renews_every_lease(cluster: LocalCluster) -> None:
+    """Nobody could keep a lease alive while there was no leader: the new one gives every
+    lease its full time to live again, so it does not expire for the failover."""
+    old = cluster.leader()
+    code, body, _ = http("POST", f"{cluster.url(old)}/v1/lease/grant", b'{"ttl": 6}')
+    assert code == 200, body
+    lease = json.loads(body)["id"]
+
+    def ttl(node: int) -> int | None:
+        code, body, _ = http("GET", f"{cluster.url(node)}/v1/lease/{lease}", timeout=2)
+        return int(json.loads(body)["ttl"]) if code == 200 else None
+
+    wait_for(lambda: (ttl(old) or 6) <= 3, "half of the lease's time to pass")
+    os.kill(cluster.pids()[old], signal.SIGKILL)
+    new = cluster.leader(exclude=old)
+    renewed = wait_for(lambda: (ttl(new) or 0) >= 4, "the new leader to renew the lease")
+    assert renewed
+
+
 def test_a_retried_write_takes_effect_once(cluster: LocalCluster) -> None:
     def put_as(node: int, value: bytes, seq: int) -> tuple[int, dict[str, Any]]:
         request = urllib.request.Request(

@@ -18,7 +18,7 @@ from accord.kv import errors as kv_errors
 from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, TxnResult
 from accord.kv.types import Event, KeyValue
 from accord.node.members import NodeState, member_roles
-from accord.node.service import KVService
+from accord.node.service import KVService, now_ms
 from accord.raft import ConfChangeError
 
 
@@ -239,9 +239,12 @@ async def lease_ttl_doc(service: KVService, lease_id: int, binary: bool = False)
     if info is None:
         raise kv_errors.LeaseNotFound(lease_id)
     keys = [{"key": k} if binary else text_or_b64("key", k) for k in info.keys]
+    # The state machine's clock moves only with commands; an idle cluster's would make
+    # the lease look younger than it is. This node's clock tells the time left.
+    remaining_ms = min(info.ttl_ms, max(0, info.deadline_ms - now_ms()))
     return {
         "id": lease_id,
-        "ttl": max(0, info.remaining_ms) // 1000,
+        "ttl": remaining_ms // 1000,
         "granted_ttl": info.ttl_ms // 1000,
         "keys": keys,
     }

@@ -57,13 +57,15 @@ async def add_member(node: Node, member: Member, voter: bool = False) -> None:
 
 
 async def promote_member(node: Node, member_id: int) -> None:
-    if member_id not in node.core.conf.learners:
+    # Only the leader's configuration is current; a follower's may lag, so it lets
+    # the proposal fail with NotLeader (and the request go to the leader) instead.
+    if node.is_leader and member_id not in node.core.conf.learners:
         raise ConfChangeError(f"member {member_id} is not a learner")
     await node.propose_conf_change(ConfChange(((ConfChangeOp.ADD_VOTER, member_id),)))
 
 
 async def remove_member(node: Node, member_id: int) -> None:
-    if member_id not in node.core.conf.members():
+    if node.is_leader and member_id not in node.core.conf.members():
         raise ConfChangeError(f"no member {member_id}")
     await node.propose_conf_change(ConfChange(((ConfChangeOp.REMOVE, member_id),)))
 

@@ -5,7 +5,9 @@ Writes are wrapped in an `Envelope(client_id, seq, command, now_ms)`: the client
 session makes a retried write take effect once (client id 0: no session), and
 `now_ms` is the leader's clock, the only clock the state machine ever sees. Lease
 expiry is decided by the leader, which proposes `ExpireLeases` periodically; every
-replica then deletes the same keys at the same log index.
+replica then deletes the same keys at the same log index. A new leader first renews
+every lease to its full time to live (as etcd does on promotion): while there was no
+leader, clients could not send keepalives, and their leases must not expire for that.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from accord.kv import (
     ExpireSessions,
     KVStateMachine,
     LeaseGrant,
+    LeaseKeepAlive,
     WatchHub,
     encode_command,
 )
-from accord.kv.errors import KVError
+from accord.kv.errors import KVError, LeaseNotFound
 from accord.kv.results import ErrorResult, GetResult, RangeResult
 from accord.kv.types import Event
 from accord.kv.validate import check_command
@@ -160,11 +163,17 @@ class KVService:
     # --- the leader's housekeeping ----------------------------------------------------------
     async def _housekeep(self) -> None:
         rounds = 0
+        renewed_in_term = 0
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
             if not self.node.is_leader:
                 continue
             rounds += 1
+            term = self.node.core.term
+            if renewed_in_term != term:
+                if await self._renew_leases():
+                    renewed_in_term = term
+                continue
             with contextlib.suppress(AccordError):
                 # The leader's clock decides: the state machine's only moves with commands.
                 now = now_ms()
@@ -172,6 +181,22 @@ class KVService:
                     await self.execute(ExpireLeases())
                 if rounds % 120 == 0 and self.machine.sessions_count:
                     await self.execute(ExpireSessions(SESSION_IDLE_MS))
+
+    async def _renew_leases(self) -> bool:
+        """Keep every lease alive once (a new leader's first duty); True when done."""
+        try:
+            await self.node.read_barrier()  # applied up to this term: every lease known
+            leases = [lease.lease_id for lease in self.machine.leases()]
+            results = await asyncio.gather(
+                *(self.execute(LeaseKeepAlive(lease_id)) for lease_id in leases),
+                return_exceptions=True,
+            )
+        except AccordError:
+            return False
+        # A lease revoked meanwhile is fine; anything else: try again next round.
+        return all(
+            not isinstance(r, BaseException) or isinstance(r, LeaseNotFound) for r in results
+        )
 
 
 __all__ = ["KVError", "KVService"]
