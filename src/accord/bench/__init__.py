@@ -1,0 +1,1 @@
+"""`accord bench`: a load generator and its reports (see `runner` for how it works)."""
