@@ -50,6 +50,7 @@ async def test_put_get_delete(cluster: LocalCluster, protocol: str) -> None:
 
 async def test_range_forms(cluster: LocalCluster, protocol: str) -> None:
     async with AsyncClient(urls(cluster, protocol)) as client:
+        await client.txn(success=[Op.delete(prefix="rng/")])  # the other protocol's run
         for name in ("a", "b", "c", "d"):
             await client.put(f"rng/{name}", name.upper())
         prefix = await client.range(prefix="rng/")
@@ -190,32 +191,32 @@ async def test_every_write_carries_the_session_and_a_retry_takes_effect_once(
 ) -> None:
     async with AsyncClient(urls(cluster, protocol)) as client:
         recorder = Recorder(client)
-        await client.put("once/k", "1")
-        await client.get("once/k")
-        await client.range(prefix="once/")
+        await client.put(f"{protocol}/once/k", "1")
+        await client.get(f"{protocol}/once/k")
+        await client.range(prefix=f"{protocol}/once/")
         recorder.lose_replies = 2  # applied twice over? the session says no
-        await client.put("once/k", "2")
-        await client.delete("once/other")
+        await client.put(f"{protocol}/once/k", "2")
+        await client.delete(f"{protocol}/once/other")
         writes = recorder.writes()
         ids = {w.headers["X-Accord-Client-Id"] for w in writes}
         seqs = [int(w.headers["X-Accord-Seq"]) for w in writes]
         [session] = client._conn.idle_sessions  # one write at a time: one session
         assert ids == {str(session.client_id)} and 0 < int(ids.pop()) < 1 << 63
         assert seqs == [1, 2, 2, 2, 3]  # reads took no numbers; retries kept theirs
-        kv = await client.get("once/k")
+        kv = await client.get(f"{protocol}/once/k")
         assert kv is not None and kv.value == b"2" and kv.version == 2
 
 
 async def test_a_lost_session_is_reopened(cluster: LocalCluster, protocol: str) -> None:
     async with AsyncClient(urls(cluster, protocol)) as client:
-        await client.put("renew/k", "v0")
+        await client.put(f"{protocol}/renew/k", "v0")
         [session] = client._conn.idle_sessions
         # As if the server had forgotten this session after 41 writes:
         old_id = session.client_id = session.client_id ^ 1
         session.seq = 41
-        await client.put("renew/k", "v")
+        await client.put(f"{protocol}/renew/k", "v")
         assert session.client_id != old_id and session.seq == 1
-        kv = await client.get("renew/k")
+        kv = await client.get(f"{protocol}/renew/k")
         assert kv is not None and kv.value == b"v" and kv.version == 2
 
 
@@ -224,9 +225,11 @@ async def test_concurrent_writes_from_one_client_take_a_session_each(
 ) -> None:
     async with AsyncClient(urls(cluster, protocol)) as client:
         recorder = Recorder(client)
-        results = await asyncio.gather(*(client.put("conc/k", str(i)) for i in range(20)))
+        results = await asyncio.gather(
+            *(client.put(f"{protocol}/conc/k", str(i)) for i in range(20))
+        )
         assert len({r.revision for r in results}) == 20
-        kv = await client.get("conc/k")
+        kv = await client.get(f"{protocol}/conc/k")
         assert kv is not None and kv.version == 20
         sessions = client._conn.idle_sessions
         assert 1 < len(sessions) <= 20  # the writes overlapped

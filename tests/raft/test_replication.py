@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from accord.errors import NotLeader, ProposalDropped
-from accord.raft import DebugFlags, Entry, MessageType, RaftCore, Role
+from accord.raft import ConfState, DebugFlags, Entry, MessageType, RaftCore, Ready, Role, Snapshot
 from accord.raft.log import entry_size
 from accord.testing.raftnet import RaftNetwork
 
@@ -357,3 +357,30 @@ def test_proposals_beyond_uncommitted_entries_max_are_dropped() -> None:
     net.heal()
     net.tick_all(2)
     net.propose(1, b"accepted once committed")
+
+
+def _entries(first: int, last: int, term: int = 1) -> tuple[Entry, ...]:
+    return tuple(Entry(term, i, data=b"x") for i in range(first, last + 1))
+
+
+@pytest.mark.parametrize(
+    ("new", "committed", "durable"),
+    [
+        ((), _entries(3, 5), 3),  # nothing new: everything committed was persisted before
+        (_entries(6, 8), _entries(3, 5), 3),  # a leader: new proposals after the committed
+        (_entries(5, 8), _entries(3, 7), 2),  # a follower: commit reaches into the new ones
+        (_entries(3, 4), _entries(3, 4), 0),  # all of it arrives with this Ready
+        (_entries(6, 8), (), 0),
+    ],
+)
+def test_durable_committed_is_the_prefix_below_the_first_new_entry(
+    new: tuple[Entry, ...], committed: tuple[Entry, ...], durable: int
+) -> None:
+    rd = Ready(entries=new, committed_entries=committed)
+    assert rd.durable_committed() == durable
+
+
+def test_nothing_is_durable_while_a_snapshot_is_installed() -> None:
+    snapshot = Snapshot(index=2, term=1, conf=ConfState(voters=frozenset({1})), data=b"")
+    rd = Ready(snapshot=snapshot, committed_entries=_entries(3, 4))
+    assert rd.durable_committed() == 0

@@ -90,6 +90,35 @@ def test_new_segment_costs_one_directory_sync(
     assert (counter.data, counter.full) == (1, 1)
 
 
+def test_a_commit_only_save_may_skip_the_sync_and_survives_a_clean_close(
+    storage: FileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage.save(HardState(1, 1, 0), entries(1, 5))
+    counter = SyncCounter(monkeypatch)
+    storage.save(HardState(1, 1, 3), (), sync=False)
+    assert (counter.data, counter.full) == (0, 0)
+    storage.save(HardState(1, 1, 4), (), sync=False)
+    storage.close()  # syncs what was left unsynced
+    assert counter.data == 1
+    again = FileStorage(storage.directory, segment_bytes_max=SEGMENT_BYTES)
+    state = again.load()
+    assert state.hard_state == HardState(1, 1, 4) and len(state.entries) == 5
+    again.close()
+
+
+def test_rolling_a_segment_first_syncs_an_unsynced_tail(
+    storage: FileStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage.save(HardState(1, 1, 0), entries(1, 30, size=100))
+    storage.save(HardState(1, 1, 20), (), sync=False)
+    counter = SyncCounter(monkeypatch)
+    storage.save(None, entries(31, 60, size=100))  # does not fit: rolls over
+    assert len(storage.segment_paths) == 2
+    # The old segment's unsynced tail, then the new segment's record; plus the
+    # directory: a later segment is never durable before an earlier one.
+    assert (counter.data, counter.full) == (2, 1)
+
+
 def test_segments_respect_the_size_bound(storage: FileStorage) -> None:
     for first in range(1, 400, 10):
         storage.save(HardState(1, 1, first - 1), entries(first, first + 9, size=50))
@@ -271,7 +300,7 @@ def test_crash_between_snapshot_file_and_wal_record_resolves_like_the_install(
     storage.save(HardState(1, 1, 2), entries(1, 8, term=1))
     from accord.storage.wal import Wal
 
-    def dies(self: Wal, *args: object) -> None:
+    def dies(self: Wal, *args: object, **kwargs: object) -> None:
         raise OSError(errno.EIO, "power cut")
 
     monkeypatch.setattr(Wal, "append", dies)

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from accord.errors import DeadlineExceeded, NotLeader, ProposalDropped
 from accord.raft import (
     ConfChange,
+    Entry,
     EntryType,
     Message,
     RaftConfig,
@@ -237,25 +238,48 @@ class Node:
                 rd = self.core.ready()
                 for m in rd.messages:
                     self.transport.send(m)
-                if rd.persist_needed():
-                    await loop.run_in_executor(
+                early = 0
+                if rd.persist_needed() and not rd.must_sync:
+                    # A new commit index only: a plain write, no fsync to wait for.
+                    self.storage.save(rd.hard_state, rd.entries, rd.snapshot, sync=False)
+                elif rd.persist_needed():
+                    saved = loop.run_in_executor(
                         self._disk, self.storage.save, rd.hard_state, rd.entries, rd.snapshot
                     )
+                    # Entries earlier Readies persisted are applied while the disk
+                    # thread syncs: their writers need not wait for this fsync.
+                    early = rd.durable_committed()
+                    self._apply_entries(rd.committed_entries[:early])
+                    await saved
                 for m in rd.messages_after_persist:
                     self.transport.send(m)
-                self._apply(rd)
+                self._apply(rd, early)
                 self.core.advance(rd)
                 await self._maybe_snapshot()
 
-    def _apply(self, rd: Ready) -> None:
+    def _apply(self, rd: Ready, already: int) -> None:
+        """Restore `rd`'s snapshot, apply its committed entries after the first
+        `already`, and serve the reads that are now applied."""
         if rd.snapshot is not None:
             self.state_machine.restore(rd.snapshot.data)
             self.applied_index = rd.snapshot.index
             self._fail_up_to(rd.snapshot.index)
             self.on_restore()
             self.on_members_changed()
+        self._apply_entries(rd.committed_entries[already:])
+        for rs in rd.read_states:
+            future = self._reads.get(rs.context)
+            if future is None or future.done():
+                continue
+            if rs.rejected:
+                future.set_exception(NotLeader(self.core.leader))
+            else:
+                self._waiting_reads.append((rs.index, future))
+        self._resolve_reads()
+
+    def _apply_entries(self, entries: tuple[Entry, ...]) -> None:
         events: list[Any] = []
-        for entry in rd.committed_entries:
+        for entry in entries:
             result: Any = None
             if entry.type == EntryType.NORMAL and entry.data:
                 result, entry_events = self.state_machine.apply(entry.index, entry.data)
@@ -274,15 +298,6 @@ class Node:
                     )
         if events:
             self.on_events(events)
-        for rs in rd.read_states:
-            future = self._reads.get(rs.context)
-            if future is None or future.done():
-                continue
-            if rs.rejected:
-                future.set_exception(NotLeader(self.core.leader))
-            else:
-                self._waiting_reads.append((rs.index, future))
-        self._resolve_reads()
 
     def _resolve_reads(self) -> None:
         still_waiting = []

@@ -224,11 +224,19 @@ class RaftCore:
             self._start_read_round()
         hard = self._hard_state()
         soft = SoftState(self.leader, self.role)
+        entries = self.log.unstable_entries()
+        snapshot = self.log.pending_snapshot
+        prev = self._prev_hard
         rd = Ready(
+            # A new term or vote must be durable before anyone hears of it; a commit
+            # index alone need not: after a crash it is learned again from the leader.
+            must_sync=bool(entries)
+            or snapshot is not None
+            or (hard.term, hard.vote) != (prev.term, prev.vote),
             soft_state=soft if soft != self._prev_soft else None,
             hard_state=hard if hard != self._prev_hard else None,
-            entries=self.log.unstable_entries(),
-            snapshot=self.log.pending_snapshot,
+            entries=entries,
+            snapshot=snapshot,
             committed_entries=self.log.next_committed(self.config.apply_entries_max),
             messages=tuple(self._msgs),
             messages_after_persist=tuple(self._msgs_after_persist),

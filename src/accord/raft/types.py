@@ -173,12 +173,18 @@ class Ready:
     2. persist: if `snapshot` is set, install it (save it durably and replace the log
        with an empty log starting after it); then append `entries` to the log (an
        entry at an index already in the log replaces it and everything after it);
-       then persist `hard_state` if set; one fsync covers all of it;
+       then persist `hard_state` if set; one fsync covers all of it (none is needed
+       when `must_sync` is false);
     3. send `messages_after_persist` (vote grants, append acks: they promise that
        something is durable);
     4. if `snapshot` is set, restore the state machine from it; then apply
        `committed_entries` in order and resolve `read_states` whose index is applied;
     5. call `advance(ready)`.
+
+    One overlap is allowed: the first `durable_committed()` committed entries were
+    persisted by earlier Readies, so they may be applied while step 2 is still in
+    progress (before its fsync returns), which saves a committed write the wait for
+    an unrelated fsync. The rest wait for step 2.
     """
 
     soft_state: SoftState | None = None
@@ -189,12 +195,25 @@ class Ready:
     messages: tuple[Message, ...] = ()
     messages_after_persist: tuple[Message, ...] = ()
     read_states: tuple[ReadState, ...] = ()
+    must_sync: bool = True
+    """False when the only thing to persist is a new commit index: Raft can recover
+    that, so the driver may write it without an fsync (`Storage.save(sync=False)`)."""
     # Messages a node sends to itself (its own vote, its own append ack); they count
     # only once durable, so `advance()` delivers them. Not for the driver.
     self_messages: tuple[Message, ...] = field(default=(), repr=False)
 
     def persist_needed(self) -> bool:
         return bool(self.entries) or self.hard_state is not None or self.snapshot is not None
+
+    def durable_committed(self) -> int:
+        """How many of `committed_entries` (a prefix) are already persisted: those
+        below this Ready's first new entry, none if a snapshot is being installed."""
+        if self.snapshot is not None:
+            return 0
+        if not self.entries or not self.committed_entries:
+            return len(self.committed_entries)
+        first_new = self.entries[0].index
+        return max(0, min(len(self.committed_entries), first_new - self.committed_entries[0].index))
 
 
 @dataclass(frozen=True, slots=True)

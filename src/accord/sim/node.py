@@ -2,8 +2,11 @@
 `KVStateMachine` and the request handling a real node runtime does.
 
 A Ready is handled as the driving contract says, with the disk's fsync taking
-simulated time: send `messages`, write, (time passes) sync, send
-`messages_after_persist`, apply, `advance`. A crash in between loses the write.
+simulated time: send `messages`, write, apply the committed entries that earlier
+Readies persisted (as the runtime does, overlapping its fsync), (time passes) sync,
+send `messages_after_persist`, apply the rest, `advance`. A crash in between loses
+the write. A Ready that only moves the commit index (`must_sync` false) is written
+without a sync, so a crash may lose it too.
 """
 
 from __future__ import annotations
@@ -142,29 +145,35 @@ class SimNode:
         self.sim.checker.on_ready(self, rd)
         for m in rd.messages:
             self.sim.network.send(self.id, m.dst, m)
-        if rd.persist_needed():
+        if rd.persist_needed() and not rd.must_sync:
+            self.disk.write(rd.hard_state, rd.entries, rd.snapshot)  # no fsync needed
+            self._finish_ready(rd)
+        elif rd.persist_needed():
             self.disk.write(rd.hard_state, rd.entries, rd.snapshot)
             self._syncing = True
+            early = rd.durable_committed()
+            for entry in rd.committed_entries[:early]:  # while the fsync is in flight
+                self._apply(entry.index, entry.term, entry.type, entry.data)
             delay = self.sim.fsync_delay()
-            self.sim.schedule(delay, self._on_synced, self.incarnation, rd)
+            self.sim.schedule(delay, self._on_synced, self.incarnation, rd, early)
         else:
             self._finish_ready(rd)
 
-    def _on_synced(self, incarnation: int, rd: Ready) -> None:
+    def _on_synced(self, incarnation: int, rd: Ready, applied: int) -> None:
         if incarnation != self.incarnation or not self.alive:
             return
         self.disk.sync()
         self.sim.checker.on_synced(self, rd)
         self._syncing = False
-        self._finish_ready(rd)
+        self._finish_ready(rd, applied)
 
-    def _finish_ready(self, rd: Ready) -> None:
+    def _finish_ready(self, rd: Ready, applied: int = 0) -> None:
         for m in rd.messages_after_persist:
             self.sim.network.send(self.id, m.dst, m)
         if rd.snapshot is not None:
             self.machine.restore(rd.snapshot.data)
             self._fail_writes_up_to(rd.snapshot.index)
-        for entry in rd.committed_entries:
+        for entry in rd.committed_entries[applied:]:
             self._apply(entry.index, entry.term, entry.type, entry.data)
         self._collect_reads(rd.read_states)
         self.core.advance(rd)

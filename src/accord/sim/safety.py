@@ -68,6 +68,11 @@ class SafetyChecker:
             )
 
     def on_apply(self, node: SimNode, index: int, term: int, kind: EntryType, data: bytes) -> None:
+        if not node.disk.durable(index, term):
+            raise SafetyViolation(
+                "apply after persist",
+                f"node {node.id} applied (term {term}) at {index} before its own disk held it",
+            )
         known = self.committed.get(index)
         if known is None:
             self.committed[index] = (term, data)

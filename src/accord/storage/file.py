@@ -154,6 +154,8 @@ class FileStorage:
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None = None,
+        *,
+        sync: bool = True,
     ) -> None:
         self._check_writable()
         batch = prepare_save(self._shape, hard_state, entries, snapshot)
@@ -163,7 +165,7 @@ class FileStorage:
         try:  # not _failing_on_error(): a generator context manager costs on every save
             if snapshot is not None:
                 self._snapshots.save(snapshot)
-            self._wal.append(batch, hard_state or self._shape.hard_state)
+            self._wal.append(batch, hard_state or self._shape.hard_state, sync=sync)
             if snapshot is not None:
                 self._snapshots.prune()
         except OSError as exc:

@@ -63,6 +63,16 @@ class MemoryStorage:
         """Writes a power cut could lose right now."""
         return len(self._pending)
 
+    def durable(self, index: int, term: int) -> bool:
+        """Whether the entry (`index`, `term`) would survive a power cut right now:
+        synced in the log, or covered by the durable snapshot."""
+        if self._snapshot is not None and index <= self._snapshot.index:
+            return True
+        first = self._log.first
+        if first is None or not first <= index < first + len(self._log.entries):
+            return False
+        return self._log.entries[index - first].term == term
+
     @property
     def sync_count(self) -> int:
         """How many syncs made something durable (the simulated disk's fsyncs)."""
@@ -89,9 +99,12 @@ class MemoryStorage:
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None = None,
+        *,
+        sync: bool = True,
     ) -> None:
         self.write(hard_state, entries, snapshot)
-        self.sync()
+        if sync:
+            self.sync()
 
     def write(
         self,

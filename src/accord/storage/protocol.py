@@ -74,10 +74,15 @@ class Storage(Protocol):
         hard_state: HardState | None,
         entries: Sequence[Entry],
         snapshot: Snapshot | None = None,
+        *,
+        sync: bool = True,
     ) -> None:
         """Install `snapshot`, append `entries`, set `hard_state`, in that order, with
         one fsync of the log; return once durable. `None` / empty means "unchanged".
-        Raises `LimitExceeded` (nothing written) for a batch over `BATCH_BYTES_MAX`."""
+        `sync=False` (only a new commit index, which Raft can recover) writes without
+        the fsync: a crash may lose that write, and the next synced save makes it
+        durable with itself. Raises `LimitExceeded` (nothing written) for a batch over
+        `BATCH_BYTES_MAX`."""
         ...
 
     def save_snapshot(self, snapshot: Snapshot) -> None:

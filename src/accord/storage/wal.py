@@ -205,6 +205,8 @@ class Wal:
         self._fd: int | None = None
         self._last_index = 0
         self._dir_dirty = False
+        self._unsynced = False
+        """An append since the last data sync (written with sync=False)."""
 
     @property
     def segments(self) -> tuple[SegmentInfo, ...]:
@@ -249,8 +251,9 @@ class Wal:
         sync_dir(self._dir)
         return WalRecovery(hard_state, model, notes)
 
-    def append(self, batch: Batch, hard_state_now: HardState) -> None:
-        """Write `batch` as one record and make it durable with one data sync.
+    def append(self, batch: Batch, hard_state_now: HardState, *, sync: bool = True) -> None:
+        """Write `batch` as one record and make it durable with one data sync (or, if
+        not `sync`, leave it for the next sync: it is then the tail a crash may tear).
 
         `hard_state_now` is the hard state after this batch; the first batch of a
         segment carries it in full (see theory of operation).
@@ -269,7 +272,11 @@ class Wal:
         write_all(fd, record)
         active.size_bytes += len(record)
         active.batch_count += 1
+        if not sync:
+            self._unsynced = True
+            return
         sync_file(fd)
+        self._unsynced = False
         if self._dir_dirty:
             sync_dir(self._dir)
             self._dir_dirty = False
@@ -287,7 +294,11 @@ class Wal:
         return frame(RecordType.BATCH, payload), batch
 
     def _roll(self) -> None:
-        # The current segment needs no sync here: every append already ended with one.
+        # An unsynced tail must be durable before a later segment is: recovery takes a
+        # bad record only at the very end of the log for a torn write.
+        if self._unsynced and self._fd is not None:
+            sync_file(self._fd)
+            self._unsynced = False
         seq = self._segments[-1].seq + 1 if self._segments else 1
         path = self._dir / segment_name(seq)
         sealed = self._cipher is not None
@@ -341,6 +352,9 @@ class Wal:
 
     def close(self) -> None:
         if self._fd is not None:
+            if self._unsynced:
+                sync_file(self._fd)
+                self._unsynced = False
             os.close(self._fd)
             self._fd = None
 
