@@ -1,0 +1,70 @@
+"""What a node reports to its metrics and readiness checks: plain copies of its
+state, taken when someone asks (a scrape, a `/ready` probe), never on the hot path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from accord.node.runtime import Node
+from accord.node.service import KVService
+from accord.observability.metrics import NodeSample
+from accord.raft import MessageType, Role
+
+READY_APPLY_LAG_MAX = 100
+"""A member whose applied index trails the commit index it knows by more than this
+many entries is catching up, not ready."""
+
+_TYPE_NAMES = {t.value: t.name.lower() for t in MessageType}
+
+
+def _by_type(counts: list[int]) -> dict[str, int]:
+    return {_TYPE_NAMES[i]: n for i, n in enumerate(counts) if i in _TYPE_NAMES}
+
+
+def sample_node(
+    node: Node, service: KVService, name: str, connections: Callable[[], int]
+) -> NodeSample:
+    core = node.core
+    raft_log = core.log
+    follower_match: dict[int, int] = {}
+    if core.role == Role.LEADER:
+        follower_match = {n: p.match for n, p in core.status().progress.items() if n != core.id}
+    stats = node.stats
+    machine = service.machine
+    return NodeSample(
+        node_id=core.id,
+        name=name,
+        term=core.term,
+        role=core.role.name.lower(),
+        leader=core.leader,
+        commit=raft_log.committed,
+        applied=node.applied_index,
+        last_index=raft_log.last_index(),
+        pending_proposals=node.pending_proposals,
+        proposals_failed=stats.proposals_failed,
+        leader_changes=stats.leader_changes,
+        snapshots_taken=stats.snapshots_taken,
+        snapshots_installed=stats.snapshots_installed,
+        messages_sent=_by_type(stats.messages_sent),
+        messages_received=_by_type(stats.messages_received),
+        follower_match=follower_match,
+        keys=machine.keys_count,
+        revision=machine.revision,
+        leases=machine.leases_count,
+        watchers=len(service.watches),
+        client_connections=connections(),
+    )
+
+
+def readiness(node: Node) -> tuple[bool, str, str]:
+    """(ready, code, reason): ready when this member knows a leader and has applied
+    (nearly) everything it knows to be committed."""
+    core = node.core
+    if node.fatal.is_set():
+        return False, "failed", "the node failed and is stopping"
+    if not core.leader or core.role in (Role.PRE_CANDIDATE, Role.CANDIDATE):
+        return False, "no_leader", "this member knows no leader"
+    lag = core.log.committed - node.applied_index
+    if lag > READY_APPLY_LAG_MAX:
+        return False, "catching_up", f"applied index trails the commit index by {lag} entries"
+    return True, "ready", "ready"
