@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +153,37 @@ def test_node_logs_are_json_lines_with_node_and_term(cluster: LocalCluster) -> N
     assert records and all(r["node"] == f"n{leader}" and r["node_id"] == leader for r in records)
     events = [r for r in records if r.get("event") == "role_changed" and r["role"] == "leader"]
     assert events and events[-1]["term"] >= 1
+    assert f"Dashboard: {cluster.url(1)}/" in cluster.stop()
+
+
+def test_status_watch_refreshes_until_interrupted(cluster: LocalCluster) -> None:
+    """Run in a pseudo-terminal, as a person would: Live redraws only on terminals."""
+    endpoints = ",".join(cluster.url(n) for n in (1, 2, 3))
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "accord.cli.main", "status", "--watch", "--interval", "0.2"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, "ACCORD_ENDPOINTS": endpoints, "COLUMNS": "160"},
+    )
+    os.close(terminal)
+    seen = bytearray()
+    try:
+
+        def refreshed() -> bool:
+            # Live redraws the same table by itself; distinct times prove new polls.
+            if select.select([controller], [], [], 0.2)[0]:
+                seen.extend(os.read(controller, 65536))
+            return len(set(re.findall(rb"updated (\d\d:\d\d:\d\d)", seen))) >= 2
+
+        wait_for(refreshed, "the table to be polled again")
+        text = seen.decode(errors="replace")
+        assert all(f"n{n} ({n})" in text for n in (1, 2, 3)) and "leader" in text
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(controller)
