@@ -47,7 +47,9 @@ class InProcNode:
 
 
 @contextlib.asynccontextmanager
-async def inproc_cluster(tmp_path: Path, size: int) -> AsyncIterator[list[InProcNode]]:
+async def inproc_cluster(
+    tmp_path: Path, size: int, snapshot_entries: int = 10_000
+) -> AsyncIterator[list[InProcNode]]:
     ports = free_ports(2 * size)
     members = {
         i: Member(i, f"n{i}", ("127.0.0.1", ports[size + i - 1]), ("127.0.0.1", ports[i - 1]))
@@ -64,6 +66,7 @@ async def inproc_cluster(tmp_path: Path, size: int) -> AsyncIterator[list[InProc
                 peer=member.peer,
                 members=members,
                 tick_ms=20,
+                snapshot_entries=snapshot_entries,
             )
             spans = InMemorySpanExporter()
             observers = Observers(NodeMetrics(), Tracing(member.name, spans, batch=False))
