@@ -191,14 +191,24 @@ class NodeMetrics:
             "accord_wal_written_bytes", "Bytes appended to the WAL", registry=self.registry
         )
         ProcessCollector(registry=self.registry)
+        # Labelled children by (operation, status): `labels()` takes a lock and builds
+        # a tuple on every call. Bounded: operations are route names, statuses < 600.
+        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def watch(self, sample: Callable[[], NodeSample]) -> None:
         """Report the node's state at every scrape."""
         self.registry.register(NodeCollector(sample))
 
     def observe_request(self, operation: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(operation, str(status)).inc()
-        self.http_duration.labels(operation).observe(seconds)
+        children = self._request_children.get((operation, status))
+        if children is None:
+            children = (
+                self.http_requests.labels(operation, str(status)),
+                self.http_duration.labels(operation),
+            )
+            self._request_children[(operation, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_sync(self, seconds: float, nbytes: int) -> None:
         """A WAL sync finished (called on the disk thread; the client is thread-safe)."""
