@@ -11,7 +11,7 @@ are handed out, the cursor moves past a revision with the last event of it.
 When the stream breaks — the node died (connection reset or closed), the node
 stopped (clean end of stream), the server cancelled the watcher because the reader
 fell behind (`watch_cancelled`), or the stream was silent for
-`WATCH_PROBE_INTERVAL_S` and the node then failed a `/health` probe — the watch
+`WATCH_PROBE_INTERVAL_S` and the node then failed a `/ready` probe — the watch
 opens a new stream at `start_revision=next_revision` on another endpoint (round
 robin, skipping open breakers), after a backoff with full jitter. Events are only
 produced from committed entries, so another node's history agrees with the old one,
@@ -169,7 +169,7 @@ class Watch:
                 if await self._alive(url):
                     continue
                 self._conn.endpoints.failed(url)
-                raise EndpointFailure(url, "watch stream silent and health check failed") from None
+                raise EndpointFailure(url, "watch stream silent and node not ready") from None
             except (aiohttp.ClientError, OSError) as e:
                 self._conn.endpoints.failed(url)
                 raise EndpointFailure(url, f"watch stream broken: {e!r}") from e
@@ -185,7 +185,9 @@ class Watch:
 
     async def _alive(self, url: str) -> bool:
         try:
-            reply = await self._conn.exchange(url, Request("GET", "/health"), DISCOVERY_TIMEOUT_S)
+            # /ready, not /health: a live node that knows no leader (cut off from the
+            # majority) would keep the stream open but never see another event.
+            reply = await self._conn.exchange(url, Request("GET", "/ready"), DISCOVERY_TIMEOUT_S)
         except EndpointFailure:
             return False
         return reply.status == 200
