@@ -104,3 +104,33 @@ def test_raft_and_storage_know_nothing_of_metrics_or_tracing(package: object) ->
                 names = [node.module]
             found += [f"{module.name}: {n}" for n in names if n.startswith(banned)]
     assert found == []
+
+
+@pytest.mark.asyncio
+async def test_requests_are_labelled_by_route_and_status(tmp_path: Path) -> None:
+    async with inproc_cluster(tmp_path, 1) as nodes:
+        node = await wait_for_leader(nodes)
+        async with aiohttp.ClientSession() as http:
+            for method, path, status in [
+                ("PUT", "/v1/kv/a", 200),
+                ("GET", "/v1/kv/a", 200),
+                ("GET", "/v1/kv/absent", 404),
+                ("POST", "/v1/kv/a", 405),
+                ("GET", "/no/such/path", 404),
+                ("HEAD", "/health", 200),
+                ("GET", "/", 200),
+            ]:
+                async with http.request(method, node.url + path) as r:
+                    assert r.status == status, (method, path)
+        seen = samples(node)
+        for operation, status in [
+            ("kv_put", 200),
+            ("kv_get", 200),
+            ("kv_get", 404),
+            ("unmatched", 405),
+            ("unmatched", 404),
+            ("health", 200),
+            ("dashboard", 200),
+        ]:
+            key = f"accord_http_requests_total|operation={operation}|status={status}"
+            assert seen.get(key) == 1, key
