@@ -48,7 +48,7 @@ class InProcNode:
 
 @contextlib.asynccontextmanager
 async def inproc_cluster(
-    tmp_path: Path, size: int, snapshot_entries: int = 10_000
+    tmp_path: Path, size: int, snapshot_entries: int = 10_000, slow_request_ms: int = 1000
 ) -> AsyncIterator[list[InProcNode]]:
     ports = free_ports(2 * size)
     members = {
@@ -67,6 +67,7 @@ async def inproc_cluster(
                 members=members,
                 tick_ms=20,
                 snapshot_entries=snapshot_entries,
+                slow_request_ms=slow_request_ms,
             )
             spans = InMemorySpanExporter()
             observers = Observers(NodeMetrics(), Tracing(member.name, spans, batch=False))

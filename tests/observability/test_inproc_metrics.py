@@ -134,3 +134,22 @@ async def test_requests_are_labelled_by_route_and_status(tmp_path: Path) -> None
         ]:
             key = f"accord_http_requests_total|operation={operation}|status={status}"
             assert seen.get(key) == 1, key
+
+
+@pytest.mark.asyncio
+async def test_slow_requests_are_logged_with_their_request_id(
+    tmp_path: Path, captured_logs: io.StringIO
+) -> None:
+    # A threshold of 0 ms makes every request slow (the config refuses it; tests may).
+    async with inproc_cluster(tmp_path, 1, slow_request_ms=0) as nodes:
+        node = await wait_for_leader(nodes)
+        async with aiohttp.ClientSession() as http:
+            headers = {"X-Request-Id": "req-17"}
+            async with http.put(f"{node.url}/v1/kv/slow", data=b"v", headers=headers) as r:
+                assert r.status == 200
+    records = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    slow = [r for r in records if r.get("event") == "slow_request"]
+    assert [(r["request_id"], r["operation"], r["status"]) for r in slow] == [
+        ("req-17", "kv_put", 200)
+    ]
+    assert slow[0]["node"] == "n1" and slow[0]["seconds"] > 0
