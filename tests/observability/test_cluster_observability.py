@@ -114,12 +114,26 @@ def test_killing_the_leader_counts_a_leader_change(cluster: LocalCluster) -> Non
         "the survivor to count the new leader",
     )
     put(cluster.url(new_leader), "after")
-    lag = value(
-        scrape(cluster.url(new_leader)),
-        "accord_raft_replication_lag_entries",
-        follower=str(leader),
+    first = scrape(cluster.url(new_leader))
+    dead = {"follower": str(leader)}
+    assert value(first, "accord_raft_replication_lag_entries", **dead) >= 1  # misses "after"
+    lag_s = value(first, "accord_raft_replication_lag_seconds", **dead)
+    assert lag_s > 0
+    wait_for(
+        lambda: (
+            value(scrape(cluster.url(new_leader)), "accord_raft_replication_lag_seconds", **dead)
+            > lag_s
+        ),
+        "the dead member's lag to grow",
     )
-    assert lag >= 1  # the dead member misses at least the write above
+    alive = {"follower": str(next(n for n in (1, 2, 3) if n not in (leader, new_leader)))}
+    wait_for(
+        lambda: (
+            value(scrape(cluster.url(new_leader)), "accord_raft_replication_lag_seconds", **alive)
+            == 0
+        ),
+        "the live follower to have every entry",
+    )
 
 
 def test_health_and_ready_follow_the_quorum(cluster: LocalCluster) -> None:

@@ -3,7 +3,9 @@ state, taken when someone asks (a scrape, a `/ready` probe), never on the hot pa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+import time
+from collections.abc import Callable, Mapping
 
 from accord.node.runtime import Node
 from accord.node.service import KVService
@@ -29,6 +31,7 @@ def sample_node(
     follower_match: dict[int, int] = {}
     if core.role == Role.LEADER:
         follower_match = {n: p.match for n, p in core.status().progress.items() if n != core.id}
+    last_index = raft_log.last_index()
     stats = node.stats
     machine = service.machine
     return NodeSample(
@@ -39,7 +42,7 @@ def sample_node(
         leader=core.leader,
         commit=raft_log.committed,
         applied=node.applied_index,
-        last_index=raft_log.last_index(),
+        last_index=last_index,
         pending_proposals=node.pending_proposals,
         proposals_failed=stats.proposals_failed,
         leader_changes=stats.leader_changes,
@@ -48,12 +51,30 @@ def sample_node(
         messages_sent=_by_type(stats.messages_sent),
         messages_received=_by_type(stats.messages_received),
         follower_match=follower_match,
+        follower_lag_seconds=lag_seconds(node, follower_match, last_index),
         keys=machine.keys_count,
         revision=machine.revision,
         leases=machine.leases_count,
         watchers=len(service.watches),
         client_connections=connections(),
     )
+
+
+def lag_seconds(node: Node, match: Mapping[int, int], last_index: int) -> dict[int, float]:
+    """For each follower, how long ago the leader appended the first entry the
+    follower lacks (0 when it has everything)."""
+    times = list(node.append_times)
+    indexes = [index for index, _ in times]
+    now = time.monotonic()
+    lag: dict[int, float] = {}
+    for follower, matched in match.items():
+        if matched >= last_index or not times:
+            lag[follower] = 0.0
+            continue
+        # The first Ready whose appended entries go beyond what the follower holds.
+        at = min(bisect.bisect_right(indexes, matched), len(times) - 1)
+        lag[follower] = now - times[at][1]
+    return lag
 
 
 def readiness(node: Node) -> tuple[bool, str, str]:

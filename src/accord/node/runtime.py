@@ -30,6 +30,7 @@ import logging
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -76,6 +77,11 @@ class ProposalTrace(Protocol):
     def committed(self) -> None: ...
 
     def applied(self) -> None: ...
+
+
+APPEND_TIMES_MAX = 4096
+"""Readies whose (last index, time) a leader remembers to tell how long ago a lagging
+follower's first missing entry was appended (older gaps report this window's start)."""
 
 
 @dataclass(slots=True)
@@ -155,6 +161,8 @@ class Node:
         self.trace_proposal: Callable[[int, int], ProposalTrace] | None = None
         """Set by tracing when it is on: (term, index) -> a trace of that proposal."""
         self._leader_seen = self.core.leader
+        self.append_times: deque[tuple[int, float]] = deque(maxlen=APPEND_TIMES_MAX)
+        """Leader only: (last index, monotonic time) of each Ready that appended."""
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -281,6 +289,8 @@ class Node:
                 rd = self.core.ready()
                 if rd.soft_state is not None:
                     self._on_soft_state(rd.soft_state)
+                if rd.entries and self.core.role == Role.LEADER:
+                    self.append_times.append((rd.entries[-1].index, time.monotonic()))
                 self._send(rd.messages)
                 if rd.persist_needed():
                     await loop.run_in_executor(
@@ -301,6 +311,7 @@ class Node:
         """Leadership news (rare: only Readies whose soft state changed get here)."""
         if soft.leader != self._leader_seen:
             self._leader_seen = soft.leader
+            self.append_times.clear()  # indexes of another leader's term may be reused
             if soft.leader:
                 self.stats.leader_changes += 1
             log.info(

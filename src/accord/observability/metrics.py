@@ -71,6 +71,8 @@ class NodeSample:
     messages_received: Mapping[str, int]
     follower_match: Mapping[int, int] = field(default_factory=dict)
     """Leader only: the highest index known replicated on each other member."""
+    follower_lag_seconds: Mapping[int, float] = field(default_factory=dict)
+    """Leader only: age of the oldest entry each member lacks (0: it has them all)."""
     keys: int = 0
     revision: int = 0
     leases: int = 0
@@ -133,6 +135,14 @@ class NodeCollector(Collector):
         for follower, match in sorted(s.follower_match.items()):
             lag.add_metric([str(follower)], float(max(0, s.last_index - match)))
         yield lag
+        lag_s = GaugeMetricFamily(
+            "accord_raft_replication_lag_seconds",
+            "Leader only: how long ago the leader appended the oldest entry a follower lacks",
+            labels=["follower"],
+        )
+        for follower, seconds in sorted(s.follower_lag_seconds.items()):
+            lag_s.add_metric([str(follower)], seconds)
+        yield lag_s
         yield _gauge("accord_kv_keys", "Live keys", s.keys)
         yield _gauge("accord_kv_revision", "Current store revision", s.revision)
         yield _gauge("accord_kv_leases", "Live leases", s.leases)
