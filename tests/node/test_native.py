@@ -175,3 +175,13 @@ def test_watches_stream_events_and_are_limited_per_connection(leader_wire: Wire)
     leader_wire.request(4, "watch", {"key": b"nw/now-there-is-room"})
     leader_wire.request(5, "cancel", {"id": 4})
     assert leader_wire.answers(1)[5] == (200, {"cancelled": True})
+
+
+def test_health_and_ready_answer_like_their_http_twins(leader_wire: Wire) -> None:
+    leader_wire.request(1, "health", {})
+    leader_wire.request(2, "ready", {})
+    leader_wire.request(3, "status", {})
+    answers = leader_wire.answers(3)
+    leader = answers[3][1]["leader"]
+    assert answers[1] == (200, {"health": "ok", "leader": leader})
+    assert answers[2] == (200, {"ready": True, "leader": leader})

@@ -11,9 +11,12 @@ ones (`?consistency=serializable`) from local state at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any
 
 import aiohttp
@@ -47,7 +50,11 @@ from accord.node.members import (
     promote_member,
     remove_member,
 )
+from accord.node.observe import readiness
 from accord.node.service import KVService
+from accord.observability.logs import request_id
+from accord.observability.metrics import CONTENT_TYPE, NodeMetrics
+from accord.observability.tracing import Tracing
 
 log = logging.getLogger("accord.api")
 
@@ -55,6 +62,13 @@ REQUEST_BYTES_MAX = 4 << 20
 FORWARDED = "X-Accord-Forwarded"
 CLIENT_ID = "X-Accord-Client-Id"
 SEQ = "X-Accord-Seq"
+REQUEST_ID = "X-Request-Id"
+TRACE_HEADERS = ("traceparent", "tracestate")
+CORS = {"Access-Control-Allow-Origin": "*"}
+"""On the read-only monitoring answers, so a dashboard served by one node can poll
+the others."""
+SLOW_REQUEST_EXEMPT = frozenset({"watch"})
+"""Operations that are long by nature (a watch stream lasts as long as the client)."""
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -62,37 +76,114 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
     return web.json_response(body, status=status)
 
 
+@functools.cache
+def dashboard_page() -> bytes:
+    """The dashboard: one self-contained page (package data, no external assets)."""
+    return (resources.files("accord") / "api" / "dashboard" / "index.html").read_bytes()
+
+
 # --- the application -------------------------------------------------------------------
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class HttpApi:
-    def __init__(self, service: KVService, state: NodeState) -> None:
+    def __init__(
+        self,
+        service: KVService,
+        state: NodeState,
+        *,
+        metrics: NodeMetrics | None = None,
+        tracing: Tracing | None = None,
+        slow_request_ms: int = 1000,
+    ) -> None:
         self.service = service
         self.state = state
+        self.metrics = metrics
+        self.tracing = tracing
+        self.slow_request_s = slow_request_ms / 1000
         self._client: aiohttp.ClientSession | None = None
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=REQUEST_BYTES_MAX, middlewares=[self._errors])
-        app.router.add_put("/v1/kv/{key:.+}", self.put)
-        app.router.add_get("/v1/kv/{key:.+}", self.get)
-        app.router.add_delete("/v1/kv/{key:.+}", self.delete)
-        app.router.add_get("/v1/range", self.range)
-        app.router.add_post("/v1/txn", self.txn)
-        app.router.add_get("/v1/watch", self.watch)
-        app.router.add_post("/v1/lease/grant", self.lease_grant)
-        app.router.add_post("/v1/lease/{id:[0-9]+}/keepalive", self.lease_keepalive)
-        app.router.add_get("/v1/lease/{id:[0-9]+}", self.lease_get)
-        app.router.add_delete("/v1/lease/{id:[0-9]+}", self.lease_revoke)
-        app.router.add_get("/v1/cluster/status", self.status)
-        app.router.add_get("/v1/members", self.members)
-        app.router.add_post("/v1/members", self.member_add)
-        app.router.add_post("/v1/members/{id:[0-9]+}/promote", self.member_promote)
-        app.router.add_delete("/v1/members/{id:[0-9]+}", self.member_remove)
-        app.router.add_get("/health", self.health)
-        app.router.add_get("/v1/openapi.json", self.openapi)
+        app = web.Application(
+            client_max_size=REQUEST_BYTES_MAX, middlewares=[self._observe, self._errors]
+        )
+        r = app.router
+        r.add_put("/v1/kv/{key:.+}", self.put, name="kv_put")
+        r.add_get("/v1/kv/{key:.+}", self.get, name="kv_get")
+        r.add_delete("/v1/kv/{key:.+}", self.delete, name="kv_delete")
+        r.add_get("/v1/range", self.range, name="range")
+        r.add_post("/v1/txn", self.txn, name="txn")
+        r.add_get("/v1/watch", self.watch, name="watch")
+        r.add_post("/v1/lease/grant", self.lease_grant, name="lease_grant")
+        r.add_post("/v1/lease/{id:[0-9]+}/keepalive", self.lease_keepalive, name="lease_keepalive")
+        r.add_get("/v1/lease/{id:[0-9]+}", self.lease_get, name="lease_get")
+        r.add_delete("/v1/lease/{id:[0-9]+}", self.lease_revoke, name="lease_revoke")
+        r.add_get("/v1/cluster/status", self.status, name="status")
+        r.add_get("/v1/members", self.members, name="members")
+        r.add_post("/v1/members", self.member_add, name="member_add")
+        r.add_post("/v1/members/{id:[0-9]+}/promote", self.member_promote, name="member_promote")
+        r.add_delete("/v1/members/{id:[0-9]+}", self.member_remove, name="member_remove")
+        r.add_get("/health", self.health, name="health")
+        r.add_get("/ready", self.ready, name="ready")
+        r.add_get("/metrics", self.metrics_text, name="metrics")
+        r.add_get("/", self.dashboard, name="dashboard")
+        r.add_get("/v1/openapi.json", self.openapi, name="openapi")
         app.on_cleanup.append(self._close_client)
         return app
+
+    # --- observation: metrics, request ids, spans, slow requests ---------------------------
+    @web.middleware
+    async def _observe(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route.name
+        operation = route or "unmatched"
+        rid = request.headers.get(REQUEST_ID)
+        if rid is None and CLIENT_ID in request.headers:
+            rid = f"{request.headers[CLIENT_ID]}:{request.headers.get(SEQ, '')}"
+        token = request_id.set(rid[:64] if rid else None)  # bounded: it lands in every log line
+        started = time.perf_counter()
+        status = 500
+        try:
+            if self.tracing is None:
+                response = await handler(request)
+            else:
+                response = await self._traced(request, handler, operation)
+            status = response.status
+            return response
+        except asyncio.CancelledError:
+            status = 499  # the client went away first (nginx's convention)
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.observe_request(operation, status, elapsed)
+            if elapsed > self.slow_request_s and operation not in SLOW_REQUEST_EXEMPT:
+                log.warning(
+                    "slow request: %s %s took %.3fs (status %d)",
+                    request.method,
+                    request.path,
+                    elapsed,
+                    status,
+                    extra={
+                        "event": "slow_request",
+                        "operation": operation,
+                        "status": status,
+                        "seconds": round(elapsed, 6),
+                    },
+                )
+            request_id.reset(token)
+
+    async def _traced(
+        self, request: web.Request, handler: Handler, operation: str
+    ) -> web.StreamResponse:
+        assert self.tracing is not None
+        attributes = {"http.request.method": request.method, "http.route": operation}
+        name = f"{request.method} {operation}"
+        with self.tracing.server_span(name, request.headers, attributes) as span:
+            if request_id.get() is None:
+                request_id.set(self.tracing.current_trace_id())
+            response = await handler(request)
+            span.set_attribute("http.response.status_code", response.status)
+            return response
 
     async def _close_client(self, app: web.Application) -> None:
         if self._client is not None:
@@ -135,6 +226,12 @@ class HttpApi:
         headers.update(
             (k, v) for k, v in request.headers.items() if k.lower().startswith("x-accord-")
         )
+        if REQUEST_ID in request.headers:
+            headers[REQUEST_ID] = request.headers[REQUEST_ID]
+        if self.tracing is not None:
+            self.tracing.inject(headers)  # the leader's spans join this request's trace
+        else:
+            headers.update((h, request.headers[h]) for h in TRACE_HEADERS if h in request.headers)
         try:
             async with self._client.request(
                 request.method,
@@ -359,13 +456,41 @@ class HttpApi:
         return web.json_response({"members": member_roles(self.service.node, self.state)})
 
     async def status(self, request: web.Request) -> web.Response:
-        return web.json_response(status_doc(self.service, self.state))
+        return web.json_response(status_doc(self.service, self.state), headers=CORS)
 
     async def health(self, request: web.Request) -> web.Response:
-        leader = self.service.node.leader_id
-        if not leader:
-            return error_response(503, "no_leader", "this node knows no leader")
-        return web.json_response({"health": "ok", "leader": leader})
+        """Liveness: answering at all shows the event loop runs; a node whose Ready
+        loop died is stopping and says so."""
+        node = self.service.node
+        if node.fatal.is_set():
+            response = error_response(503, "failed", "the node failed and is stopping")
+        else:
+            response = web.json_response({"health": "ok", "leader": node.leader_id})
+        response.headers.update(CORS)
+        return response
+
+    async def ready(self, request: web.Request) -> web.Response:
+        """Readiness: a leader is known and the applied index has caught up."""
+        node = self.service.node
+        ok, code, reason = readiness(node)
+        indexes = {"commit": node.core.log.committed, "applied": node.applied_index}
+        if ok:
+            response = web.json_response({"ready": True, "leader": node.leader_id, **indexes})
+        else:
+            response = error_response(503, code, reason, **indexes)
+        response.headers.update(CORS)
+        return response
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        if self.metrics is None:
+            return error_response(404, "not_found", "metrics are not enabled on this node")
+        response = web.Response(body=self.metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        response.headers.update(CORS)
+        return response
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        return web.Response(body=dashboard_page(), content_type="text/html", charset="utf-8")
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(spec())

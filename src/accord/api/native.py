@@ -35,7 +35,7 @@ frames, then one final frame: an error, or 200 when the node stops. `cancel` wit
 | lease_keepalive | id, client_id?, seq?                                        |
 | lease_revoke    | id, client_id?, seq?                                        |
 | lease_ttl       | id                                                          |
-| status, health  | (none)                                                      |
+| status, health, ready | (none); ready answers 503 unless the node can serve     |
 | watch           | key, range_end?, start_revision?                            |
 | cancel          | id (of a watch on this connection)                          |
 """
@@ -66,6 +66,7 @@ from accord.errors import AccordError, NotLeader
 from accord.kv import DeleteRange, LeaseKeepAlive, LeaseRevoke, Put
 from accord.kv.errors import LimitExceeded
 from accord.node.members import NodeState
+from accord.node.observe import readiness
 from accord.node.service import KVService
 from accord.transport.errors import TransportError
 from accord.transport.framing import FrameDecoder, encode_frame
@@ -85,6 +86,16 @@ STREAMING = 100
 """The status of a watch's event frames (more follow)."""
 
 Args = dict[str, Any]
+
+
+class NotReady(AccordError):
+    """The node cannot serve yet (no leader known, or catching up)."""
+
+    status = 503
+
+    def __init__(self, code: str, reason: str) -> None:
+        self.code = code
+        super().__init__(reason)
 
 
 class _Session:
@@ -269,6 +280,7 @@ class NativeServer:
             "lease_ttl": self.lease_ttl,
             "status": self.status,
             "health": self.health,
+            "ready": self.ready,
         }
 
     @property
@@ -381,3 +393,12 @@ class NativeServer:
     async def health(self, args: Args) -> dict[str, Any]:
         """The node answers (and names the leader it knows, 0 if none)."""
         return {"health": "ok", "leader": self.service.node.leader_id}
+
+    async def ready(self, args: Args) -> dict[str, Any]:
+        """As `GET /ready`: a leader is known and the applied index has caught up;
+        else 503 with the reason."""
+        node = self.service.node
+        ok, code, reason = readiness(node)
+        if not ok:
+            raise NotReady(code, reason)
+        return {"ready": True, "leader": node.leader_id}

@@ -273,8 +273,38 @@ def spec() -> dict[str, Any]:
             },
             "/health": {
                 "get": {
-                    "summary": "Liveness of this node",
-                    "responses": _responses({"description": "healthy"}, 503),
+                    "summary": "Liveness: 200 while the process and its event loop answer",
+                    "responses": _responses({"description": "alive"}, 503),
+                }
+            },
+            "/ready": {
+                "get": {
+                    "summary": "Readiness: 200 when this member knows a leader and has applied "
+                    "nearly all it knows committed; else 503 with the reason as the error code "
+                    "(no_leader, catching_up, failed)",
+                    "responses": _responses({"description": "ready"}, 503),
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics of this node (text exposition format)",
+                    "responses": {
+                        "200": {
+                            "description": "metrics",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/": {
+                "get": {
+                    "summary": "The dashboard: a self-contained HTML page polling every member",
+                    "responses": {
+                        "200": {
+                            "description": "dashboard",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
                 }
             },
             "/v1/openapi.json": {

@@ -1,4 +1,5 @@
-"""The key-value commands of `accord`: put, get, del, range, watch, txn, lease, status.
+"""The key-value commands of `accord`: put, get, del, range, watch, txn, lease, status
+(`status --watch` keeps the table live).
 
 Each command is a thin layer over `accord.Client`, so it gets the client's leader
 routing, retries and failover. Every command takes `--endpoints` (comma-separated
@@ -11,15 +12,18 @@ backslash escapes. `accord get` prints the raw value.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 import click
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from accord.client import Client, ClusterStatus, Event, EventType, InvalidRequest
@@ -260,27 +264,33 @@ def lease_ttl(endpoints: str, lease_id: int) -> None:
 
 
 # --- status -------------------------------------------------------------------------------
-def member_views(client: Client) -> list[tuple[int, str, str | None, ClusterStatus | None]]:
-    """(id, name, url, that member's own status or None if it did not answer)."""
-    rows: list[tuple[int, str, str | None, ClusterStatus | None]] = []
-    for member in client.members():
+StatusRow = tuple[int, str, str | None, ClusterStatus | None]
+
+
+def member_views(client: Client, known: list[StatusRow] | None = None) -> list[StatusRow]:
+    """(id, name, url, that member's own status or None if it did not answer). With
+    `known` rows, a cluster that cannot list its members (no quorum) is shown as the
+    members seen last time."""
+    try:
+        members = [(m.id, m.name or str(m.id), m.url) for m in client.members()]
+    except AccordError:
+        if not known:
+            raise
+        members = [(member_id, name, url) for member_id, name, url, _ in known]
+    rows: list[StatusRow] = []
+    for member_id, name, url in members:
         own: ClusterStatus | None = None
-        if member.url:
+        if url:
             try:
-                own = client.status(endpoint=member.url, timeout_s=STATUS_TIMEOUT_S)
+                own = client.status(endpoint=url, timeout_s=STATUS_TIMEOUT_S)
             except AccordError:
                 own = None
-        rows.append((member.id, member.name or str(member.id), member.url, own))
+        rows.append((member_id, name, url, own))
     return rows
 
 
-@click.command("status")
-@endpoints_option
-def status(endpoints: str) -> None:
-    """A table of every member as it reports itself: role, term, commit, applied."""
-    with connect(endpoints) as client:
-        rows = member_views(client)
-    table = Table(title="Accord cluster")
+def status_table(rows: list[StatusRow], caption: str | None = None) -> Table:
+    table = Table(title="Accord cluster", caption=caption)
     for column in ("member", "url", "role", "term", "commit", "applied", "leader"):
         numeric = column in ("term", "commit", "applied")
         table.add_column(column, justify="right" if numeric else "left")
@@ -291,10 +301,39 @@ def status(endpoints: str) -> None:
         marker = "*" if own.role == "leader" else ""
         cells = (own.role, str(own.term), str(own.commit), str(own.applied), marker)
         table.add_row(f"{name} ({member_id})", url or "-", *cells)
+    return table
+
+
+@click.command("status")
+@endpoints_option
+@click.option("--watch", "live", is_flag=True, help="refresh the table until Ctrl-C")
+@click.option(
+    "--interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.2, 60),
+    help="seconds between refreshes with --watch",
+)
+def status(endpoints: str, live: bool, interval: float) -> None:
+    """A table of every member as it reports itself: role, term, commit, applied."""
     console = Console(file=sys.stdout)
     if not console.is_terminal:
         console.width = max(console.width, 120)  # keep URLs whole in pipes and logs
-    console.print(table)
+    with connect(endpoints) as client:
+        rows = member_views(client)
+        if not live:
+            console.print(status_table(rows))
+            return
+        with contextlib.suppress(KeyboardInterrupt), Live(console=console) as screen:
+            while True:
+                stamp = time.strftime("%H:%M:%S")
+                try:
+                    rows = member_views(client, rows)
+                    caption = f"updated {stamp}; Ctrl-C stops"
+                except AccordError as e:
+                    caption = f"{stamp}: {e.code}: {e}; Ctrl-C stops"
+                screen.update(status_table(rows, caption))
+                time.sleep(interval)
 
 
 COMMANDS = (put, get, delete, range_, watch, txn, lease, status)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
 from pathlib import Path
 
 import click
 
-from accord.node.config import ConfigError, load_config
+from accord.node.config import LOG_FORMATS, LOG_LEVELS, TRACING_MODES, ConfigError, load_config
+from accord.observability.logs import NodeContext, configure_logging
 
 
 @click.command("node")
@@ -26,6 +25,9 @@ from accord.node.config import ConfigError, load_config
 @click.option("--peer", help="HOST:PORT for Raft traffic")
 @click.option("--native", help="HOST:PORT of the native client protocol")
 @click.option("--join/--no-join", default=None, help="this node joins a running cluster")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), help="JSON lines or text")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS))
+@click.option("--tracing", type=click.Choice(TRACING_MODES), help="where request spans go")
 def node(
     config_path: Path | None,
     name: str | None,
@@ -35,6 +37,9 @@ def node(
     peer: str | None,
     native: str | None,
     join: bool | None,
+    log_format: str | None,
+    log_level: str | None,
+    tracing: str | None,
 ) -> None:
     """Run one Accord node until SIGINT/SIGTERM."""
     overrides = {
@@ -45,21 +50,21 @@ def node(
         "peer": peer,
         "native": native,
         "join": join,
+        "log_format": log_format,
+        "log_level": log_level,
+        "tracing": tracing,
     }
     try:
         config = load_config(config_path, overrides=overrides)
     except ConfigError as e:
         raise click.ClickException(str(e)) from e
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format=f"%(asctime)s {config.name} %(levelname)s %(name)s: %(message)s",
-    )
+    context = NodeContext(config.name, config.id)
+    configure_logging(config.log_format, config.log_level, context)
     from accord.node.server import serve
 
     try:
         import uvloop
 
-        uvloop.run(serve(config))
+        uvloop.run(serve(config, log_context=context))
     except ImportError:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, log_context=context))

@@ -21,7 +21,15 @@ from typing import Any
 
 import click
 
-from accord.node.config import Member, NodeConfig, load_config, render_config
+from accord.node.config import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    TRACING_MODES,
+    Member,
+    NodeConfig,
+    load_config,
+    render_config,
+)
 
 STOP_GRACE_S = 10.0
 LEADER_WAIT_S = 30.0
@@ -119,11 +127,24 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
         "and native-protocol clients on PORT_BASE+200+K"
     ),
 )
-def up(nodes: int, directory: str, port_base: int) -> None:
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), help="of every node's node.log")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS))
+@click.option("--tracing", type=click.Choice(TRACING_MODES), help="where request spans go")
+def up(
+    nodes: int,
+    directory: str,
+    port_base: int,
+    log_format: str | None,
+    log_level: str | None,
+    tracing: str | None,
+) -> None:
     """Start a local cluster and run it until Ctrl-C."""
     root = Path(directory).resolve()  # configs hold absolute paths: any cwd works
     paths = _cluster_configs(nodes, root, port_base)
     configs = [load_config(p, env={}) for p in paths]
+    # Passed as ACCORD_* variables, which override each node's file for this run only.
+    settings = {"log_format": log_format, "log_level": log_level, "tracing": tracing}
+    node_env = {f"ACCORD_{k.upper()}": v for k, v in settings.items() if v is not None}
     procs: list[subprocess.Popen[bytes]] = []
     stopping = False
 
@@ -141,7 +162,7 @@ def up(nodes: int, directory: str, port_base: int) -> None:
                     [sys.executable, "-m", "accord.cli.main", "node", "--config", str(path)],
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    env={**os.environ, **node_env, "PYTHONUNBUFFERED": "1"},
                 )
             )
         leader = _wait_for_leader(configs, procs)
@@ -188,4 +209,5 @@ def _print_cluster(configs: list[NodeConfig], leader: int) -> None:
             f"  {config.name}  {config.client_url}{native}"
             f"  (peers: {config.peer[0]}:{config.peer[1]})"
         )
+    click.echo(f"Dashboard: {configs[0].client_url}/  (every node serves it; metrics at /metrics)")
     click.echo("Ctrl-C stops every node.")

@@ -410,7 +410,7 @@ class Connection:
 
 
 STATUS_REQUEST = Request("GET", "/v1/cluster/status", native=("status", {}))
-HEALTH_REQUEST = Request("GET", "/health", native=("health", {}))
+READY_REQUEST = Request("GET", "/ready", native=("ready", {}))
 
 
 def _session_headers(session: Session) -> dict[str, str]:

@@ -41,8 +41,8 @@ LEADER_REFRESH_S = 10.0
 changed while the old one kept answering would otherwise cost every write a hop)."""
 
 WATCH_PROBE_INTERVAL_S = 5.0
-"""A watch stream silent for this long has its node probed (`/health`); if the probe
-fails the watch resumes on another endpoint."""
+"""A watch stream silent for this long has its node probed (`/ready`: it knows a leader
+and is not far behind); if the probe fails the watch resumes on another endpoint."""
 
 WATCH_RECONNECT_TIMEOUT_S = 30.0
 """A watch that finds no node to resume on for this long raises `Unavailable`."""

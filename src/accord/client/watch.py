@@ -12,7 +12,7 @@ cursor moves past a revision with the last event of it.
 When the stream breaks — the node died (connection reset or closed), the node
 stopped (clean end of stream), the server cancelled the watcher because the reader
 fell behind (`watch_cancelled`), or the stream was silent for
-`WATCH_PROBE_INTERVAL_S` and the node then failed a `/health` probe — the watch
+`WATCH_PROBE_INTERVAL_S` and the node then failed a `/ready` probe — the watch
 opens a new stream at `start_revision=next_revision` on another endpoint (round
 robin, skipping open breakers), after a backoff with full jitter. Events are only
 produced from committed entries, so another node's history agrees with the old one,
@@ -35,14 +35,14 @@ from types import TracebackType
 
 import aiohttp
 
-from accord.client._connection import HEALTH_REQUEST, Connection, Request
+from accord.client._connection import READY_REQUEST, Connection, Request
 from accord.client.errors import ServerError, Unavailable, error_from_answer
 from accord.client.limits import DISCOVERY_TIMEOUT_S, WATCH_LINE_BYTES_MAX
 from accord.client.policy import EndpointFailure, NoEndpoint
 from accord.client.results import BadAnswer, decode_event
 from accord.kv.types import Event
 
-SILENT = "watch stream silent and health check failed"
+SILENT = "watch stream silent and node not ready"
 
 
 class _Resume(Exception):
@@ -224,7 +224,9 @@ class Watch:
 
     async def _alive(self, url: str) -> bool:
         try:
-            reply = await self._conn.exchange(url, HEALTH_REQUEST, DISCOVERY_TIMEOUT_S)
+            # Ready, not merely alive: a live node that knows no leader (cut off from
+            # the majority) would keep the stream open but never see another event.
+            reply = await self._conn.exchange(url, READY_REQUEST, DISCOVERY_TIMEOUT_S)
         except EndpointFailure:
             return False
         return reply.status == 200

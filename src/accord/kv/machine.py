@@ -163,6 +163,15 @@ class KVStateMachine:
         return self._store.size_bytes
 
     @property
+    def keys_count(self) -> int:
+        """Live keys (not deleted) at the latest revision."""
+        return self._store.live_keys
+
+    @property
+    def leases_count(self) -> int:
+        return len(self._leases)
+
+    @property
     def sessions_count(self) -> int:
         return len(self._sessions)
 

@@ -87,6 +87,8 @@ class MVCCStore:
         self.revision = 1
         self.compact_revision = 0
         self.size_bytes = 0
+        self.live_keys = 0
+        """Keys whose latest version is not a tombstone (kept for metrics, O(1))."""
 
     # --- reads ---------------------------------------------------------------------
     def resolve(self, revision: int) -> int:
@@ -178,6 +180,7 @@ class MVCCStore:
         else:
             prev = history.latest()
         if prev is None:
+            self.live_keys += 1
             kv = KeyValue(history.key, value, revision, revision, 1, lease)
         else:
             kv = KeyValue(
@@ -198,6 +201,7 @@ class MVCCStore:
             dead = tombstone(history.key, revision)
             history.append(dead)
             self.size_bytes += version_bytes(history.key, b"")
+            self.live_keys -= 1
             events.append(Event(EventType.DELETE, dead, prev))
         return events
 
@@ -266,6 +270,7 @@ class MVCCStore:
             last_key = key
             history = _decode_history(key, _wire.array(versions, "versions"), revision)
             store._keys[key] = history
+            store.live_keys += history.latest() is not None
             store.size_bytes += sum(version_bytes(key, kv.value) for kv in history.kvs)
         return store
 

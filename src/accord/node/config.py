@@ -12,6 +12,11 @@ Example file (what `accord up` writes for each node):
     native = "127.0.0.1:7201"        # native msgpack protocol (optional)
     tick_ms = 50
     election_ticks = 10
+    log_format = "json"              # or "text"
+    log_level = "info"
+    tracing = "off"                  # or "console", "otlp" (OTEL_* variables)
+    slow_request_ms = 1000           # requests slower than this are logged
+    slow_fsync_ms = 100              # WAL syncs slower than this are logged
 
     [members.1]
     name = "n1"
@@ -24,6 +29,7 @@ Environment variables use the upper-cased key: `ACCORD_CLIENT=127.0.0.1:7001`.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tomllib
@@ -46,7 +52,15 @@ SCALAR_KEYS = {
     "election_ticks": int,
     "snapshot_entries": int,
     "join": bool,
+    "log_format": str,
+    "log_level": str,
+    "tracing": str,
+    "slow_request_ms": int,
+    "slow_fsync_ms": int,
 }
+LOG_FORMATS = ("json", "text")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+TRACING_MODES = ("off", "console", "otlp")
 
 
 class ConfigError(AccordError):
@@ -89,6 +103,12 @@ class NodeConfig:
     """True for a node added to a running cluster: it waits to be contacted."""
     native: tuple[str, int] | None = None
     """Where the native msgpack protocol listens (None: not served)."""
+    log_format: str = "json"
+    log_level: str = "info"
+    tracing: str = "off"
+    """Where request spans go: nowhere, stdout, or an OTLP collector."""
+    slow_request_ms: int = 1000
+    slow_fsync_ms: int = 100
 
     @property
     def client_url(self) -> str:
@@ -191,8 +211,11 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         raise ConfigError("tick_ms: must be at least 1")
     if values.get("election_ticks", 10) < 3:
         raise ConfigError("election_ticks: must be at least 3")
+    if values.get("slow_request_ms", 1) < 1 or values.get("slow_fsync_ms", 1) < 1:
+        raise ConfigError("slow_request_ms and slow_fsync_ms: must be at least 1")
     if values.get("snapshot_entries", 10_000) < 1:
         raise ConfigError("snapshot_entries: must be at least 1")
+    _check_observability(values)
     members = _members(raw.get("members", {}))
     config = NodeConfig(
         name=values["name"],
@@ -207,6 +230,11 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         snapshot_entries=values.get("snapshot_entries", 10_000),
         join=values.get("join", False),
         native=parse_address(values["native"], "native") if "native" in values else None,
+        log_format=values.get("log_format", "json"),
+        log_level=values.get("log_level", "info"),
+        tracing=values.get("tracing", "off"),
+        slow_request_ms=values.get("slow_request_ms", 1000),
+        slow_fsync_ms=values.get("slow_fsync_ms", 100),
     )
     if not config.join and config.id not in members:
         raise ConfigError(
@@ -214,6 +242,31 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
             "or set join = true for a node added to a running cluster"
         )
     return config
+
+
+def _check_observability(values: dict[str, Any]) -> None:
+    for key, allowed in (
+        ("log_format", LOG_FORMATS),
+        ("log_level", LOG_LEVELS),
+        ("tracing", TRACING_MODES),
+    ):
+        if key in values and values[key] not in allowed:
+            raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {values[key]!r}")
+    if values.get("tracing") == "otlp" and not _importable(OTLP_EXPORTER):
+        raise ConfigError(
+            f"tracing: 'otlp' needs the {OTLP_EXPORTER} module "
+            "(pip install opentelemetry-exporter-otlp-proto-http)"
+        )
+
+
+OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def render_config(config: NodeConfig) -> str:
@@ -231,6 +284,11 @@ def render_config(config: NodeConfig) -> str:
         f"election_ticks = {config.election_ticks}",
         f"snapshot_entries = {config.snapshot_entries}",
         f"join = {'true' if config.join else 'false'}",
+        f"log_format = {q(config.log_format)}",
+        f"log_level = {q(config.log_level)}",
+        f"tracing = {q(config.tracing)}",
+        f"slow_request_ms = {config.slow_request_ms}",
+        f"slow_fsync_ms = {config.slow_fsync_ms}",
     ]
     for member in sorted(config.members.values(), key=lambda m: m.id):
         lines += [

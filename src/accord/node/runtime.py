@@ -30,6 +30,7 @@ import logging
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,10 +42,12 @@ from accord.raft import (
     Entry,
     EntryType,
     Message,
+    MessageType,
     RaftConfig,
     RaftCore,
     Ready,
     Role,
+    SoftState,
 )
 from accord.storage import Storage
 
@@ -69,10 +72,47 @@ class Transport(Protocol):
     async def stop(self) -> None: ...
 
 
+class ProposalTrace(Protocol):
+    """What the tracer follows of one proposal (see accord.observability.tracing)."""
+
+    def committed(self) -> None: ...
+
+    def applied(self) -> None: ...
+
+
+APPEND_TIMES_MAX = 4096
+"""Readies whose (last index, time) a leader remembers to tell how long ago a lagging
+follower's first missing entry was appended (older gaps report this window's start)."""
+
+
 @dataclass(slots=True)
 class _Proposal:
     term: int
     future: asyncio.Future[Any]
+    trace: ProposalTrace | None = None
+
+
+class RuntimeStats:
+    """Plain counters the Ready loop bumps; metrics read them at scrape time, so the
+    hot path pays an integer increment and nothing else."""
+
+    __slots__ = (
+        "leader_changes",
+        "messages_received",
+        "messages_sent",
+        "proposals_failed",
+        "snapshots_installed",
+        "snapshots_taken",
+    )
+
+    def __init__(self) -> None:
+        size = max(MessageType) + 1
+        self.messages_sent = [0] * size  # indexed by MessageType
+        self.messages_received = [0] * size
+        self.leader_changes = 0
+        self.proposals_failed = 0
+        self.snapshots_taken = 0
+        self.snapshots_installed = 0
 
 
 class Node:
@@ -118,6 +158,12 @@ class Node:
         self._stopped = asyncio.Event()
         self.applied_index = self.core.log.applied
         self.started_at = time.monotonic()
+        self.stats = RuntimeStats()
+        self.trace_proposal: Callable[[int, int], ProposalTrace] | None = None
+        """Set by tracing when it is on: (term, index) -> a trace of that proposal."""
+        self._leader_seen = self.core.leader
+        self.append_times: deque[tuple[int, float]] = deque(maxlen=APPEND_TIMES_MAX)
+        """Leader only: (last index, monotonic time) of each Ready that appended."""
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -174,6 +220,7 @@ class Node:
     def _on_message(self, message: Message) -> None:
         if message.group != self.core.group:
             return
+        self.stats.messages_received[message.type] += 1
         self.core.step(message)
         self._wake.set()
 
@@ -181,11 +228,16 @@ class Node:
     async def propose(self, data: bytes, timeout_s: float = 5.0) -> Any:
         """Replicate and apply a command; returns the state machine's result.
         Raises NotLeader, ProposalDropped or DeadlineExceeded."""
-        term, index = self.core.propose(data)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._track(index, _Proposal(term, future))
-        self._wake.set()
-        return await self._wait(future, timeout_s, "the write")
+        try:
+            term, index = self.core.propose(data)
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            trace = self.trace_proposal(term, index) if self.trace_proposal else None
+            self._track(index, _Proposal(term, future, trace))
+            self._wake.set()
+            return await self._wait(future, timeout_s, "the write")
+        except (NotLeader, ProposalDropped, DeadlineExceeded):
+            self.stats.proposals_failed += 1
+            raise
 
     async def propose_conf_change(self, change: ConfChange, timeout_s: float = 5.0) -> None:
         term, index = self.core.propose_conf_change(change)
@@ -236,8 +288,11 @@ class Node:
             self._wake.clear()
             while self.core.has_ready():
                 rd = self.core.ready()
-                for m in rd.messages:
-                    self.transport.send(m)
+                if rd.soft_state is not None:
+                    self._on_soft_state(rd.soft_state)
+                if rd.entries and self.core.role == Role.LEADER:
+                    self.append_times.append((rd.entries[-1].index, time.monotonic()))
+                self._send(rd.messages)
                 early = 0
                 if rd.persist_needed() and not rd.must_sync:
                     # A new commit index only: a plain write, no fsync to wait for.
@@ -251,11 +306,39 @@ class Node:
                     early = rd.durable_committed()
                     self._apply_entries(rd.committed_entries[:early])
                     await saved
-                for m in rd.messages_after_persist:
-                    self.transport.send(m)
+                self._send(rd.messages_after_persist)
                 self._apply(rd, early)
                 self.core.advance(rd)
                 await self._maybe_snapshot()
+
+    def _send(self, messages: tuple[Message, ...]) -> None:
+        sent = self.stats.messages_sent
+        for m in messages:
+            sent[m.type] += 1
+            self.transport.send(m)
+
+    def _on_soft_state(self, soft: SoftState) -> None:
+        """Leadership news (rare: only Readies whose soft state changed get here)."""
+        if soft.leader != self._leader_seen:
+            self._leader_seen = soft.leader
+            self.append_times.clear()  # indexes of another leader's term may be reused
+            if soft.leader:
+                self.stats.leader_changes += 1
+            log.info(
+                "leader is now %s",
+                soft.leader or "unknown",
+                extra={
+                    "event": "leader_changed",
+                    "leader": soft.leader,
+                    "role": soft.role.name.lower(),
+                },
+            )
+        if soft.role == Role.LEADER or soft.role == Role.CANDIDATE:
+            log.info(
+                "became %s",
+                soft.role.name.lower(),
+                extra={"event": "role_changed", "role": soft.role.name.lower()},
+            )
 
     def _apply(self, rd: Ready, already: int) -> None:
         """Restore `rd`'s snapshot, apply its committed entries after the first
@@ -263,6 +346,12 @@ class Node:
         if rd.snapshot is not None:
             self.state_machine.restore(rd.snapshot.data)
             self.applied_index = rd.snapshot.index
+            self.stats.snapshots_installed += 1
+            log.info(
+                "installed a snapshot from the leader at index %d",
+                rd.snapshot.index,
+                extra={"event": "snapshot_installed", "index": rd.snapshot.index},
+            )
             self._fail_up_to(rd.snapshot.index)
             self.on_restore()
             self.on_members_changed()
@@ -281,14 +370,27 @@ class Node:
         events: list[Any] = []
         for entry in entries:
             result: Any = None
+            proposal = self._proposals.pop(entry.index, None)
+            trace = proposal.trace if proposal is not None else None
+            if trace is not None:
+                trace.committed()
             if entry.type == EntryType.NORMAL and entry.data:
                 result, entry_events = self.state_machine.apply(entry.index, entry.data)
                 events.extend(entry_events)
             elif entry.type == EntryType.CONF_CHANGE:
-                self.state_machine.apply_conf_change(ConfChange.decode(entry.data))
+                change = ConfChange.decode(entry.data)
+                self.state_machine.apply_conf_change(change)
                 self.on_members_changed()
+                described = ", ".join(f"{op.name.lower()} {n}" for op, n in change.changes)
+                log.info(
+                    "membership change applied at index %d: %s",
+                    entry.index,
+                    described or "leave joint configuration",
+                    extra={"event": "membership_changed", "index": entry.index},
+                )
             self.applied_index = entry.index
-            proposal = self._proposals.pop(entry.index, None)
+            if trace is not None:
+                trace.applied()
             if proposal is not None and not proposal.future.done():
                 if proposal.term == entry.term:
                     proposal.future.set_result(result)
@@ -322,6 +424,13 @@ class Node:
             self.storage.compact(snapshot.index)
 
         await asyncio.get_running_loop().run_in_executor(self._disk, persist)
+        self.stats.snapshots_taken += 1
+        log.info(
+            "snapshot taken at index %d (%d bytes)",
+            snapshot.index,
+            len(snapshot.data),
+            extra={"event": "snapshot_taken", "index": snapshot.index},
+        )
 
     def _fail_up_to(self, index: int) -> None:
         for pending in [i for i in self._proposals if i <= index]:
@@ -344,6 +453,10 @@ class Node:
     @property
     def is_leader(self) -> bool:
         return self.core.role == Role.LEADER
+
+    @property
+    def pending_proposals(self) -> int:
+        return len(self._proposals)
 
     @property
     def leader_id(self) -> int:

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -17,8 +18,12 @@ from accord.api.native import NativeServer
 from accord.kv import KVStateMachine
 from accord.node.config import NodeConfig
 from accord.node.members import NodeState
+from accord.node.observe import sample_node
 from accord.node.runtime import Node
 from accord.node.service import KVService
+from accord.observability.logs import NodeContext
+from accord.observability.metrics import NodeMetrics
+from accord.observability.tracing import Tracing, make_tracing
 from accord.raft import Message, RaftConfig
 from accord.storage import FileStorage
 from accord.transport import PeerTransport
@@ -26,13 +31,40 @@ from accord.transport import PeerTransport
 log = logging.getLogger("accord.node")
 
 
-def build_node(config: NodeConfig) -> tuple[Node, KVService, NodeState]:
+@dataclass(slots=True)
+class Observers:
+    """The node's metrics registry and tracer (None when tracing is off)."""
+
+    metrics: NodeMetrics
+    tracing: Tracing | None
+
+
+def _sync_observer(config: NodeConfig, metrics: NodeMetrics) -> Callable[[float, int], None]:
+    slow_s = config.slow_fsync_ms / 1000
+
+    def on_sync(seconds: float, nbytes: int) -> None:
+        metrics.observe_sync(seconds, nbytes)
+        if seconds > slow_s:
+            log.warning(
+                "slow fsync: %.1f ms for %d bytes",
+                seconds * 1000,
+                nbytes,
+                extra={"event": "slow_fsync", "seconds": round(seconds, 6), "bytes": nbytes},
+            )
+
+    return on_sync
+
+
+def build_node(
+    config: NodeConfig, observers: Observers | None = None
+) -> tuple[Node, KVService, NodeState]:
     raft_config = RaftConfig(
         id=config.id,
         bootstrap_voters=frozenset() if config.join else frozenset(config.members),
         election_ticks=config.election_ticks,
     )
-    storage = FileStorage(config.data_dir / "raft")
+    on_sync = _sync_observer(config, observers.metrics) if observers else None
+    storage = FileStorage(config.data_dir / "raft", on_sync=on_sync)
     state = NodeState(KVStateMachine(), config.members)
     transports: list[PeerTransport] = []
 
@@ -58,16 +90,44 @@ def build_node(config: NodeConfig) -> tuple[Node, KVService, NodeState]:
         on_restore=lambda: services[0].resync_watches(),
         on_members_changed=members_changed,
     )
-    services.append(KVService(node, state.kv))
+    tracing = observers.tracing if observers else None
+    services.append(KVService(node, state.kv, tracing=tracing))
+    if tracing is not None:
+        node.trace_proposal = tracing.proposal
     return node, services[0], state
 
 
-async def serve(config: NodeConfig) -> None:
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    node, service, state = build_node(config)
-    api = HttpApi(service, state)
+def build_runner(
+    config: NodeConfig, node: Node, service: KVService, state: NodeState, observers: Observers
+) -> web.AppRunner:
+    api = HttpApi(
+        service,
+        state,
+        metrics=observers.metrics,
+        tracing=observers.tracing,
+        slow_request_ms=config.slow_request_ms,
+    )
     # handler_cancellation: a watcher that disconnects ends its watch at once.
     runner = web.AppRunner(api.app(), access_log=None, handler_cancellation=True)
+
+    def connections() -> int:
+        server = runner.server
+        return len(server.connections) if server is not None else 0
+
+    observers.metrics.watch(lambda: sample_node(node, service, config.name, connections))
+    return runner
+
+
+async def serve(
+    config: NodeConfig, observers: Observers | None = None, log_context: NodeContext | None = None
+) -> None:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    if observers is None:
+        observers = Observers(NodeMetrics(), make_tracing(config.tracing, config.name))
+    node, service, state = build_node(config, observers)
+    if log_context is not None:
+        log_context.term = lambda: node.core.term
+    runner = build_runner(config, node, service, state, observers)
     await runner.setup()
     await node.start()
     service.start()
@@ -101,4 +161,6 @@ async def serve(config: NodeConfig) -> None:
     await native.stop()
     await node.stop(transfer_leadership=True)
     await runner.cleanup()
+    if observers.tracing is not None:
+        observers.tracing.shutdown()  # flush spans still batched
     log.info("stopped")

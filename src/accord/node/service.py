@@ -36,6 +36,7 @@ from accord.kv.results import ErrorResult, GetResult, RangeResult
 from accord.kv.types import Event
 from accord.kv.validate import check_command
 from accord.node.runtime import Node
+from accord.observability.tracing import Tracing
 
 HOUSEKEEPING_INTERVAL_S = 0.5
 SESSION_IDLE_MS = 10 * 60 * 1000
@@ -47,9 +48,12 @@ def now_ms() -> int:
 
 
 class KVService:
-    def __init__(self, node: Node, machine: KVStateMachine) -> None:
+    def __init__(
+        self, node: Node, machine: KVStateMachine, *, tracing: Tracing | None = None
+    ) -> None:
         self.node = node
         self.machine = machine
+        self.tracing = tracing
         self.watches = WatchHub(machine)
         self._watch_signals: dict[int, asyncio.Event] = {}
         self._housekeeping: asyncio.Task[None] | None = None
@@ -77,7 +81,12 @@ class KVService:
         KV error (e.g. Compacted, LeaseNotFound)."""
         check_command(command, self.machine.limits)
         data = encode_command(Envelope(client_id, seq, command, now_ms()))
-        result = await self.node.propose(data, timeout_s)
+        if self.tracing is None:
+            result = await self.node.propose(data, timeout_s)
+        else:
+            attributes = {"accord.command": type(command).__name__, "accord.bytes": len(data)}
+            with self.tracing.span("raft.propose", attributes):
+                result = await self.node.propose(data, timeout_s)
         if isinstance(result, ErrorResult):
             raise result.exception()
         return result

@@ -50,7 +50,7 @@ from accord.storage.limits import (
 from accord.storage.model import Batch, LogShape, prepare_save, recover_state
 from accord.storage.protocol import Cipher, RecoveredState
 from accord.storage.snapshots import SnapshotStore
-from accord.storage.wal import Wal
+from accord.storage.wal import SyncObserver, Wal
 
 WAL_DIRECTORY = "wal"
 SNAPSHOT_DIRECTORY = "snap"
@@ -68,7 +68,7 @@ class FileStorage:
 
     `segment_bytes_max` bounds a WAL segment; `snapshots_kept` is how many snapshot
     files survive (and how far back `load()` can fall back); `cipher` seals record
-    payloads (encryption at rest).
+    payloads (encryption at rest); `on_sync(seconds, bytes)` observes each WAL sync.
     """
 
     def __init__(
@@ -78,6 +78,7 @@ class FileStorage:
         cipher: Cipher | None = None,
         segment_bytes_max: int = SEGMENT_BYTES_MAX,
         snapshots_kept: int = SNAPSHOTS_KEPT_DEFAULT,
+        on_sync: SyncObserver | None = None,
     ) -> None:
         if not SEGMENT_BYTES_MIN <= segment_bytes_max <= SEGMENT_BYTES_MAX:
             raise ValueError(
@@ -90,7 +91,10 @@ class FileStorage:
         make_dirs(self._dir / SNAPSHOT_DIRECTORY)
         self._lock = DirectoryLock(self._dir)
         self._wal = Wal(
-            self._dir / WAL_DIRECTORY, cipher=cipher, segment_bytes_max=segment_bytes_max
+            self._dir / WAL_DIRECTORY,
+            cipher=cipher,
+            segment_bytes_max=segment_bytes_max,
+            on_sync=on_sync,
         )
         self._snapshots = SnapshotStore(
             self._dir / SNAPSHOT_DIRECTORY, cipher=cipher, kept=snapshots_kept

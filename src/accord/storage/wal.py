@@ -40,7 +40,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,11 @@ SEGMENT_SUFFIX = ".wal"
 _SEQ_DIGITS = 16
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _POSITION = struct.Struct("<QQ")
+
+SyncObserver = Callable[[float, int], None]
+"""Called after each appended record is synced with (sync seconds, record bytes), on
+the writing thread; how the node measures fsync latency without this package knowing
+about metrics."""
 
 
 def segment_name(seq: int) -> str:
@@ -197,8 +203,16 @@ class Wal:
     must stop using this object (see `StorageFailed`).
     """
 
-    def __init__(self, directory: Path, *, cipher: Cipher | None, segment_bytes_max: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        cipher: Cipher | None,
+        segment_bytes_max: int,
+        on_sync: SyncObserver | None = None,
+    ) -> None:
         self._dir = directory
+        self._on_sync = on_sync
         self._cipher = cipher
         self._segment_bytes_max = segment_bytes_max
         self._segments: list[SegmentInfo] = []
@@ -207,6 +221,7 @@ class Wal:
         self._dir_dirty = False
         self._unsynced = False
         """An append since the last data sync (written with sync=False)."""
+        self._unsynced_bytes = 0
 
     @property
     def segments(self) -> tuple[SegmentInfo, ...]:
@@ -274,9 +289,15 @@ class Wal:
         active.batch_count += 1
         if not sync:
             self._unsynced = True
+            self._unsynced_bytes += len(record)
             return
-        sync_file(fd)
-        self._unsynced = False
+        if self._on_sync is None:
+            sync_file(fd)
+        else:
+            started = time.perf_counter()
+            sync_file(fd)
+            self._on_sync(time.perf_counter() - started, len(record) + self._unsynced_bytes)
+        self._unsynced, self._unsynced_bytes = False, 0
         if self._dir_dirty:
             sync_dir(self._dir)
             self._dir_dirty = False
