@@ -13,7 +13,7 @@ import pytest
 
 from accord.api.native import NATIVE_FRAME_BYTES_MAX, NATIVE_WATCHES_MAX
 from accord.client.native import parse_native_url
-from accord.testing.cluster import LocalCluster
+from accord.testing.cluster import LocalCluster, http
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +185,21 @@ def test_health_and_ready_answer_like_their_http_twins(leader_wire: Wire) -> Non
     leader = answers[3][1]["leader"]
     assert answers[1] == (200, {"health": "ok", "leader": leader})
     assert answers[2] == (200, {"ready": True, "leader": leader})
+
+
+def native_puts_counted(cluster: LocalCluster, node: int) -> float:
+    _, body, _ = http("GET", f"{cluster.url(node)}/metrics")
+    line = 'accord_native_requests_total{operation="put",status="200"} '
+    found = [ln for ln in body.decode().splitlines() if ln.startswith(line)]
+    return float(found[0].split()[-1]) if found else 0.0
+
+
+def test_native_requests_are_counted_in_the_metrics(
+    cluster: LocalCluster, leader_wire: Wire
+) -> None:
+    leader = cluster.leader()
+    before = native_puts_counted(cluster, leader)
+    for i in range(10):
+        leader_wire.request(i + 1, "put", {"key": b"metered/%d" % i, "value": b"v"})
+    assert all(status == 200 for status, _ in leader_wire.answers(10).values())
+    assert native_puts_counted(cluster, leader) == before + 10

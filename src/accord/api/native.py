@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -68,6 +69,7 @@ from accord.kv.errors import LimitExceeded
 from accord.node.members import NodeState
 from accord.node.observe import readiness
 from accord.node.service import KVService
+from accord.observability.metrics import NodeMetrics
 from accord.transport.errors import TransportError
 from accord.transport.framing import FrameDecoder, encode_frame
 
@@ -118,12 +120,13 @@ class _Session:
         if not self.writer.is_closing():
             self.writer.write(encode_frame(msgpack.packb([request_id, status, body])))
 
-    def send_error(self, request_id: int, error: AccordError) -> None:
+    def send_error(self, request_id: int, error: AccordError) -> int:
         status = http_status(error)
         body: dict[str, Any] = {"code": error.code, "message": str(error)}
         if isinstance(error, NotLeader):
             body.update(self.server.leader_hint(error))
         self.send(request_id, status, {"error": body})
+        return status
 
     async def run(self) -> None:
         decoder = FrameDecoder(NATIVE_FRAME_BYTES_MAX)
@@ -186,6 +189,8 @@ class _Session:
 
     async def _serve(self, request_id: int, op: str, args: Args) -> None:
         handler = self.server.handlers.get(op)
+        started = time.perf_counter()
+        status = 500
         try:
             if op == "cancel":
                 body = self._cancel(args)
@@ -194,13 +199,19 @@ class _Session:
             else:
                 body = await handler(args)
         except AccordError as e:
-            self.send_error(request_id, e)
+            status = self.send_error(request_id, e)
         except Exception as e:  # a bug: answer in the protocol's format, and log it
             log.exception("unexpected error serving native op %r", op)
             error = {"code": "internal", "message": f"internal error: {type(e).__name__}"}
             self.send(request_id, 500, {"error": error})
         else:
+            status = 200
             self.send(request_id, 200, body)
+        finally:
+            metrics = self.server.metrics
+            if metrics is not None:
+                operation = op if handler is not None or op == "cancel" else "unknown"
+                metrics.observe_native(operation, status, time.perf_counter() - started)
 
     # --- watches ------------------------------------------------------------------------
     def _open_watch(self, request_id: int, args: Args) -> None:
@@ -263,9 +274,12 @@ def _unpack(frame: bytes) -> Any:
 class NativeServer:
     """Serves the native protocol for one node (see the module docstring)."""
 
-    def __init__(self, service: KVService, state: NodeState) -> None:
+    def __init__(
+        self, service: KVService, state: NodeState, metrics: NodeMetrics | None = None
+    ) -> None:
         self.service = service
         self.state = state
+        self.metrics = metrics
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self.handlers: dict[str, Callable[[Args], Awaitable[Any]]] = {

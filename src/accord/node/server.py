@@ -133,7 +133,7 @@ async def serve(
     service.start()
     site = web.TCPSite(runner, config.client[0], config.client[1])
     await site.start()
-    native = NativeServer(service, state)
+    native = NativeServer(service, state, observers.metrics)
     if config.native:
         await native.start(*config.native)
     log.info(

@@ -191,6 +191,19 @@ class NodeMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self.native_requests = Counter(
+            "accord_native_requests",
+            "Native-protocol requests served, by operation and status code",
+            ["operation", "status"],
+            registry=self.registry,
+        )
+        self.native_duration = Histogram(
+            "accord_native_request_duration_seconds",
+            "Time to answer a native-protocol request",
+            ["operation"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
         self.wal_fsync = Histogram(
             "accord_wal_fsync_duration_seconds",
             "Time of one WAL data sync (one per Ready that persists something)",
@@ -203,20 +216,28 @@ class NodeMetrics:
         ProcessCollector(registry=self.registry)
         # Labelled children by (operation, status): `labels()` takes a lock and builds
         # a tuple on every call. Bounded: operations are route names, statuses < 600.
-        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._request_children: dict[tuple[Counter, str, int], tuple[Counter, Histogram]] = {}
 
     def watch(self, sample: Callable[[], NodeSample]) -> None:
         """Report the node's state at every scrape."""
         self.registry.register(NodeCollector(sample))
 
     def observe_request(self, operation: str, status: int, seconds: float) -> None:
-        children = self._request_children.get((operation, status))
+        """An HTTP request was answered."""
+        self._observe(self.http_requests, self.http_duration, operation, status, seconds)
+
+    def observe_native(self, operation: str, status: int, seconds: float) -> None:
+        """A native-protocol request was answered."""
+        self._observe(self.native_requests, self.native_duration, operation, status, seconds)
+
+    def _observe(
+        self, counter: Counter, histogram: Histogram, operation: str, status: int, seconds: float
+    ) -> None:
+        key = (counter, operation, status)
+        children = self._request_children.get(key)
         if children is None:
-            children = (
-                self.http_requests.labels(operation, str(status)),
-                self.http_duration.labels(operation),
-            )
-            self._request_children[(operation, status)] = children
+            children = (counter.labels(operation, str(status)), histogram.labels(operation))
+            self._request_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
 
