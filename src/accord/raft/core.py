@@ -118,6 +118,9 @@ class RaftCore:
         self._msgs: list[Message] = []
         self._msgs_after_persist: list[Message] = []
         self._self_msgs: list[Message] = []
+        # Entries appended since the last Ready, not yet offered to the followers: one
+        # AppendEntries per follower per Ready carries them all (not one per proposal).
+        self._append_pending = False
         self._incoming_snapshot: tuple[int, int, bytearray] | None = None
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -206,7 +209,8 @@ class RaftCore:
         if self._ready_outstanding:
             return False
         return bool(
-            self._msgs
+            self._append_pending
+            or self._msgs
             or self._msgs_after_persist
             or self._self_msgs
             or self._read_states
@@ -220,6 +224,12 @@ class RaftCore:
 
     def ready(self) -> Ready:
         invariant(not self._ready_outstanding, "ready() called again before advance()")
+        if self._append_pending:
+            self._append_pending = False
+            if self.role == Role.LEADER:
+                for node in self._prs:
+                    if node != self.id:
+                        self._maybe_send_append(node, send_if_empty=False)
         if self.role == Role.LEADER and self._reads.has_waiting():
             self._start_read_round()
         hard = self._hard_state()
@@ -481,7 +491,7 @@ class RaftCore:
         self._self_msgs.append(self._message(MessageType.APPEND_RESP, self.id, index=index))
         if self.config.debug.ack_before_persist:
             self._deliver_self_messages_now()
-        self._broadcast_append()
+        self._append_pending = True
         return index
 
     def _deliver_self_messages_now(self) -> None:
