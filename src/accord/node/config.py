@@ -17,6 +17,13 @@ Example file (what `accord up` writes for each node):
     peer = "127.0.0.1:7101"
     client = "127.0.0.1:7001"
 
+    [dial]                           # optional: where to dial a peer instead of its
+    2 = "127.0.0.1:9102"             # registered address (e.g. a fault-injecting proxy)
+
+`dial` changes only where this node connects to reach a peer; the member registry,
+which every node replicates, keeps the members' own addresses. The `debug_*` keys are
+deliberate bugs for fault testing (off by default; never set them in production).
+
 Environment variables use the upper-cased key: `ACCORD_CLIENT=127.0.0.1:7001`.
 """
 
@@ -43,6 +50,8 @@ SCALAR_KEYS = {
     "election_ticks": int,
     "snapshot_entries": int,
     "join": bool,
+    "debug_unsafe_local_reads": bool,
+    "debug_ack_before_fsync": bool,
 }
 
 
@@ -79,6 +88,14 @@ class NodeConfig:
     """Applied entries between two snapshots (then the log is compacted)."""
     join: bool = False
     """True for a node added to a running cluster: it waits to be contacted."""
+    dial: dict[int, tuple[str, int]] = field(default_factory=dict)
+    """Member id -> the address this node dials to reach that member, instead of the
+    member's registered peer address (fault testing puts a proxy there)."""
+    debug_unsafe_local_reads: bool = False
+    """DELIBERATE BUG: serve linearizable reads from local state without ReadIndex."""
+    debug_ack_before_fsync: bool = False
+    """DELIBERATE BUG: acknowledge appends and votes before they are on disk, and
+    write the log behind, about once a second: a crash loses acknowledged writes."""
 
     @property
     def client_url(self) -> str:
@@ -128,6 +145,17 @@ def _members(raw: Any) -> dict[int, Member]:
     return members
 
 
+def _dial(raw: Any) -> dict[int, tuple[str, int]]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError('dial: expected a table of member id = "HOST:PORT"')
+    dial: dict[int, tuple[str, int]] = {}
+    for key, value in raw.items():
+        if not (str(key).isascii() and str(key).isdigit()) or int(key) <= 0:
+            raise ConfigError(f"dial.{key}: member ids are positive integers")
+        dial[int(key)] = parse_address(str(value), f"dial.{key}")
+    return dial
+
+
 def load_config(
     path: Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -142,7 +170,7 @@ def load_config(
             raise ConfigError(f"config file {path} does not exist") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
-    unknown = set(raw) - set(SCALAR_KEYS) - {"members"}
+    unknown = set(raw) - set(SCALAR_KEYS) - {"members", "dial"}
     if unknown:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
     env = os.environ if env is None else env
@@ -182,6 +210,9 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         election_ticks=values.get("election_ticks", 10),
         snapshot_entries=values.get("snapshot_entries", 10_000),
         join=values.get("join", False),
+        dial=_dial(raw.get("dial", {})),
+        debug_unsafe_local_reads=values.get("debug_unsafe_local_reads", False),
+        debug_ack_before_fsync=values.get("debug_ack_before_fsync", False),
     )
     if not config.join and config.id not in members:
         raise ConfigError(
@@ -206,6 +237,9 @@ def render_config(config: NodeConfig) -> str:
         f"snapshot_entries = {config.snapshot_entries}",
         f"join = {'true' if config.join else 'false'}",
     ]
+    for key in ("debug_unsafe_local_reads", "debug_ack_before_fsync"):
+        if getattr(config, key):
+            lines.append(f"{key} = true")
     for member in sorted(config.members.values(), key=lambda m: m.id):
         lines += [
             "",
@@ -214,4 +248,7 @@ def render_config(config: NodeConfig) -> str:
             f"peer = {q(f'{member.peer[0]}:{member.peer[1]}')}",
             f"client = {q(f'{member.client[0]}:{member.client[1]}')}",
         ]
+    if config.dial:
+        lines += ["", "[dial]"]
+        lines += [f"{i} = {q(f'{a[0]}:{a[1]}')}" for i, a in sorted(config.dial.items())]
     return "\n".join(lines) + "\n"

@@ -88,8 +88,15 @@ class Node:
         on_restore: Callable[[], None] | None = None,
         on_members_changed: Callable[[], None] | None = None,
         rng: random.Random | None = None,
+        write_behind_s: float = 0.0,
     ) -> None:
         self.storage = storage
+        # DELIBERATE BUG when > 0 (config `debug_ack_before_fsync`, together with the
+        # core's `ack_before_persist`): a Ready's persistent part is queued and written
+        # only every `write_behind_s`, so what was acknowledged may exist in memory only.
+        self.write_behind_s = write_behind_s
+        self._unwritten: list[tuple[Any, Any, Any]] = []
+        self._flush_lock = asyncio.Lock()  # two flushes must not interleave their writes
         self.state_machine = state_machine
         self.tick_ms = tick_ms
         self.snapshot_entries = snapshot_entries
@@ -125,6 +132,8 @@ class Node:
             asyncio.create_task(self._ready_loop(), name="accord-ready"),
             asyncio.create_task(self._ticker(), name="accord-ticker"),
         ]
+        if self.write_behind_s > 0:
+            self._tasks.append(asyncio.create_task(self._write_behind(), name="accord-behind"))
         for task in self._tasks:
             task.add_done_callback(self._on_task_done)
         self._wake.set()
@@ -145,6 +154,7 @@ class Node:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self._flush_unwritten()
         await self.transport.stop()
         self._disk.shutdown(wait=True)
         self.storage.close()
@@ -237,7 +247,9 @@ class Node:
                 rd = self.core.ready()
                 for m in rd.messages:
                     self.transport.send(m)
-                if rd.persist_needed():
+                if rd.persist_needed() and self.write_behind_s > 0:
+                    self._unwritten.append((rd.hard_state, rd.entries, rd.snapshot))
+                elif rd.persist_needed():
                     await loop.run_in_executor(
                         self._disk, self.storage.save, rd.hard_state, rd.entries, rd.snapshot
                     )
@@ -295,11 +307,27 @@ class Node:
                 still_waiting.append((index, future))
         self._waiting_reads = still_waiting
 
+    async def _write_behind(self) -> None:
+        while True:
+            await asyncio.sleep(self.write_behind_s)
+            await self._flush_unwritten()
+
+    async def _flush_unwritten(self) -> None:
+        """Write the queued Ready parts in their order (the write-behind bug mode)."""
+        loop = asyncio.get_running_loop()
+        async with self._flush_lock:
+            batch, self._unwritten = self._unwritten, []
+            for hard_state, entries, snapshot in batch:
+                await loop.run_in_executor(
+                    self._disk, self.storage.save, hard_state, entries, snapshot
+                )
+
     async def _maybe_snapshot(self) -> None:
         raft_log = self.core.log
         last = raft_log.snapshot.index if raft_log.snapshot else 0
         if raft_log.applied - last < self.snapshot_entries:
             return
+        await self._flush_unwritten()  # a snapshot must not overtake the log it covers
         snapshot = self.core.compact(raft_log.applied, self.state_machine.snapshot())
 
         def persist() -> None:

@@ -18,11 +18,15 @@ from accord.node.config import NodeConfig
 from accord.node.members import NodeState
 from accord.node.runtime import Node
 from accord.node.service import KVService
-from accord.raft import Message, RaftConfig
+from accord.raft import DebugFlags, Message, RaftConfig
 from accord.storage import FileStorage
 from accord.transport import PeerTransport
 
 log = logging.getLogger("accord.node")
+
+WRITE_BEHIND_S = 1.0
+"""With `debug_ack_before_fsync`, how long acknowledged Raft state may sit in memory
+before it is written: wide enough for a crash to catch acknowledged writes there."""
 
 
 def build_node(config: NodeConfig) -> tuple[Node, KVService, NodeState]:
@@ -30,20 +34,25 @@ def build_node(config: NodeConfig) -> tuple[Node, KVService, NodeState]:
         id=config.id,
         bootstrap_voters=frozenset() if config.join else frozenset(config.members),
         election_ticks=config.election_ticks,
+        debug=DebugFlags(ack_before_persist=config.debug_ack_before_fsync),
     )
     storage = FileStorage(config.data_dir / "raft")
     state = NodeState(KVStateMachine(), config.members)
     transports: list[PeerTransport] = []
 
+    def dial_addresses() -> dict[int, tuple[str, int]]:
+        # `dial` overrides only where this node connects; the replicated registry
+        # keeps every member's own address.
+        return {m.id: config.dial.get(m.id, m.peer) for m in state.members.values()}
+
     def transport(on_message: Callable[[Message], None]) -> PeerTransport:
-        peers = {m.id: m.peer for m in state.members.values()}
         transports.append(
-            PeerTransport(config.id, config.cluster_id, config.peer, peers, on_message)
+            PeerTransport(config.id, config.cluster_id, config.peer, dial_addresses(), on_message)
         )
         return transports[0]
 
     def members_changed() -> None:
-        transports[0].update_peers({m.id: m.peer for m in state.members.values()})
+        transports[0].update_peers(dial_addresses())
 
     services: list[KVService] = []
     node = Node(
@@ -56,8 +65,11 @@ def build_node(config: NodeConfig) -> tuple[Node, KVService, NodeState]:
         on_events=lambda events: services[0].on_events(events),
         on_restore=lambda: services[0].resync_watches(),
         on_members_changed=members_changed,
+        write_behind_s=WRITE_BEHIND_S if config.debug_ack_before_fsync else 0.0,
     )
-    services.append(KVService(node, state.kv))
+    services.append(KVService(node, state.kv, unsafe_local_reads=config.debug_unsafe_local_reads))
+    if config.debug_unsafe_local_reads or config.debug_ack_before_fsync:
+        log.warning("DELIBERATE BUGS ENABLED (debug_* settings): this node is not safe")
     return node, services[0], state
 
 

@@ -44,8 +44,13 @@ def now_ms() -> int:
 
 
 class KVService:
-    def __init__(self, node: Node, machine: KVStateMachine) -> None:
+    def __init__(
+        self, node: Node, machine: KVStateMachine, *, unsafe_local_reads: bool = False
+    ) -> None:
         self.node = node
+        # DELIBERATE BUG when True (config `debug_unsafe_local_reads`): linearizable
+        # reads skip ReadIndex, so a deposed or partitioned leader serves stale data.
+        self.unsafe_local_reads = unsafe_local_reads
         self.machine = machine
         self.watches = WatchHub(machine)
         self._watch_signals: dict[int, asyncio.Event] = {}
@@ -90,7 +95,7 @@ class KVService:
 
     # --- reads ----------------------------------------------------------------------------
     async def _barrier(self, linearizable: bool) -> None:
-        if linearizable:
+        if linearizable and not self.unsafe_local_reads:
             await self.node.read_barrier()
 
     async def get(self, key: bytes, revision: int = 0, linearizable: bool = True) -> GetResult:
