@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from accord.chaos.workloads.bank import BankWorkload
 from accord.chaos.workloads.base import Workload
+from accord.chaos.workloads.lock import LockWorkload
 from accord.chaos.workloads.register import RegisterWorkload
-
-
-def _register(clients: int | None) -> Workload:
-    return RegisterWorkload(clients or 6)
-
+from accord.chaos.workloads.set import SetWorkload
+from accord.chaos.workloads.watch import WatchWorkload
 
 WORKLOADS: dict[str, Callable[[int | None], Workload]] = {
-    "register": _register,
+    "register": lambda clients: RegisterWorkload(clients or 6),
+    "set": lambda clients: SetWorkload(clients or 6),
+    "bank": lambda clients: BankWorkload(clients or 6),
+    "watch": lambda clients: WatchWorkload(clients or 6),
+    "lock": lambda clients: LockWorkload(clients or 5),
 }
+"""Workload factories; the argument is the number of client tasks (None: default)."""

@@ -1,6 +1,10 @@
 """Register workload: reads, writes and compare-and-swaps on a few keys; every key
 must be a linearizable register (`accord.chaos.linearizability`).
 
+A third of the clients only read. They matter: a client that writes learns of a new
+leader from the failed write and moves on, while a reader keeps asking the node it
+believes is leader, which is how a stale read from a deposed leader shows up.
+
 Written values are unique (client, sequence), which keeps the checker's search
 small. A CAS is a transaction: compare the value (or, for "absent", version 0) and
 put the new value on success. Unknown outcomes go to the checker as unknown.
@@ -37,7 +41,7 @@ class RegisterWorkload:
         while not ctx.stop.is_set():
             seq += 1
             key = ctx.rng.choice(self.keys)
-            roll = ctx.rng.random()
+            roll = 0.0 if index < self.clients // 3 else ctx.rng.random()
             if roll < 0.5:
                 await self._read(ctx, index, client, key, last_read)
             elif roll < 0.8:
