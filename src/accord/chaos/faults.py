@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -35,6 +37,8 @@ from typing import Any
 import aiohttp
 
 from accord.chaos.cluster import ELECTION_TIMEOUT_S, ProcessCluster
+
+log = logging.getLogger("accord.chaos")
 
 FAMILIES = ("kill", "pause", "partition", "latency")
 
@@ -68,15 +72,15 @@ class FaultLog:
     def begin(self, family: str, description: str, nodes: list[int]) -> FaultRecord:
         record = FaultRecord(family, description, self.clock(), None, sorted(nodes))
         self.records.append(record)
+        log.info("%7.2fs fault: %s", record.start_s, description)
         return record
 
     def end(self, record: FaultRecord) -> None:
         if record.end_s is None:
             record.end_s = self.clock()
+            log.info("%7.2fs healed: %s", record.end_s, record.description)
 
     def write_jsonl(self, path: Path) -> None:
-        import json
-
         with path.open("w") as f:
             for record in self.records:
                 f.write(json.dumps(asdict(record)) + "\n")
@@ -219,7 +223,7 @@ class Nemesis:
             self.log.end(record)
 
     async def _latency(self, rng: random.Random, stop: asyncio.Event) -> None:
-        delay = rng.uniform(0.02, 0.25)
+        delay = rng.uniform(0.01, 0.15)  # below the election timeout
         jitter = rng.uniform(0.0, delay)
         loss = rng.choice([0.0, 0.01, 0.05])
         text = f"latency {delay * 1000:.0f}ms +{jitter * 1000:.0f}ms jitter, loss {loss:.0%}"

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import random
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -89,6 +90,12 @@ async def run_async(options: RunOptions) -> RunResult:
     recorder = Recorder()
     faults = FaultLog(recorder.now)
     started = time.monotonic()
+    # SIGTERM ends the run like Ctrl-C: cancelled, so the `finally` stops the nodes.
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, main.cancel)
     try:
         await cluster.start()
         await cluster.wait_healthy(STARTUP_TIMEOUT_S)
@@ -96,6 +103,8 @@ async def run_async(options: RunOptions) -> RunResult:
     finally:
         cluster.stop()
         await proxy.stop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
     duration = time.monotonic() - started
     recorder.close_open()
     result = RunResult(

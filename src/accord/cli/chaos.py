@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -77,6 +78,9 @@ def run_command(
         pace=AGGRESSIVE if aggressive else NORMAL,
         clients=clients,
     )
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("accord.client").setLevel(logging.WARNING)
+    click.echo(f"chaos run: {workload}, faults {families or 'none'}, seed {seed}, {time_s:g}s")
     try:
         result = run(options)
     except KeyboardInterrupt:
