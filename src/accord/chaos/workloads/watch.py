@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import time
 
-from accord.chaos.clients import ChaosClient, EventStream
+from accord.chaos.clients import ChaosClient
 from accord.chaos.record import OpRecord, Recorder
 from accord.chaos.workloads.base import (
     FINAL_READ_TIMEOUT_S,
@@ -25,6 +25,7 @@ from accord.chaos.workloads.base import (
     think,
     until_ok,
 )
+from accord.client.errors import Compacted
 from accord.kv.types import EventType
 
 PREFIX = "watch/"
@@ -44,8 +45,8 @@ class WatchWorkload:
         self.start_revision = 0
         self.seen: dict[int, list[Seen]] = {}
         self.errors: dict[int, str] = {}
+        self.restarts = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._streams: list[EventStream] = []
         self._ops: dict[int, OpRecord] = {}
         self.final: dict[str, tuple[int, str]] | None = None
 
@@ -57,10 +58,8 @@ class WatchWorkload:
         if index < self.watchers:
             self.seen[index] = []
             self._ops[index] = ctx.recorder.invoke(index, "watch", PREFIX, self.start_revision)
-            stream = client.watch_prefix(PREFIX, self.start_revision)
-            self._streams.append(stream)
             # The watcher outlives the run's stop: it must catch up after healing.
-            self._tasks.append(asyncio.create_task(self._follow(index, stream)))
+            self._tasks.append(asyncio.create_task(self._follow(index, client)))
             return
         seq = 0
         while not ctx.stop.is_set():
@@ -76,13 +75,27 @@ class WatchWorkload:
                 ctx.recorder.ok(op, revision)
             await think(ctx)
 
-    async def _follow(self, index: int, stream: EventStream) -> None:
-        try:
-            async for event in stream:
-                value = event.kv.value.decode() if event.type == EventType.PUT else "<deleted>"
-                self.seen[index].append((event.kv.mod_revision, event.kv.key.decode(), value))
-        except OP_ERRORS as e:
-            self.errors[index] = f"{type(e).__name__}: {e}"
+    async def _follow(self, index: int, client: ChaosClient) -> None:
+        """Follow the prefix; if the watch itself gives up (no node reachable for its
+        reconnect timeout), open a new one at the next revision, as a user would.
+        A compacted cursor cannot resume: that ends the watcher with an error."""
+        while True:
+            events = self.seen[index]
+            start = events[-1][0] + 1 if events else self.start_revision
+            stream = client.watch_prefix(PREFIX, start)
+            try:
+                async for event in stream:
+                    put = event.type == EventType.PUT
+                    value = event.kv.value.decode() if put else "<deleted>"
+                    events.append((event.kv.mod_revision, event.kv.key.decode(), value))
+            except Compacted as e:
+                self.errors[index] = f"{type(e).__name__}: {e}"
+                return
+            except OP_ERRORS:
+                self.restarts += 1
+            finally:
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
 
     async def finish(self, ctx: Context, client: ChaosClient) -> None:
         result = await until_ok(lambda: client.range_prefix(PREFIX), "the final read")
@@ -98,9 +111,6 @@ class WatchWorkload:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for stream in self._streams:
-            with contextlib.suppress(Exception):
-                await stream.aclose()
         for index, op in self._ops.items():
             ctx.recorder.ok(op, len(self.seen[index]))
 
@@ -140,6 +150,7 @@ class WatchWorkload:
             "writes_ok": len(acked),
             "writes_unknown": sum(op.status == "unknown" for op in writes),
             "events_per_watcher": {i: len(e) for i, e in self.seen.items()},
+            "watch_restarts": self.restarts,
         }
         if not problems:
             return Verdict(True, "valid", [], stats)
