@@ -139,3 +139,37 @@ def test_lock_tokens_must_grow_in_real_time() -> None:
     rec.ok(rec.invoke(1, "acquire", "lock/x", 2), 50)  # began after token 60 was granted
     verdict = LockWorkload().check(rec)
     assert not verdict.valid and "after client 0 had token 60" in verdict.summary
+
+
+def test_only_a_final_refusal_counts_as_not_applied() -> None:
+    from accord.chaos.record import definitely_not_applied
+    from accord.client.errors import (
+        InvalidRequest,
+        LeaseNotFound,
+        ServerError,
+        SessionExpired,
+        StaleRequest,
+        Unavailable,
+    )
+    from accord.errors import DeadlineExceeded, NotLeader, ProposalDropped
+
+    assert definitely_not_applied(LeaseNotFound("gone", status=404))
+    assert definitely_not_applied(InvalidRequest("bad ttl"))  # refused before sending
+    for error in (
+        DeadlineExceeded("timeout"),
+        NotLeader(0),
+        ProposalDropped("replaced"),
+        Unavailable("no node"),
+        ConnectionResetError(),
+        ServerError("internal", status=500),
+        SessionExpired("forgotten", status=409),
+        StaleRequest("later write seen", status=409),
+    ):
+        assert not definitely_not_applied(error), error
+    rec = recorder()
+    op = rec.invoke(0, "write", "k", 1)
+    rec.failed(op, DeadlineExceeded("timeout"), has_effect=True)
+    assert op.status == "unknown"
+    op = rec.invoke(0, "read", "k", None)
+    rec.failed(op, DeadlineExceeded("timeout"), has_effect=False)
+    assert op.status == "fail"  # a read changes nothing: it just drops out

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from accord.client.errors import ServerError, SessionExpired
+from accord.client.errors import ServerError, SessionExpired, StaleRequest
 
 Status = Literal["ok", "fail", "unknown"]
 
@@ -47,14 +47,17 @@ class OpRecord:
 def definitely_not_applied(error: BaseException) -> bool:
     """Whether a failed write is known to have had no effect.
 
-    A `ServerError` is a node's final refusal of the request as such (bad input,
-    limits, a missing lease...), decided before or instead of applying it. Everything
-    else -- deadlines, `NotLeader`/`ProposalDropped` after retries, `Unavailable`,
-    broken connections -- may hide an earlier attempt that did apply. A session
-    that expired is the exception: the client could not tell whether an earlier
-    attempt applied before the session was forgotten.
+    A `ServerError` with a 4xx status (or none: refused by the client before
+    sending) is a final refusal of the request as such (bad input, limits, a missing
+    lease...), decided instead of applying it. Everything else -- deadlines,
+    `NotLeader`/`ProposalDropped` after retries, `Unavailable`, broken connections,
+    5xx answers -- may hide an attempt that did apply. Two 4xx answers are unknown
+    too: after `SessionExpired` or `StaleRequest` the client cannot tell whether an
+    earlier attempt of the same write applied.
     """
-    return isinstance(error, ServerError) and not isinstance(error, SessionExpired)
+    if not isinstance(error, ServerError) or isinstance(error, SessionExpired | StaleRequest):
+        return False
+    return error.status == 0 or 400 <= error.status < 500
 
 
 class Recorder:
