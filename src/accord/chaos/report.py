@@ -2,8 +2,8 @@
 from elsewhere) with the verdict, the checker's explanation, the figures, and a
 timeline: one lane per client with each operation drawn from its call to its
 answer (green ok, red failed, orange unknown), and the fault intervals as bands
-across all lanes with a lane of their own. Hovering an operation or a fault shows
-its details (SVG `<title>`).
+across all lanes, with one lane per fault family on top (families overlap in
+time). Hovering an operation or a fault shows its details (SVG `<title>`).
 """
 
 from __future__ import annotations
@@ -106,13 +106,15 @@ def _legend() -> str:
 
 
 def _timeline(ops: Sequence[OpRecord], faults: Sequence[FaultRecord]) -> str:
-    clients = sorted({op.client for op in ops})
-    lane = {client: i + 1 for i, client in enumerate(clients)}  # lane 0: faults
+    families = sorted({f.family for f in faults})
+    fault_lane = {family: i for i, family in enumerate(families)}  # concurrent faults
+    clients = sorted({op.client for op in ops})  # show side by side, one lane each
+    lane = {client: i + len(families) for i, client in enumerate(clients)}
     end_s = max(
         [1.0] + [op.ret_s or op.call_s for op in ops] + [f.end_s or f.start_s for f in faults]
     )
     plot_px = WIDTH_PX - LABEL_PX
-    height = (len(clients) + 1) * LANE_PX + 24
+    height = (len(clients) + len(families)) * LANE_PX + 24
 
     def x(t: float) -> float:
         return LABEL_PX + t / end_s * plot_px
@@ -126,14 +128,15 @@ def _timeline(ops: Sequence[OpRecord], faults: Sequence[FaultRecord]) -> str:
             f"<rect x='{x0:.1f}' y='0' width='{max(x1 - x0, 1):.1f}' height='{height - 20}' "
             f"fill='{color}' opacity='0.12'/>"
         )
+        y = fault_lane[f.family] * LANE_PX + 2
         out.append(
-            f"<rect x='{x0:.1f}' y='2' width='{max(x1 - x0, 1):.1f}' height='{LANE_PX - 4}' "
+            f"<rect x='{x0:.1f}' y='{y}' width='{max(x1 - x0, 1):.1f}' height='{LANE_PX - 4}' "
             f"fill='{color}'><title>{tip}</title></rect>"
         )
-    out.append(f"<text x='2' y='{LANE_PX - 4}'>faults</text>")
-    for client, i in lane.items():
-        name = "final" if client < 0 else f"client {client}"
-        out.append(f"<text x='2' y='{(i + 1) * LANE_PX - 4}'>{name}</text>")
+    names = [(i, family) for family, i in fault_lane.items()]
+    names += [(i, "final" if c < 0 else f"client {c}") for c, i in lane.items()]
+    for i, name in names:
+        out.append(f"<text x='2' y='{(i + 1) * LANE_PX - 4}'>{html.escape(name)}</text>")
     for op in ops:
         status = op.status or "unknown"
         y = lane[op.client] * LANE_PX + 2
