@@ -38,12 +38,15 @@ from typing import Any, Protocol
 from accord.errors import DeadlineExceeded, NotLeader, ProposalDropped
 from accord.raft import (
     ConfChange,
+    Entry,
     EntryType,
+    HardState,
     Message,
     RaftConfig,
     RaftCore,
     Ready,
     Role,
+    Snapshot,
 )
 from accord.storage import Storage
 
@@ -95,7 +98,7 @@ class Node:
         # core's `ack_before_persist`): a Ready's persistent part is queued and written
         # only every `write_behind_s`, so what was acknowledged may exist in memory only.
         self.write_behind_s = write_behind_s
-        self._unwritten: list[tuple[Any, Any, Any]] = []
+        self._unwritten: list[tuple[HardState | None, tuple[Entry, ...], Snapshot | None]] = []
         self._flush_lock = asyncio.Lock()  # two flushes must not interleave their writes
         self.state_machine = state_machine
         self.tick_ms = tick_ms
