@@ -5,8 +5,9 @@ transaction: if `lock/x` does not exist (create_revision 0), put it attached to 
 lease. Its fencing token is the key's create revision (the transaction's revision).
 Holding the lock, it acts on the protected resource with the token, twice, then
 releases (deletes the key if its create revision is still the token) and revokes
-the lease. A lease that expires (the client cut off by a partition) frees the lock
-for someone else; the old holder's later actions must then be fenced off.
+the lease. A lease that expires (the client cut off by a partition, or stalled on
+purpose now and then for longer than the TTL) frees the lock for someone else; the
+old holder's later actions must then be fenced off.
 
 The resource, in the harness, accepts an action iff its token is at least the
 highest token it has accepted: it rejects stale tokens.
@@ -36,6 +37,8 @@ from accord.client.txn import Compare, Op
 LOCK = "lock/x"
 TTL_S = 2
 KEEPALIVE_S = 0.4
+STALL_P = 0.15
+"""How often a holder stalls for longer than its lease's TTL."""
 SHOWN_MAX = 10
 
 
@@ -100,6 +103,10 @@ class _Lease:
                 await self.client.lease_keepalive(self.id)
                 self.alive_until_s = max(self.alive_until_s, called + TTL_S)
 
+    def stop_keepalive(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
     async def revoke(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -127,12 +134,16 @@ class LockWorkload:
                 await think(ctx)
                 continue
             try:
-                hold = await self._acquire(ctx, index, client, lease)
-                if hold is not None:
-                    await self._use_and_release(ctx, index, client, hold, lease)
+                # Try for the lock with this lease until it is won, or the lease
+                # may have expired (then start over with a new one).
+                while not ctx.stop.is_set() and lease.alive_until_s > ctx.recorder.now():
+                    hold = await self._acquire(ctx, index, client, lease)
+                    if hold is not None:
+                        await self._use_and_release(ctx, index, client, hold, lease)
+                        break
+                    await asyncio.sleep(ctx.rng.uniform(0.02, 0.1))
             finally:
                 await lease.revoke()
-            await asyncio.sleep(0.05 * ctx.rng.random())
 
     async def _acquire(
         self, ctx: Context, index: int, client: ChaosClient, lease: _Lease
@@ -147,7 +158,6 @@ class LockWorkload:
         token = result.revision if result.succeeded else None
         ctx.recorder.ok(op, token)
         if token is None:
-            await asyncio.sleep(0.05)
             return None
         hold = Hold(index, token, ctx.recorder.now())
         self.holds.append(hold)
@@ -156,6 +166,12 @@ class LockWorkload:
     async def _use_and_release(
         self, ctx: Context, index: int, client: ChaosClient, hold: Hold, lease: _Lease
     ) -> None:
+        if ctx.rng.random() < STALL_P:
+            # A holder that stalls (a long GC pause, a swapped-out process): its lease
+            # runs out, someone else may take the lock, and the actions it makes when
+            # it wakes up must be fenced off by the resource.
+            lease.stop_keepalive()
+            await asyncio.sleep(TTL_S + 0.5)
         for _ in range(2):
             await asyncio.sleep(ctx.rng.uniform(0.02, 0.2))
             hold.lease_alive_until_s = lease.alive_until_s
