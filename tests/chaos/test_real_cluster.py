@@ -86,5 +86,9 @@ def test_acknowledging_before_fsync_loses_writes_in_a_crash(tmp_path: Path) -> N
     )
     result = run(options)
     assert not result.valid, explain(result)
-    assert result.verdict.stats["lost"] > 0, explain(result)
+    # Usually the final read shows the lost writes. Rarely, the logs the crashes
+    # left behind keep the cluster from serving reads at all once healed; the run
+    # then fails on liveness instead, which still reports the bug.
+    lost = result.verdict.stats.get("lost", 0)
+    assert lost > 0 or "did not recover" in result.verdict.summary, explain(result)
     assert_every_process_stopped(tmp_path)

@@ -216,6 +216,19 @@ class ProcessCluster:
                 proc.log_file.close()
                 proc.log_file = None
 
+    def describe(self) -> list[str]:
+        """One line per node: its PID and whether it runs, is paused or exited how."""
+        lines = []
+        for proc in self.nodes.values():
+            if proc.process is None:
+                state = "never started"
+            elif proc.alive:
+                state = "paused" if proc.paused else "running"
+            else:
+                state = f"exited with status {proc.process.returncode}"
+            lines.append(f"n{proc.id} (pid {proc.pid}): {state}; log {proc.log_path}")
+        return lines
+
     # --- observing -----------------------------------------------------------------------
     async def status(self, session: aiohttp.ClientSession, node: int) -> dict[str, Any] | None:
         proc = self.nodes[node]

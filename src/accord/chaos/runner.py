@@ -139,20 +139,48 @@ async def _exercise(
         await _run_for(options, workload, recorder, [*tasks, nemesis_task])
         stop_faults.set()
         await nemesis_task
-        cluster.proxy.heal()
-        cluster.heal_processes()
-        cluster.write_manifest()
-        await cluster.wait_healthy(HEAL_TIMEOUT_S)
-        stop_clients.set()
-        await _drain(tasks)
-        await workload.finish(ctx, admin)
-        return workload.check(recorder)
+        return await _heal_and_check(workload, cluster, ctx, admin, tasks)
     finally:
         stop_faults.set()
         stop_clients.set()
         for client in [admin, *clients]:
             with contextlib.suppress(Exception):
                 await client.close()
+
+
+async def _heal_and_check(
+    workload: Workload,
+    cluster: ProcessCluster,
+    ctx: Context,
+    admin: ChaosClient,
+    tasks: list[asyncio.Task[None]],
+) -> Verdict:
+    """Heal every fault, stop the clients, read the final state and check. A cluster
+    that does not recover once every fault is gone fails the run (liveness) with
+    what the checker could still say; the outputs are written either way."""
+    cluster.proxy.heal()
+    cluster.heal_processes()
+    cluster.write_manifest()
+    stuck: str | None = None
+    try:
+        await cluster.wait_healthy(HEAL_TIMEOUT_S)
+    except TimeoutError as e:
+        stuck = str(e)
+    ctx.stop.set()
+    await _drain(tasks)
+    if stuck is None:
+        try:
+            await workload.finish(ctx, admin)
+        except TimeoutError as e:
+            stuck = str(e)
+    verdict = workload.check(recorder=ctx.recorder)
+    if stuck is None:
+        return verdict
+    details = [f"after healing every fault: {stuck}", *cluster.describe(), *verdict.details]
+    summary = f"INVALID: the cluster did not recover after healing ({stuck})"
+    if not verdict.valid:
+        summary = f"{verdict.summary}; and the cluster did not recover after healing"
+    return Verdict(False, summary, details, verdict.stats)
 
 
 async def _run_for(
