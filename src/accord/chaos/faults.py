@@ -32,7 +32,6 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -138,10 +137,14 @@ class Nemesis:
     def _variant(self, family: str, rng: random.Random, default: list[str]) -> str:
         return rng.choice(self.variants.get(family, default))
 
-    async def _leader_or_random(self, rng: random.Random) -> int:
+    async def _leader_or_random(self, rng: random.Random) -> tuple[int, str]:
+        """The leader, or a random node when none is known right now (e.g. during an
+        election); the second item says which, for the fault log."""
         assert self._session is not None
         leader = await self.cluster.leader(self._session)
-        return leader if leader is not None else rng.choice(self.cluster.ids)
+        if leader is None:
+            return rng.choice(self.cluster.ids), "no leader known: random node"
+        return leader, "leader"
 
     def _majority(self, rng: random.Random, including: int) -> list[int]:
         others = [n for n in self.cluster.ids if n != including]
@@ -151,14 +154,15 @@ class Nemesis:
     # --- families --------------------------------------------------------------------
     async def _kill(self, rng: random.Random, stop: asyncio.Event) -> None:
         variant = self._variant("kill", rng, ["random", "leader", "majority", "all"])
-        leader = await self._leader_or_random(rng)
+        leader, who = await self._leader_or_random(rng)
         targets = {
             "random": [rng.choice(self.cluster.ids)],
             "leader": [leader],
             "majority": self._majority(rng, leader),
             "all": list(self.cluster.ids),
         }[variant]
-        record = self.log.begin("kill", f"kill -9 {variant} {_nodes(targets)}", targets)
+        label = who if variant == "leader" else variant
+        record = self.log.begin("kill", f"kill -9 {label} {_nodes(targets)}", targets)
         try:
             for node in targets:
                 self.cluster.kill(node)
@@ -172,11 +176,10 @@ class Nemesis:
 
     async def _pause(self, rng: random.Random, stop: asyncio.Event) -> None:
         variant = self._variant("pause", rng, ["leader", "random"])
-        target = (
-            await self._leader_or_random(rng)
-            if variant == "leader"
-            else rng.choice(self.cluster.ids)
-        )
+        if variant == "leader":
+            target, variant = await self._leader_or_random(rng)
+        else:
+            target = rng.choice(self.cluster.ids)
         # Longer than the longest randomised election timeout, so the others elect.
         hold = max(rng.uniform(*self.pace.hold_s), 2.5 * ELECTION_TIMEOUT_S)
         record = self.log.begin("pause", f"SIGSTOP {variant} {_nodes([target])}", [target])
@@ -190,7 +193,7 @@ class Nemesis:
     async def _partition(self, rng: random.Random, stop: asyncio.Event) -> None:
         variant = self._variant("partition", rng, ["halves", "isolate-leader", "bridge", "one-way"])
         ids = list(self.cluster.ids)
-        leader = await self._leader_or_random(rng)
+        leader, who = await self._leader_or_random(rng)
         cut: list[tuple[int, int]]
         if variant == "halves":
             minority = rng.sample(ids, (len(ids) - 1) // 2)
@@ -198,7 +201,7 @@ class Nemesis:
             text, nodes = f"halves: minority {_nodes(minority)}", minority
         elif variant == "isolate-leader":
             cut = _between([leader], [n for n in ids if n != leader])
-            text, nodes = f"isolate leader {_nodes([leader])}", [leader]
+            text, nodes = f"isolate {who} {_nodes([leader])}", [leader]
         elif variant == "bridge":
             shuffled = rng.sample(ids, len(ids))
             bridge, rest = shuffled[0], shuffled[1:]
@@ -253,7 +256,3 @@ async def _wait(stop: asyncio.Event, seconds: float) -> bool:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
     return stop.is_set()
-
-
-def describe_counts(log: FaultLog) -> dict[str, Any]:
-    return {"faults": len(log.records), "by_family": log.counts()}
