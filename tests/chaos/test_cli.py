@@ -16,6 +16,8 @@ def test_unknown_fault_is_a_usage_error(tmp_path: Path) -> None:
         cli, ["chaos", "run", "--faults", "kill,meteor", "--out", str(tmp_path)]
     )
     assert result.exit_code == 2 and "unknown fault(s): meteor" in result.output
+    result = CliRunner().invoke(cli, ["chaos", "run", "--client", "carrier-pigeon"])
+    assert result.exit_code == 2 and "unknown client kind (known: http)" in result.output
 
 
 @pytest.mark.slow

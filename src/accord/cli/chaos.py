@@ -20,6 +20,7 @@ def chaos() -> None:
     type=click.Choice(["register", "set", "bank", "watch", "lock"]),
     default="register",
     show_default=True,
+    help="what the clients do and what is checked (see the README)",
 )
 @click.option(
     "--faults",
@@ -28,8 +29,17 @@ def chaos() -> None:
     help="comma-separated: kill, pause, partition, latency (or 'none')",
 )
 @click.option("--nodes", type=click.IntRange(3, 5), default=3, show_default=True)
-@click.option("--time", "time_s", type=click.FloatRange(1, 3600), default=60, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--time",
+    "time_s",
+    type=click.FloatRange(1, 3600),
+    default=60,
+    show_default=True,
+    help="seconds of faults and client operations",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="seeds the faults and the clients"
+)
 @click.option("--clients", type=click.IntRange(1, 64), default=None, help="client tasks")
 @click.option(
     "--out",
@@ -37,7 +47,9 @@ def chaos() -> None:
     default=None,
     help="output directory [default: ./chaos-WORKLOAD-SEED]",
 )
-@click.option("--client", "client_kind", default="http", show_default=True)
+@click.option(
+    "--client", "client_kind", default="http", show_default=True, help="client kind (http)"
+)
 @click.option(
     "--bug",
     "bugs",
@@ -59,8 +71,13 @@ def run_command(
     aggressive: bool,
 ) -> None:
     """Run WORKLOAD under FAULTS; print the verdict; exit 0 if valid, 1 if not."""
+    from accord.chaos.clients import CLIENT_KINDS
     from accord.chaos.faults import AGGRESSIVE, FAMILIES, NORMAL
     from accord.chaos.runner import RunOptions, run
+
+    if client_kind not in CLIENT_KINDS:
+        kinds = ", ".join(sorted(CLIENT_KINDS))
+        raise click.BadParameter(f"unknown client kind (known: {kinds})", param_hint="--client")
 
     families = [] if faults == "none" else [f.strip() for f in faults.split(",") if f.strip()]
     bad = [f for f in families if f not in FAMILIES]
