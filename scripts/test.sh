@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs Accord with its dev extras into a fresh virtual environment and runs every
 # check: ruff (lint + format), mypy, and the whole pytest suite (which includes the
-# deterministic simulator over 500 seeds and the injected-bug tests).
+# deterministic simulator over 500 seeds, the injected-bug tests, and the chaos runs
+# against real node processes in tests/chaos, about 3 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${ACCORD_VENV:-.venv-test}"

@@ -65,6 +65,33 @@ def test_render_round_trips(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, render_config(config)), env={}) == config
 
 
+def test_dial_overrides_and_debug_switches_round_trip(tmp_path: Path) -> None:
+    members = {
+        i: Member(i, f"n{i}", ("127.0.0.1", 7100 + i), ("127.0.0.1", 7000 + i)) for i in (1, 2)
+    }
+    config = NodeConfig(
+        name="n1",
+        id=1,
+        data_dir=tmp_path / "d",
+        client=("127.0.0.1", 7001),
+        peer=("127.0.0.1", 7101),
+        members=members,
+        dial={2: ("127.0.0.1", 9102)},
+        debug_unsafe_local_reads=True,
+        debug_ack_before_fsync=True,
+    )
+    loaded = load_config(write(tmp_path, render_config(config)), env={})
+    assert loaded == config
+    # The registry keeps the member's own address; only dialling goes elsewhere.
+    assert loaded.members[2].peer == ("127.0.0.1", 7102)
+
+
+def test_deliberate_bugs_are_off_by_default(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BASE), env={})
+    assert not config.debug_unsafe_local_reads and not config.debug_ack_before_fsync
+    assert config.dial == {}
+
+
 @pytest.mark.parametrize(
     ("text", "env", "message"),
     [
@@ -83,6 +110,8 @@ def test_render_round_trips(tmp_path: Path) -> None:
         (BASE, {"ACCORD_JOIN": "maybe"}, "join: expected true or false"),
         ("bogus = 1\n" + BASE, {}, "unknown configuration keys: bogus"),
         ("name = ", {}, "not valid TOML"),
+        (BASE + '[dial]\n2 = "nohost"\n', {}, "dial.2: expected HOST:PORT"),
+        (BASE + '[dial]\nx = "h:1"\n', {}, "dial.x: member ids are positive"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgpack
 
 from accord.kv import KVStateMachine
@@ -52,3 +54,32 @@ def test_snapshot_restores_members_and_pending_removals() -> None:
     assert restored.members == s.members and restored.leaving == {2}
     restored.apply_conf_change(ConfChange())
     assert set(restored.members) == {1, 3, 4}
+
+
+def test_dial_overrides_where_a_node_connects_but_not_the_registry(tmp_path: Path) -> None:
+    from accord.node.config import NodeConfig
+    from accord.node.server import build_node
+
+    members = {i: M[i] for i in (1, 2, 3)}
+    config = NodeConfig(
+        "n1",
+        1,
+        tmp_path,
+        M[1].client,
+        M[1].peer,
+        members=members,
+        dial={2: ("127.0.0.1", 9102)},
+    )
+    node, _, node_state = build_node(config)
+    peers = node.transport.stats().peers  # type: ignore[attr-defined]
+    assert peers[2].address == ("127.0.0.1", 9102)
+    assert peers[3].address == M[3].peer  # no override: the registered address
+    # A membership change re-reads the registry; the override still applies.
+    node_state.apply_conf_change(
+        ConfChange(((ConfChangeOp.ADD_LEARNER, 4),), encode_members([M[4]]))
+    )
+    node.on_members_changed()
+    peers = node.transport.stats().peers  # type: ignore[attr-defined]
+    assert peers[2].address == ("127.0.0.1", 9102) and peers[4].address == M[4].peer
+    assert node_state.members[2].peer == M[2].peer
+    node.storage.close()

@@ -1,1 +1,2 @@
-"""Fault injection, client history recording and history checkers (linearizability)."""
+"""Fault injection against real node processes (`accord chaos run`), client history
+recording, and the checkers: linearizability and the workloads' invariants."""

@@ -14,6 +14,7 @@ def cli() -> None:
 
 
 from accord.cli.bench import bench  # noqa: E402
+from accord.cli.chaos import chaos  # noqa: E402
 from accord.cli.kv import COMMANDS as KV_COMMANDS  # noqa: E402
 from accord.cli.member import member  # noqa: E402
 from accord.cli.node import node  # noqa: E402
@@ -21,7 +22,7 @@ from accord.cli.sim import sim  # noqa: E402
 from accord.cli.storage import storage  # noqa: E402
 from accord.cli.up import up  # noqa: E402
 
-for command in (up, node, member, sim, storage, bench, *KV_COMMANDS):
+for command in (up, node, member, sim, storage, bench, chaos, *KV_COMMANDS):
     cli.add_command(command)
 
 

@@ -24,6 +24,13 @@ Example file (what `accord up` writes for each node):
     client = "127.0.0.1:7001"
     native = "127.0.0.1:7201"
 
+    [dial]                           # optional: where to dial a peer instead of its
+    2 = "127.0.0.1:9102"             # registered address (e.g. a fault-injecting proxy)
+
+`dial` changes only where this node connects to reach a peer; the member registry,
+which every node replicates, keeps the members' own addresses. The `debug_*` keys are
+deliberate bugs for fault testing (off by default; never set them in production).
+
 Environment variables use the upper-cased key: `ACCORD_CLIENT=127.0.0.1:7001`.
 """
 
@@ -57,6 +64,8 @@ SCALAR_KEYS = {
     "tracing": str,
     "slow_request_ms": int,
     "slow_fsync_ms": int,
+    "debug_unsafe_local_reads": bool,
+    "debug_ack_before_fsync": bool,
 }
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -109,6 +118,14 @@ class NodeConfig:
     """Where request spans go: nowhere, stdout, or an OTLP collector."""
     slow_request_ms: int = 1000
     slow_fsync_ms: int = 100
+    dial: dict[int, tuple[str, int]] = field(default_factory=dict)
+    """Member id -> the address this node dials to reach that member, instead of the
+    member's registered peer address (fault testing puts a proxy there)."""
+    debug_unsafe_local_reads: bool = False
+    """DELIBERATE BUG: serve linearizable reads from local state without ReadIndex."""
+    debug_ack_before_fsync: bool = False
+    """DELIBERATE BUG: acknowledge appends and votes before they are on disk, and
+    write the log behind, about once a second: a crash loses acknowledged writes."""
 
     @property
     def client_url(self) -> str:
@@ -172,6 +189,17 @@ def _members(raw: Any) -> dict[int, Member]:
     return members
 
 
+def _dial(raw: Any) -> dict[int, tuple[str, int]]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError('dial: expected a table of member id = "HOST:PORT"')
+    dial: dict[int, tuple[str, int]] = {}
+    for key, value in raw.items():
+        if not (str(key).isascii() and str(key).isdigit()) or int(key) <= 0:
+            raise ConfigError(f"dial.{key}: member ids are positive integers")
+        dial[int(key)] = parse_address(str(value), f"dial.{key}")
+    return dial
+
+
 def load_config(
     path: Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -186,7 +214,7 @@ def load_config(
             raise ConfigError(f"config file {path} does not exist") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
-    unknown = set(raw) - set(SCALAR_KEYS) - {"members"}
+    unknown = set(raw) - set(SCALAR_KEYS) - {"members", "dial"}
     if unknown:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
     env = os.environ if env is None else env
@@ -235,6 +263,9 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         tracing=values.get("tracing", "off"),
         slow_request_ms=values.get("slow_request_ms", 1000),
         slow_fsync_ms=values.get("slow_fsync_ms", 100),
+        dial=_dial(raw.get("dial", {})),
+        debug_unsafe_local_reads=values.get("debug_unsafe_local_reads", False),
+        debug_ack_before_fsync=values.get("debug_ack_before_fsync", False),
     )
     if not config.join and config.id not in members:
         raise ConfigError(
@@ -290,6 +321,9 @@ def render_config(config: NodeConfig) -> str:
         f"slow_request_ms = {config.slow_request_ms}",
         f"slow_fsync_ms = {config.slow_fsync_ms}",
     ]
+    for key in ("debug_unsafe_local_reads", "debug_ack_before_fsync"):
+        if getattr(config, key):
+            lines.append(f"{key} = true")
     for member in sorted(config.members.values(), key=lambda m: m.id):
         lines += [
             "",
@@ -300,4 +334,7 @@ def render_config(config: NodeConfig) -> str:
         ]
         if member.native:
             lines.append(f"native = {q(f'{member.native[0]}:{member.native[1]}')}")
+    if config.dial:
+        lines += ["", "[dial]"]
+        lines += [f"{i} = {q(f'{a[0]}:{a[1]}')}" for i, a in sorted(config.dial.items())]
     return "\n".join(lines) + "\n"

@@ -24,11 +24,15 @@ from accord.node.service import KVService
 from accord.observability.logs import NodeContext
 from accord.observability.metrics import NodeMetrics
 from accord.observability.tracing import Tracing, make_tracing
-from accord.raft import Message, RaftConfig
+from accord.raft import DebugFlags, Message, RaftConfig
 from accord.storage import FileStorage
 from accord.transport import PeerTransport
 
 log = logging.getLogger("accord.node")
+
+WRITE_BEHIND_S = 1.0
+"""With `debug_ack_before_fsync`, how long acknowledged Raft state may sit in memory
+before it is written: wide enough for a crash to catch acknowledged writes there."""
 
 
 @dataclass(slots=True)
@@ -62,21 +66,26 @@ def build_node(
         id=config.id,
         bootstrap_voters=frozenset() if config.join else frozenset(config.members),
         election_ticks=config.election_ticks,
+        debug=DebugFlags(ack_before_persist=config.debug_ack_before_fsync),
     )
     on_sync = _sync_observer(config, observers.metrics) if observers else None
     storage = FileStorage(config.data_dir / "raft", on_sync=on_sync)
     state = NodeState(KVStateMachine(), config.members)
     transports: list[PeerTransport] = []
 
+    def dial_addresses() -> dict[int, tuple[str, int]]:
+        # `dial` overrides only where this node connects; the replicated registry
+        # keeps every member's own address.
+        return {m.id: config.dial.get(m.id, m.peer) for m in state.members.values()}
+
     def transport(on_message: Callable[[Message], None]) -> PeerTransport:
-        peers = {m.id: m.peer for m in state.members.values()}
         transports.append(
-            PeerTransport(config.id, config.cluster_id, config.peer, peers, on_message)
+            PeerTransport(config.id, config.cluster_id, config.peer, dial_addresses(), on_message)
         )
         return transports[0]
 
     def members_changed() -> None:
-        transports[0].update_peers({m.id: m.peer for m in state.members.values()})
+        transports[0].update_peers(dial_addresses())
 
     services: list[KVService] = []
     node = Node(
@@ -89,11 +98,18 @@ def build_node(
         on_events=lambda events: services[0].on_events(events),
         on_restore=lambda: services[0].resync_watches(),
         on_members_changed=members_changed,
+        write_behind_s=WRITE_BEHIND_S if config.debug_ack_before_fsync else 0.0,
     )
     tracing = observers.tracing if observers else None
-    services.append(KVService(node, state.kv, tracing=tracing))
+    services.append(
+        KVService(
+            node, state.kv, tracing=tracing, unsafe_local_reads=config.debug_unsafe_local_reads
+        )
+    )
     if tracing is not None:
         node.trace_proposal = tracing.proposal
+    if config.debug_unsafe_local_reads or config.debug_ack_before_fsync:
+        log.warning("DELIBERATE BUGS ENABLED (debug_* settings): this node is not safe")
     return node, services[0], state
 
 

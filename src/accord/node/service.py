@@ -49,9 +49,17 @@ def now_ms() -> int:
 
 class KVService:
     def __init__(
-        self, node: Node, machine: KVStateMachine, *, tracing: Tracing | None = None
+        self,
+        node: Node,
+        machine: KVStateMachine,
+        *,
+        tracing: Tracing | None = None,
+        unsafe_local_reads: bool = False,
     ) -> None:
         self.node = node
+        # DELIBERATE BUG when True (config `debug_unsafe_local_reads`): linearizable
+        # reads skip ReadIndex, so a deposed or partitioned leader serves stale data.
+        self.unsafe_local_reads = unsafe_local_reads
         self.machine = machine
         self.tracing = tracing
         self.watches = WatchHub(machine)
@@ -102,7 +110,7 @@ class KVService:
 
     # --- reads ----------------------------------------------------------------------------
     async def _barrier(self, linearizable: bool) -> None:
-        if linearizable:
+        if linearizable and not self.unsafe_local_reads:
             await self.node.read_barrier()
 
     async def get(self, key: bytes, revision: int = 0, linearizable: bool = True) -> GetResult:

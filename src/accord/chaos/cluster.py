@@ -1,0 +1,281 @@
+"""A cluster of real `accord node` processes that the fault schedule can hurt one by one.
+
+Each node runs as its own OS process (`python -m accord.cli.main node --config F`)
+from a config this module writes, so a fault can kill -9, SIGSTOP/SIGCONT or restart
+exactly one node by its PID. Every peer address a node dials is a listener of the
+harness's `NetProxy` (the config's `[dial]` table), so the network between any two
+nodes can be cut or slowed per direction; clients talk to the nodes directly.
+
+Everything listens on 127.0.0.1. `stop()` ends every process this object started
+(SIGCONT first, so a paused node can act on SIGTERM; SIGKILL after a grace period)
+and is safe to call more than once, also after errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+
+from accord.chaos.proxy import NetProxy
+from accord.node.config import Member, NodeConfig, render_config
+
+TICK_MS = 50
+ELECTION_TICKS = 10
+ELECTION_TIMEOUT_S = TICK_MS * ELECTION_TICKS / 1000
+"""The nodes' base election timeout (randomised up to twice that by Raft)."""
+
+BUGS = {
+    "unsafe-local-reads": "config debug_unsafe_local_reads: reads without ReadIndex",
+    "ack-before-fsync": "config debug_ack_before_fsync: acks before the log is on disk",
+}
+"""Deliberate bugs the harness can switch on, to show that the checkers catch them."""
+
+STOP_GRACE_S = 5.0
+STATUS_TIMEOUT_S = 1.0
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports that were free a moment ago (the kernel picks
+    them, so concurrent runs do not collide on a fixed range)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@dataclass(slots=True)
+class NodeProcess:
+    config: NodeConfig
+    config_path: Path
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    paused: bool = False
+    log_file: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def id(self) -> int:
+        return self.config.id
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+
+class ProcessCluster:
+    """N node processes, their configs under `directory`, and the proxy between them."""
+
+    def __init__(
+        self,
+        directory: Path,
+        nodes: int,
+        proxy: NetProxy,
+        *,
+        bugs: frozenset[str] = frozenset(),
+    ) -> None:
+        """`bugs` names deliberate bugs to switch on in every node (see `BUGS`)."""
+        unknown = bugs - BUGS.keys()
+        if unknown:
+            raise ValueError(f"unknown bugs: {', '.join(sorted(unknown))}")
+        self.directory = directory
+        self.proxy = proxy
+        self.ids = list(range(1, nodes + 1))
+        self.bugs = bugs
+        self.nodes: dict[int, NodeProcess] = {}
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.nodes[i].config.client_url for i in self.ids]
+
+    def url(self, node: int) -> str:
+        return self.nodes[node].config.client_url
+
+    def endpoints(self, client_kind: str) -> list[str]:
+        """Every node's endpoint for a client kind: `native` gets accord:// URLs."""
+        if client_kind == "native":
+            return [str(self.nodes[i].config.native_url) for i in self.ids]
+        return self.urls
+
+    async def start(self) -> None:
+        """Write every node's config (with the proxy in between) and start them all."""
+        ports = free_ports(3 * len(self.ids))
+        members = {
+            i: Member(
+                i,
+                f"n{i}",
+                peer=("127.0.0.1", ports[3 * k + 1]),
+                client=("127.0.0.1", ports[3 * k]),
+                native=("127.0.0.1", ports[3 * k + 2]),
+            )
+            for k, i in enumerate(self.ids)
+        }
+        await self.proxy.start({i: m.peer for i, m in members.items()})
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for i, member in members.items():
+            config = NodeConfig(
+                name=member.name,
+                id=i,
+                data_dir=self.directory / member.name,
+                client=member.client,
+                peer=member.peer,
+                native=member.native,
+                members=members,
+                cluster_id="accord-chaos",
+                tick_ms=TICK_MS,
+                election_ticks=ELECTION_TICKS,
+                snapshot_entries=2_000,  # snapshots and compaction happen during runs
+                dial={j: self.proxy.listen_address(i, j) for j in self.ids if j != i},
+            )
+            config = replace(
+                config,
+                debug_unsafe_local_reads="unsafe-local-reads" in self.bugs,
+                debug_ack_before_fsync="ack-before-fsync" in self.bugs,
+            )
+            path = self.directory / f"{member.name}.toml"
+            path.write_text(render_config(config))
+            self.nodes[i] = NodeProcess(config, path, self.directory / f"{member.name}.log")
+        for i in self.ids:
+            self.spawn(i)
+        self.write_manifest()
+
+    def spawn(self, node: int) -> None:
+        """Start (or restart) one node process from its config."""
+        proc = self.nodes[node]
+        if proc.log_file is None:
+            proc.log_file = proc.log_path.open("ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc.process = subprocess.Popen(
+            [sys.executable, "-m", "accord.cli.main", "node", "--config", str(proc.config_path)],
+            stdout=proc.log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        proc.paused = False
+
+    def kill(self, node: int) -> None:
+        """kill -9: the process gets no chance to flush or hand over anything."""
+        proc = self.nodes[node]
+        if proc.process is not None and proc.alive:
+            proc.process.send_signal(signal.SIGKILL)
+            proc.process.wait()
+        proc.paused = False
+
+    def pause(self, node: int) -> None:
+        proc = self.nodes[node]
+        if proc.process is not None and proc.alive and not proc.paused:
+            proc.process.send_signal(signal.SIGSTOP)
+            proc.paused = True
+
+    def resume(self, node: int) -> None:
+        proc = self.nodes[node]
+        if proc.process is not None and proc.alive and proc.paused:
+            proc.process.send_signal(signal.SIGCONT)
+        proc.paused = False
+
+    def heal_processes(self) -> None:
+        """Every node running and not paused (used before the final reads)."""
+        for node in self.ids:
+            self.resume(node)
+            if not self.nodes[node].alive:
+                self.spawn(node)
+
+    def write_manifest(self) -> None:
+        rows = [
+            {"id": p.id, "pid": p.pid, "client": p.config.client_url, "log": str(p.log_path)}
+            for p in self.nodes.values()
+        ]
+        (self.directory / "cluster.json").write_text(json.dumps({"nodes": rows}, indent=2))
+
+    def stop(self) -> None:
+        """End every process this cluster started; never raises."""
+        for proc in self.nodes.values():
+            if proc.process is None or not proc.alive:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                proc.process.send_signal(signal.SIGCONT)
+                proc.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in self.nodes.values():
+            if proc.process is None:
+                continue
+            try:
+                proc.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.process.kill()
+                proc.process.wait()
+            if proc.log_file is not None:
+                proc.log_file.close()
+                proc.log_file = None
+
+    def describe(self) -> list[str]:
+        """One line per node: its PID and whether it runs, is paused or exited how."""
+        lines = []
+        for proc in self.nodes.values():
+            if proc.process is None:
+                state = "never started"
+            elif proc.alive:
+                state = "paused" if proc.paused else "running"
+            else:
+                state = f"exited with status {proc.process.returncode}"
+            lines.append(f"n{proc.id} (pid {proc.pid}): {state}; log {proc.log_path}")
+        return lines
+
+    # --- observing -----------------------------------------------------------------------
+    async def status(self, session: aiohttp.ClientSession, node: int) -> dict[str, Any] | None:
+        proc = self.nodes[node]
+        if not proc.alive or proc.paused:
+            return None
+        url = f"{proc.config.client_url}/v1/cluster/status"
+        try:
+            timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_S)
+            async with session.get(url, timeout=timeout) as response:
+                if response.status != 200:
+                    return None
+                body: dict[str, Any] = await response.json()
+                return body
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+
+    async def leader(self, session: aiohttp.ClientSession) -> int | None:
+        """The leader of the highest term any reachable node reports, if any."""
+        statuses = await asyncio.gather(*(self.status(session, n) for n in self.ids))
+        best: tuple[int, int] | None = None
+        for st in statuses:
+            if st is not None and st.get("role") == "leader":
+                candidate = (int(st["term"]), int(st["id"]))
+                best = candidate if best is None or candidate > best else best
+        return best[1] if best else None
+
+    async def wait_healthy(self, timeout_s: float) -> int:
+        """Wait until a leader is known to every node; returns it (TimeoutError if not)."""
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                statuses = await asyncio.gather(*(self.status(session, n) for n in self.ids))
+                leaders = {int(s["leader"]) for s in statuses if s is not None}
+                if None not in statuses and len(leaders) == 1 and 0 not in leaders:
+                    return leaders.pop()
+                await asyncio.sleep(0.1)
+        raise TimeoutError(f"the cluster did not become healthy within {timeout_s:g}s")

@@ -1,0 +1,117 @@
+"""`accord chaos run`: a Jepsen-style test of a real local cluster (see accord.chaos)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.group("chaos")
+def chaos() -> None:
+    """Fault-injection tests against real node processes."""
+
+
+@chaos.command("run")
+@click.option(
+    "--workload",
+    type=click.Choice(["register", "set", "bank", "watch", "lock"]),
+    default="register",
+    show_default=True,
+    help="what the clients do and what is checked (see the README)",
+)
+@click.option(
+    "--faults",
+    default="kill,pause,partition,latency",
+    show_default=True,
+    help="comma-separated: kill, pause, partition, latency (or 'none')",
+)
+@click.option("--nodes", type=click.IntRange(3, 5), default=3, show_default=True)
+@click.option(
+    "--time",
+    "time_s",
+    type=click.FloatRange(1, 3600),
+    default=60,
+    show_default=True,
+    help="seconds of faults and client operations",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="seeds the faults and the clients"
+)
+@click.option("--clients", type=click.IntRange(1, 64), default=None, help="client tasks")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="output directory [default: ./chaos-WORKLOAD-SEED]",
+)
+@click.option(
+    "--client", "client_kind", default="http", show_default=True, help="client kind: http or native"
+)
+@click.option(
+    "--bug",
+    "bugs",
+    multiple=True,
+    type=click.Choice(["unsafe-local-reads", "ack-before-fsync"]),
+    help="switch on a DELIBERATE bug in every node (to see the checkers catch it)",
+)
+@click.option("--aggressive", is_flag=True, help="faults more often")
+def run_command(
+    workload: str,
+    faults: str,
+    nodes: int,
+    time_s: float,
+    seed: int,
+    clients: int | None,
+    out: Path | None,
+    client_kind: str,
+    bugs: tuple[str, ...],
+    aggressive: bool,
+) -> None:
+    """Run WORKLOAD under FAULTS; print the verdict; exit 0 if valid, 1 if not."""
+    from accord.chaos.clients import CLIENT_KINDS
+    from accord.chaos.faults import AGGRESSIVE, FAMILIES, NORMAL
+    from accord.chaos.runner import RunOptions, run
+
+    if client_kind not in CLIENT_KINDS:
+        kinds = ", ".join(sorted(CLIENT_KINDS))
+        raise click.BadParameter(f"unknown client kind (known: {kinds})", param_hint="--client")
+
+    families = [] if faults == "none" else [f.strip() for f in faults.split(",") if f.strip()]
+    bad = [f for f in families if f not in FAMILIES]
+    if bad:
+        raise click.BadParameter(f"unknown fault(s): {', '.join(bad)}", param_hint="--faults")
+    options = RunOptions(
+        workload=workload,
+        faults=families,
+        nodes=nodes,
+        time_s=time_s,
+        seed=seed,
+        out=out or Path(f"chaos-{workload}-{seed}"),
+        client_kind=client_kind,
+        bugs=frozenset(bugs),
+        pace=AGGRESSIVE if aggressive else NORMAL,
+        clients=clients,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("accord.client").setLevel(logging.WARNING)
+    click.echo(f"chaos run: {workload}, faults {families or 'none'}, seed {seed}, {time_s:g}s")
+    try:
+        result = run(options)
+    except KeyboardInterrupt:
+        click.echo("interrupted; every node process was stopped", err=True)
+        sys.exit(130)
+    ops = result.operations
+    click.echo(
+        f"{workload}: {sum(ops.values())} operations ({ops['ok']} ok, {ops['fail']} failed, "
+        f"{ops['unknown']} unknown), {sum(result.faults.values())} faults "
+        f"{result.faults}, {result.duration_s:.0f}s"
+    )
+    click.echo(f"results in {result.out}/ (report.html, history.jsonl, faults.jsonl)")
+    if not result.valid:
+        for line in result.verdict.details:
+            click.echo(line)
+    click.echo(result.verdict.summary)
+    sys.exit(0 if result.valid else 1)

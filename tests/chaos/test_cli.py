@@ -1,0 +1,32 @@
+"""`accord chaos run` from the command line: verdict, exit status, output files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from accord.cli.main import cli
+
+
+def test_unknown_fault_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["chaos", "run", "--faults", "kill,meteor", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "unknown fault(s): meteor" in result.output
+    result = CliRunner().invoke(cli, ["chaos", "run", "--client", "carrier-pigeon"])
+    assert result.exit_code == 2 and "unknown client kind (known: http, native)" in result.output
+
+
+@pytest.mark.slow
+def test_a_short_run_prints_the_verdict_and_writes_its_files(tmp_path: Path) -> None:
+    args = ["chaos", "run", "--workload", "set", "--faults", "pause", "--time", "4"]
+    result = CliRunner().invoke(cli, [*args, "--seed", "3", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == "valid"
+    for name in ("history.jsonl", "faults.jsonl", "verdict.json", "report.html"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    summary = json.loads((tmp_path / "verdict.json").read_text())
+    assert summary["valid"] and summary["workload"] == "set" and summary["seed"] == 3
