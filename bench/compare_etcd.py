@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accord.testing.cluster import wait_for
+
 REPO = Path(__file__).resolve().parent.parent
 KEYS = 100_000
 READ_KEYS = 10_000
@@ -98,19 +100,6 @@ def peak_rss_mib(pid: int) -> float:
     except OSError:
         pass
     return 0.0
-
-
-def wait_until(predicate: Any, what: str, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except OSError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def http_json(url: str, body: dict[str, Any] | None = None) -> Any:
@@ -170,7 +159,7 @@ def start_etcd(started: Started, root: Path, base: int) -> System:
                 return url
         return None
 
-    leader_url = wait_until(leader, "an etcd leader")
+    leader_url = wait_for(leader, "an etcd leader")
     pids = [started.procs[n].pid for n in names]
     return System("etcd", pids, leader_url, [u.removeprefix("http://") for u in clients])
 
@@ -183,9 +172,9 @@ def start_accord(started: Started, root: Path, base: int) -> System:
         root / "accord-up.log",
     )  # fmt: skip
     cluster_file = root / "accord" / "cluster.json"
-    wait_until(cluster_file.exists, "accord up")
+    wait_for(cluster_file.exists, "accord up")
     nodes = json.loads(cluster_file.read_text())["nodes"]
-    status = wait_until(
+    status = wait_for(
         lambda: (s := http_json(f"{nodes[0]['client_url']}/v1/cluster/status"))["leader"] and s,
         "an Accord leader",
     )
@@ -372,7 +361,7 @@ def run_redis(
         root / "redis.log",
     )  # fmt: skip
     ping = ["redis-cli", "-p", str(port), "ping"]
-    wait_until(lambda: subprocess.run(ping, capture_output=True).returncode == 0, "redis")
+    wait_for(lambda: subprocess.run(ping, capture_output=True).returncode == 0, "redis")
     rows = []
     for c in connections:
         requests = max(1000, int(seconds * 2000 * max(1, c // 8)))

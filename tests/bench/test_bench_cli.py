@@ -15,15 +15,12 @@ from typing import Any
 import pytest
 
 from accord.client import Client
-from accord.testing.cluster import LocalCluster, http, wait_for
+from accord.testing.cluster import LocalCluster, http, running_cluster, wait_for
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("bench") / "cluster")
-    c.start()
-    yield c
-    c.stop()
+    yield from running_cluster(tmp_path_factory.mktemp("bench") / "cluster")
 
 
 def bench(*args: str) -> list[dict[str, Any]]:

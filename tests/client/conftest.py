@@ -12,27 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from accord.testing.cluster import LocalCluster
-
-
-def _run(directory: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(directory)
-    c.start()
-    try:
-        yield c
-    finally:
-        if c.up is not None and c.up.poll() is None:
-            c.stop()
+from accord.testing.cluster import LocalCluster, running_cluster
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    yield from _run(tmp_path_factory.mktemp("client") / "cluster")
+    yield from running_cluster(tmp_path_factory.mktemp("client") / "cluster")
 
 
 @pytest.fixture
 def fresh_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    yield from _run(tmp_path / "cluster")
+    yield from running_cluster(tmp_path / "cluster")
 
 
 @pytest.fixture(params=["http", "native"])

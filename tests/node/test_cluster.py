@@ -15,25 +15,18 @@ from typing import Any
 
 import pytest
 
-from accord.testing.cluster import DEADLINE_S, LocalCluster, http, wait_for
+from accord.testing.cluster import DEADLINE_S, LocalCluster, http, running_cluster, wait_for
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path / "cluster")
-    c.start()
-    yield c
-    if c.up is not None and c.up.poll() is None:
-        c.stop()  # `accord up` stops every node it started that is still running
+    yield from running_cluster(tmp_path / "cluster")
 
 
 @pytest.fixture(scope="module")
 def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """One cluster for the tests that neither kill nor reconfigure anything."""
-    c = LocalCluster(tmp_path_factory.mktemp("shared") / "cluster")
-    c.start()
-    yield c
-    c.stop()
+    yield from running_cluster(tmp_path_factory.mktemp("shared") / "cluster")
 
 
 def put(url: str, key: str, value: bytes) -> int:

@@ -13,15 +13,12 @@ import pytest
 
 from accord.api.native import NATIVE_FRAME_BYTES_MAX, NATIVE_WATCHES_MAX
 from accord.client.native import parse_native_url
-from accord.testing.cluster import LocalCluster, http
+from accord.testing.cluster import LocalCluster, http, running_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("native") / "cluster")
-    c.start()
-    yield c
-    c.stop()
+    yield from running_cluster(tmp_path_factory.mktemp("native") / "cluster")
 
 
 class Wire:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.testing.cluster import LocalCluster, http, wait_for
+from accord.testing.cluster import LocalCluster, http, running_cluster, wait_for
 
 from .scrape import scrape, total, value
 
@@ -48,11 +48,7 @@ FAMILIES = [
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path / "cluster")
-    c.start()
-    yield c
-    if c.up is not None and c.up.poll() is None:
-        c.stop()
+    yield from running_cluster(tmp_path / "cluster")
 
 
 def put(url: str, key: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.testing.cluster import LocalCluster, http
+from accord.testing.cluster import LocalCluster, http, running_cluster
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -27,11 +27,7 @@ LEADER_ROWS = "#members tr[data-state=up][data-role=leader]"
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path / "cluster")
-    c.start()
-    yield c
-    if c.up is not None and c.up.poll() is None:
-        c.stop()
+    yield from running_cluster(tmp_path / "cluster")
 
 
 @pytest.fixture

@@ -147,11 +147,13 @@ async def serve(
     await runner.setup()
     await node.start()
     service.start()
-    site = web.TCPSite(runner, config.client[0], config.client[1])
-    await site.start()
+    # The native port first: once the HTTP API answers (what `accord up` and clients
+    # wait for), both protocols are served.
     native = NativeServer(service, state, observers.metrics)
     if config.native:
         await native.start(*config.native)
+    site = web.TCPSite(runner, config.client[0], config.client[1])
+    await site.start()
     log.info(
         "node %s (id %d) serving clients on %s (native: %s), peers on %s:%d",
         config.name,

@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +127,15 @@ class LocalCluster:
         self.up.send_signal(signal.SIGINT)
         out, _ = self.up.communicate(timeout=DEADLINE_S)
         return out.decode()
+
+
+def running_cluster(directory: Path) -> Iterator[LocalCluster]:
+    """A started cluster for a pytest fixture (`yield from running_cluster(path)`),
+    stopped afterwards unless a test already stopped it."""
+    cluster = LocalCluster(directory)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        if cluster.up is not None and cluster.up.poll() is None:
+            cluster.stop()  # `accord up` stops every node it started that still runs
