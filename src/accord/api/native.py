@@ -83,6 +83,8 @@ NATIVE_INFLIGHT_MAX = 512
 """Requests in progress per connection before the node stops reading from it."""
 NATIVE_WATCHES_MAX = 64
 """Open watches per connection."""
+NATIVE_LISTEN_BACKLOG = 1024
+"""Connections queued before they are accepted (many clients connecting at once)."""
 READ_BYTES = 1 << 16
 STREAMING = 100
 """The status of a watch's event frames (more follow)."""
@@ -302,7 +304,9 @@ class NativeServer:
         return self.service.node.core.id
 
     async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._accept, host, port)
+        self._server = await asyncio.start_server(
+            self._accept, host, port, backlog=NATIVE_LISTEN_BACKLOG
+        )
 
     async def stop(self) -> None:
         """Stop listening and close every connection (their requests are cancelled)."""

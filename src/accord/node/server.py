@@ -30,6 +30,11 @@ from accord.transport import PeerTransport
 
 log = logging.getLogger("accord.node")
 
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues before a client port accepts them. The usual 128
+overflows when hundreds of clients connect at once, and a dropped SYN costs its
+client a second (the first retransmission)."""
+
 WRITE_BEHIND_S = 1.0
 """With `debug_ack_before_fsync`, how long acknowledged Raft state may sit in memory
 before it is written: wide enough for a crash to catch acknowledged writes there."""
@@ -152,7 +157,7 @@ async def serve(
     native = NativeServer(service, state, observers.metrics)
     if config.native:
         await native.start(*config.native)
-    site = web.TCPSite(runner, config.client[0], config.client[1])
+    site = web.TCPSite(runner, config.client[0], config.client[1], backlog=LISTEN_BACKLOG)
     await site.start()
     log.info(
         "node %s (id %d) serving clients on %s (native: %s), peers on %s:%d",
