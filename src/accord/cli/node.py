@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 
-from accord.node.config import ConfigError, load_config
+from accord.errors import AccordError
+from accord.node.config import load_config
 
 
 @click.command("node")
@@ -48,7 +51,7 @@ def node(
     }
     try:
         config = load_config(config_path, overrides=overrides)
-    except ConfigError as e:
+    except AccordError as e:  # bad configuration, including [security]
         raise click.ClickException(str(e)) from e
     logging.basicConfig(
         level=logging.INFO,
@@ -58,8 +61,15 @@ def node(
     from accord.node.server import serve
 
     try:
-        import uvloop
+        _run(serve(config))
+    except AccordError as e:  # e.g. a wrong encryption key: say why, without a traceback
+        raise click.ClickException(f"cannot start node {config.name}: {e}") from e
 
-        uvloop.run(serve(config))
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
     except ImportError:
-        asyncio.run(serve(config))
+        asyncio.run(main)
+        return
+    uvloop.run(main)

@@ -24,6 +24,7 @@ Environment variables use the upper-cased key: `ACCORD_CLIENT=127.0.0.1:7001`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tomllib
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.errors import AccordError
+from accord.security.config import SecurityConfig, parse_security, render_security
 
 SCALAR_KEYS = {
     "name": str,
@@ -89,6 +91,8 @@ class NodeConfig:
     """True for a node added to a running cluster: it waits to be contacted."""
     native: tuple[str, int] | None = None
     """Where the native msgpack protocol listens (None: not served)."""
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    """The `[security]` table (accord.security.config); all off by default."""
 
     @property
     def client_url(self) -> str:
@@ -166,7 +170,7 @@ def load_config(
             raise ConfigError(f"config file {path} does not exist") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
-    unknown = set(raw) - set(SCALAR_KEYS) - {"members"}
+    unknown = set(raw) - set(SCALAR_KEYS) - {"members", "security"}
     if unknown:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
     env = os.environ if env is None else env
@@ -177,7 +181,8 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             raw[key] = value
-    return _validate(raw)
+    security = parse_security(raw.pop("security", {}), env)
+    return dataclasses.replace(_validate(raw), security=security)
 
 
 def _validate(raw: dict[str, Any]) -> NodeConfig:
@@ -242,4 +247,4 @@ def render_config(config: NodeConfig) -> str:
         ]
         if member.native:
             lines.append(f"native = {q(f'{member.native[0]}:{member.native[1]}')}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + render_security(config.security)

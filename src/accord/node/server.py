@@ -20,6 +20,7 @@ from accord.node.members import NodeState
 from accord.node.runtime import Node
 from accord.node.service import KVService
 from accord.raft import Message, RaftConfig
+from accord.security.atrest import node_cipher
 from accord.storage import FileStorage
 from accord.transport import PeerTransport
 
@@ -32,7 +33,9 @@ def build_node(config: NodeConfig) -> tuple[Node, KVService, NodeState]:
         bootstrap_voters=frozenset() if config.join else frozenset(config.members),
         election_ticks=config.election_ticks,
     )
-    storage = FileStorage(config.data_dir / "raft")
+    security = config.security
+    cipher = node_cipher(config.data_dir, security.encryption_key_file, security.encryption_key)
+    storage = FileStorage(config.data_dir / "raft", cipher=cipher)
     state = NodeState(KVStateMachine(), config.members)
     transports: list[PeerTransport] = []
 
