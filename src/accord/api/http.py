@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from ssl import SSLContext
 from typing import Any
 
 import aiohttp
@@ -67,10 +68,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class HttpApi:
-    def __init__(self, service: KVService, state: NodeState) -> None:
+    def __init__(
+        self, service: KVService, state: NodeState, forward_ssl: SSLContext | None = None
+    ) -> None:
         self.service = service
         self.state = state
         self._client: aiohttp.ClientSession | None = None
+        self._forward_ssl = forward_ssl  # TLS: the node's certificate, presented to the leader
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=REQUEST_BYTES_MAX, middlewares=[self._errors])
@@ -129,7 +133,10 @@ class HttpApi:
 
     async def _forward(self, request: web.Request, leader_url: str) -> web.StreamResponse:
         if self._client is None:
-            self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+            self._client = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=10),
+                connector=aiohttp.TCPConnector(ssl=self._forward_ssl or True),
+            )
         body = await request.read()
         headers = {FORWARDED: "1", "Content-Type": request.content_type}
         headers.update(

@@ -46,6 +46,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from ssl import SSLContext
 from typing import Any
 
 import msgpack
@@ -275,8 +276,8 @@ class NativeServer:
     def node_id(self) -> int:
         return self.service.node.core.id
 
-    async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._accept, host, port)
+    async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> None:
+        self._server = await asyncio.start_server(self._accept, host, port, ssl=ssl)
 
     async def stop(self) -> None:
         """Stop listening and close every connection (their requests are cancelled)."""

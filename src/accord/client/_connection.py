@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import json
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -133,15 +134,17 @@ class Connection:
         retrier: Retrier,
         clock: Clock,
         rng: random.Random,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.endpoints = endpoints
+        self.tls = tls
         self.retrier = retrier
         self.clock = clock
         self._rng = rng
         self.native = all(is_native(url) for url in endpoints.urls)
         if not self.native and any(is_native(url) for url in endpoints.urls):
             raise ValueError("endpoints must all be accord:// (native) or all HTTP")
-        self._native_links = NativePool()
+        self._native_links = NativePool(tls)
         self.idle_sessions: list[Session] = []
         self._session_slots = asyncio.Semaphore(SESSIONS_MAX)
         self._http: aiohttp.ClientSession | None = None
@@ -165,7 +168,10 @@ class Connection:
             raise RuntimeError("the client is closed")
         if self._http is None:
             # Deadlines are ours (asyncio.timeout per attempt); watches never end.
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None),
+                connector=aiohttp.TCPConnector(ssl=self.tls or True),
+            )
         return self._http
 
     # --- one HTTP exchange --------------------------------------------------------------
@@ -394,7 +400,7 @@ class Connection:
         assert request.native is not None
         try:
             async with asyncio.timeout(timeout_s):
-                link = await NativePool.open(url)
+                link = await self._native_links.open(url)
         except TimeoutError as e:
             self.endpoints.failed(url)
             raise EndpointFailure(url, f"no answer within {timeout_s:.3g}s", timed_out=True) from e
@@ -426,9 +432,10 @@ def make_connection(
     clock: Clock = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Connection:
     rng = rng or random.SystemRandom()
     endpoints = Endpoints(
         [normalize_url(u) for u in urls], clock, breaker_failures_max, breaker_cooldown_s
     )
-    return Connection(endpoints, Retrier(policy, clock, sleep, rng), clock, rng)
+    return Connection(endpoints, Retrier(policy, clock, sleep, rng), clock, rng, tls)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -142,6 +143,7 @@ class AsyncClient:
         watch_reconnect_timeout_s: float = WATCH_RECONNECT_TIMEOUT_S,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = [e for e in endpoints.split(",") if e.strip()]
@@ -159,6 +161,7 @@ class AsyncClient:
             breaker_cooldown_s=breaker_cooldown_s,
             clock=clock,
             rng=rng,
+            tls=tls,
         )
 
     async def __aenter__(self) -> AsyncClient:

@@ -64,14 +64,16 @@ class Member:
     peer: tuple[str, int]
     client: tuple[str, int]
     native: tuple[str, int] | None = None
+    tls: bool = False
+    """Its client ports speak TLS (https://, accords://); the same for the whole cluster."""
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.client[0]}:{self.client[1]}"
+        return f"{'https' if self.tls else 'http'}://{self.client[0]}:{self.client[1]}"
 
     @property
     def native_url(self) -> str | None:
-        return native_url(self.native)
+        return native_url(self.native, self.tls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +98,18 @@ class NodeConfig:
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.client[0]}:{self.client[1]}"
+        scheme = "https" if self.security.tls else "http"
+        return f"{scheme}://{self.client[0]}:{self.client[1]}"
 
     @property
     def native_url(self) -> str | None:
-        return native_url(self.native)
+        return native_url(self.native, self.security.tls)
 
 
-def native_url(address: tuple[str, int] | None) -> str | None:
-    """`accord://host:port`, the form clients take for a native endpoint."""
-    return f"accord://{address[0]}:{address[1]}" if address else None
+def native_url(address: tuple[str, int] | None, tls: bool = False) -> str | None:
+    """`accord://host:port` (`accords://` with TLS), the form clients take for a native
+    endpoint."""
+    return f"{'accords' if tls else 'accord'}://{address[0]}:{address[1]}" if address else None
 
 
 def parse_address(value: str, what: str) -> tuple[str, int]:
@@ -182,7 +186,9 @@ def load_config(
         if value is not None:
             raw[key] = value
     security = parse_security(raw.pop("security", {}), env)
-    return dataclasses.replace(_validate(raw), security=security)
+    config = _validate(raw)
+    members = {i: dataclasses.replace(m, tls=security.tls) for i, m in config.members.items()}
+    return dataclasses.replace(config, security=security, members=members)
 
 
 def _validate(raw: dict[str, Any]) -> NodeConfig:

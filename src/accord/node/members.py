@@ -9,6 +9,7 @@ machine the runtime drives: the KV store plus this registry.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -101,6 +102,8 @@ class NodeState:
     def __init__(self, kv: KVStateMachine, initial_members: dict[int, Member]) -> None:
         self.kv = kv
         self.members = dict(initial_members)
+        # Addresses in the log carry no scheme; TLS is a property of the whole cluster.
+        self.tls = any(m.tls for m in initial_members.values())
         # Removed members stay reachable until the joint configuration is left: until
         # then the old voters' majority still decides, and may need them.
         self.leaving: set[int] = set()
@@ -114,7 +117,7 @@ class NodeState:
                 self.members.pop(node, None)
             self.leaving.clear()
             return
-        announced = {m.id: m for m in decode_members(change.context)}
+        announced = {m.id: m for m in self._decode(change.context)}
         for op, node in change.changes:
             if op == ConfChangeOp.REMOVE:
                 self.leaving.add(node)
@@ -122,6 +125,9 @@ class NodeState:
                 self.leaving.discard(node)
                 if node in announced:
                     self.members[node] = announced[node]
+
+    def _decode(self, data: bytes) -> list[Member]:
+        return [dataclasses.replace(m, tls=self.tls) for m in decode_members(data)]
 
     def snapshot(self) -> bytes:
         members = encode_members(self.members.values())
@@ -133,5 +139,5 @@ class NodeState:
         if version != SNAPSHOT_FORMAT:
             raise ValueError(f"unknown node snapshot format {version}")
         self.kv.restore(kv_data)
-        self.members = {m.id: m for m in decode_members(members)}
+        self.members = {m.id: m for m in self._decode(members)}
         self.leaving = set(leaving)

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -21,6 +22,7 @@ from accord.node.runtime import Node
 from accord.node.service import KVService
 from accord.raft import Message, RaftConfig
 from accord.security.atrest import node_cipher
+from accord.security.nodetls import NodeTls
 from accord.storage import FileStorage
 from accord.transport import PeerTransport
 
@@ -36,13 +38,21 @@ def build_node(config: NodeConfig) -> tuple[Node, KVService, NodeState]:
     security = config.security
     cipher = node_cipher(config.data_dir, security.encryption_key_file, security.encryption_key)
     storage = FileStorage(config.data_dir / "raft", cipher=cipher)
+    node_tls = NodeTls.build(security)
+    peer_tls: dict[str, Any] = {}
+    if node_tls is not None:
+        peer_tls = {
+            "ssl_server": node_tls.peer_server,
+            "ssl_client": node_tls.outgoing,
+            "accept_certificate": NodeTls.accept_peer,
+        }
     state = NodeState(KVStateMachine(), config.members)
     transports: list[PeerTransport] = []
 
     def transport(on_message: Callable[[Message], None]) -> PeerTransport:
         peers = {m.id: m.peer for m in state.members.values()}
         transports.append(
-            PeerTransport(config.id, config.cluster_id, config.peer, peers, on_message)
+            PeerTransport(config.id, config.cluster_id, config.peer, peers, on_message, **peer_tls)
         )
         return transports[0]
 
@@ -68,17 +78,19 @@ def build_node(config: NodeConfig) -> tuple[Node, KVService, NodeState]:
 async def serve(config: NodeConfig) -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     node, service, state = build_node(config)
-    api = HttpApi(service, state)
+    node_tls = NodeTls.build(config.security)
+    api = HttpApi(service, state, forward_ssl=node_tls.outgoing if node_tls else None)
     # handler_cancellation: a watcher that disconnects ends its watch at once.
     runner = web.AppRunner(api.app(), access_log=None, handler_cancellation=True)
     await runner.setup()
     await node.start()
     service.start()
-    site = web.TCPSite(runner, config.client[0], config.client[1])
+    client_ssl = node_tls.client_ports if node_tls else None
+    site = web.TCPSite(runner, config.client[0], config.client[1], ssl_context=client_ssl)
     await site.start()
     native = NativeServer(service, state)
     if config.native:
-        await native.start(*config.native)
+        await native.start(*config.native, ssl=client_ssl)
     log.info(
         "node %s (id %d) serving clients on %s (native: %s), peers on %s:%d",
         config.name,
