@@ -56,6 +56,9 @@ REQUEST_BYTES_MAX = 4 << 20
 FORWARDED = "X-Accord-Forwarded"
 CLIENT_ID = "X-Accord-Client-Id"
 SEQ = "X-Accord-Seq"
+FORWARD_AUTHORIZATION = "accord_forward_authorization"
+"""Request key: the Authorization a forwarded request carries when the client's own
+headers have none (a user authenticated by TLS certificate)."""
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -142,6 +145,9 @@ class HttpApi:
         headers.update(
             (k, v) for k, v in request.headers.items() if k.lower().startswith("x-accord-")
         )
+        authorization = request.get(FORWARD_AUTHORIZATION) or request.headers.get("Authorization")
+        if authorization:
+            headers["Authorization"] = authorization
         try:
             async with self._client.request(
                 request.method,

@@ -20,6 +20,7 @@ from accord.kv.types import Event
 from accord.node.config import Member, parse_address
 from accord.node.runtime import Node
 from accord.raft import ConfChange, ConfChangeError, ConfChangeOp
+from accord.security.authstore import AuthStore, is_auth_command
 
 SNAPSHOT_FORMAT = 1
 
@@ -104,11 +105,14 @@ class NodeState:
         self.members = dict(initial_members)
         # Addresses in the log carry no scheme; TLS is a property of the whole cluster.
         self.tls = any(m.tls for m in initial_members.values())
+        self.auth = AuthStore()
         # Removed members stay reachable until the joint configuration is left: until
         # then the old voters' majority still decides, and may need them.
         self.leaving: set[int] = set()
 
     def apply(self, index: int, data: bytes) -> tuple[Any, list[Event]]:
+        if is_auth_command(data):  # users, roles, grants: replicated beside the KV state
+            return self.auth.apply(data), []
         return self.kv.apply(index, data)
 
     def apply_conf_change(self, change: ConfChange) -> None:
@@ -132,12 +136,18 @@ class NodeState:
     def snapshot(self) -> bytes:
         members = encode_members(self.members.values())
         leaving = sorted(self.leaving)
-        return bytes(msgpack.packb([SNAPSHOT_FORMAT, self.kv.snapshot(), members, leaving]))
+        parts = [SNAPSHOT_FORMAT, self.kv.snapshot(), members, leaving]
+        if self.auth.initialized:  # an optional fifth part: older snapshots lack it
+            parts.append(self.auth.snapshot())
+        return bytes(msgpack.packb(parts))
 
     def restore(self, data: bytes) -> None:
-        version, kv_data, members, leaving = msgpack.unpackb(data)
-        if version != SNAPSHOT_FORMAT:
+        version, kv_data, members, leaving, *rest = msgpack.unpackb(data)
+        if version != SNAPSHOT_FORMAT or len(rest) > 1:
             raise ValueError(f"unknown node snapshot format {version}")
+        self.auth = AuthStore()
+        if rest:
+            self.auth.restore(rest[0])
         self.kv.restore(kv_data)
         self.members = {m.id: m for m in self._decode(members)}
         self.leaving = set(leaving)

@@ -22,6 +22,7 @@ from accord.node.runtime import Node
 from accord.node.service import KVService
 from accord.raft import Message, RaftConfig
 from accord.security.atrest import node_cipher
+from accord.security.node_security import NodeSecurity
 from accord.security.nodetls import NodeTls
 from accord.storage import FileStorage
 from accord.transport import PeerTransport
@@ -80,15 +81,20 @@ async def serve(config: NodeConfig) -> None:
     node, service, state = build_node(config)
     node_tls = NodeTls.build(config.security)
     api = HttpApi(service, state, forward_ssl=node_tls.outgoing if node_tls else None)
+    security = NodeSecurity(config.security, node, state)
     # handler_cancellation: a watcher that disconnects ends its watch at once.
-    runner = web.AppRunner(api.app(), access_log=None, handler_cancellation=True)
+    runner = security.http_runner(
+        api.app(), HttpApi._key_range, access_log=None, handler_cancellation=True
+    )
     await runner.setup()
     await node.start()
     service.start()
+    security.start()
     client_ssl = node_tls.client_ports if node_tls else None
     site = web.TCPSite(runner, config.client[0], config.client[1], ssl_context=client_ssl)
     await site.start()
     native = NativeServer(service, state)
+    security.install_native(native)
     if config.native:
         await native.start(*config.native, ssl=client_ssl)
     log.info(
@@ -112,6 +118,7 @@ async def serve(config: NodeConfig) -> None:
         os._exit(70)  # storage holds only what was synced; nothing else to save
     log.info("shutting down: handing over leadership, flushing")
     await service.stop()
+    await security.stop()
     await site.stop()
     await native.stop()
     await node.stop(transfer_leadership=True)
