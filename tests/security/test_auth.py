@@ -213,3 +213,29 @@ def test_percent_encoded_separators_stay_inside_the_key(
     )
     assert call("GET", f"{node.url}/v1/kv/other3", token=root)[0] == 404
     assert call("GET", f"{node.url}/v1/kv/app/../other3", token=root)[0] == 200
+
+
+@pytest.mark.parametrize("protocol", ["http", "native"])
+def test_the_client_logs_in_and_gets_typed_errors(
+    node: SingleNode, tokens: dict[str, str], protocol: str
+) -> None:
+    from accord import AsyncClient
+    from accord.client.errors import PermissionDenied, Unauthenticated
+
+    host, port = node.native_address
+    endpoint = node.url if protocol == "http" else f"accord://{host}:{port}"
+
+    async def main() -> None:
+        async with AsyncClient([endpoint], user="alice", password="alice-pw") as client:
+            await client.put(b"app/client", b"v")
+            got = await client.get(b"app/client")
+            assert got is not None and got.value == b"v"
+            with pytest.raises(PermissionDenied):
+                await client.put(b"other", b"v")
+        async with AsyncClient([endpoint], user="alice", password="nope", timeout_s=5) as bad:
+            with pytest.raises(Unauthenticated):
+                await bad.get(b"app/client")
+        async with AsyncClient([endpoint], token=tokens["alice"]) as by_token:
+            assert await by_token.get(b"app/client") is not None
+
+    asyncio.run(main())

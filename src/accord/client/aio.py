@@ -37,6 +37,7 @@ from types import TracebackType
 from urllib.parse import quote, urlencode
 
 from accord.client._connection import STATUS_REQUEST, Connection, Request, make_connection
+from accord.client.auth import Credentials
 from accord.client.endpoints import normalize_url
 from accord.client.errors import InvalidRequest
 from accord.client.limits import (
@@ -122,7 +123,11 @@ class AsyncClient:
     or call `aclose()` when done.
 
     `endpoints` are client URLs: `http://host:port` (or `host:port`) for the HTTP API,
-    `accord://host:port` for the native protocol; the other members are discovered.
+    `accord://host:port` for the native protocol (`https://`, `accords://` with TLS);
+    the other members are discovered. `tls` is the `ssl.SSLContext` for TLS endpoints
+    (`accord.security.tls.client_tls(ca, cert, key)` builds one; a client certificate
+    in it authenticates as its common name). `user` and `password` log in (again
+    whenever a token expires); `token` uses a token obtained elsewhere.
     `timeout_s` is the default deadline of each call (each method also takes
     `timeout_s=`); `retries` bounds the retries within it. The other settings are
     documented in `accord.client.limits`. `rng` and `clock` are for tests.
@@ -144,6 +149,9 @@ class AsyncClient:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         tls: ssl.SSLContext | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = [e for e in endpoints.split(",") if e.strip()]
@@ -162,6 +170,11 @@ class AsyncClient:
             clock=clock,
             rng=rng,
             tls=tls,
+            credentials=(
+                Credentials(user, password, token)
+                if user is not None or password is not None or token is not None
+                else None
+            ),
         )
 
     async def __aenter__(self) -> AsyncClient:

@@ -28,6 +28,7 @@ from typing import Any
 
 import msgpack
 
+from accord.client.errors import error_from_answer
 from accord.client.limits import NATIVE_FRAME_BYTES_MAX, WATCH_QUEUE_FRAMES
 from accord.client.results import BadAnswer
 from accord.transport.errors import TransportError
@@ -101,6 +102,11 @@ class NativeLink:
             raise BadAnswer(f"{self.url} answered the hello with {hello!r}")
         self.node_id = int(hello[2])
         self._reading = asyncio.create_task(self._read(decoder, frames[1:]))
+        if self._login is not None:  # credentials: the connection's first request
+            status, body = await self.call("login", self._login)
+            if status != 200:
+                raw = body.get("error") if isinstance(body, dict) else None
+                raise error_from_answer(status, raw if isinstance(raw, dict) else {})
 
     async def close(self) -> None:
         self._fail(ConnectionError(f"connection to {self.url} closed"))

@@ -68,6 +68,9 @@ class Client:
         watch_reconnect_timeout_s: float = WATCH_RECONNECT_TIMEOUT_S,
         rng: random.Random | None = None,
         tls: ssl.SSLContext | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
     ) -> None:
         self._async = AsyncClient(
             endpoints,
@@ -82,6 +85,9 @@ class Client:
             watch_reconnect_timeout_s=watch_reconnect_timeout_s,
             rng=rng,
             tls=tls,
+            user=user,
+            password=password,
+            token=token,
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
