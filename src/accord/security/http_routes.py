@@ -27,7 +27,8 @@ from typing import Any
 from aiohttp import web
 
 from accord.api.wire import BadRequest
-from accord.security.http_guard import USER_KEY, HttpGuard
+from accord.security.http_guard import USER_KEY, Handler, HttpGuard
+from accord.security.openapi import with_auth
 from accord.security.service import AuthService
 
 
@@ -134,8 +135,21 @@ class AuthRoutes:
         return web.json_response({"ok": True})
 
 
+@web.middleware
+async def _openapi_with_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Serve the OpenAPI document with the auth paths and answers merged in."""
+    response = await handler(request)
+    if request.path != "/v1/openapi.json" or not isinstance(response, web.Response):
+        return response
+    if response.status != 200 or response.body is None:
+        return response
+    assert isinstance(response.body, bytes)
+    return web.json_response(with_auth(json.loads(response.body)))
+
+
 def install_http_security(app: web.Application, guard: HttpGuard) -> None:
     """Put the guard in front of every handler and add the auth routes (if auth is on)."""
     app.middlewares.insert(0, guard.middleware)
     if guard.auth is not None:
         AuthRoutes(guard.auth).add_to(app)
+        app.middlewares.append(_openapi_with_auth)
