@@ -148,7 +148,10 @@ class AuthService:
                 remote=remote,
             )
             permission = "write" if bit == 2 else "read"
-            raise PermissionDenied(f"user {user!r} may not {permission} {key!r}..{end!r}")
+            shown = key.decode("utf-8", "backslashreplace")
+            if end:
+                shown = f"[{shown}, {end.decode('utf-8', 'backslashreplace')})"
+            raise PermissionDenied(f"user {user!r} may not {permission} {shown!r}")
 
     def require_root(self, user: str, what: str, remote: str) -> None:
         if user != ROOT:
