@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from accord import AsyncClient
+from accord.client.errors import PermissionDenied
 from accord.security.certs import issue
 from accord.security.tls import client_tls
 from accord.testing.cluster import LocalCluster, http, wait_for
@@ -94,6 +95,15 @@ def test_a_certificate_user_is_authorized_through_a_follower(cluster: LocalClust
     assert call("PUT", f"{follower}/v1/kv/carol/x", raw=b"v", context=context)[0] == 200
     assert call("PUT", f"{follower}/v1/kv/app/x", raw=b"v", context=context)[0] == 403
     assert call("GET", f"{url}/v1/auth/whoami", context=context) == (200, {"user": "carol"})
+
+    async def native() -> None:  # the certificate authenticates native connections too
+        urls = [cluster.native_url(n) for n in (1, 2, 3)]
+        async with AsyncClient(urls, tls=context) as client:
+            await client.put(b"carol/native", b"v")
+            with pytest.raises(PermissionDenied):
+                await client.put(b"app/native", b"v")
+
+    asyncio.run(native())
 
 
 def test_no_plaintext_on_disk(cluster: LocalCluster) -> None:
