@@ -15,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from accord.node.config import Member, NodeConfig, render_config
 from accord.security.config import SecurityConfig
@@ -57,6 +57,7 @@ class SingleNode:
         self.config_path = directory / "node.toml"
         self.config_path.write_text(render_config(self.config))
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     @property
     def url(self) -> str:
@@ -68,11 +69,17 @@ class SingleNode:
         assert self.config.native is not None
         return self.config.native
 
-    def _spawn(self, env: Mapping[str, str] | None) -> subprocess.Popen[bytes]:
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "node.log"
+
+    def _spawn(
+        self, env: Mapping[str, str] | None, output: int | IO[bytes] = subprocess.PIPE
+    ) -> subprocess.Popen[bytes]:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("ACCORD_")}
         return subprocess.Popen(
             [sys.executable, "-m", "accord.cli.main", "node", "--config", str(self.config_path)],
-            stdout=subprocess.PIPE,
+            stdout=output,
             stderr=subprocess.STDOUT,
             env={**clean, **(env or {})},
         )
@@ -81,13 +88,16 @@ class SingleNode:
         self, env: Mapping[str, str] | None = None, ready: Callable[[], Any] | None = None
     ) -> None:
         """Run the node; wait until `ready()` (default: /health over plain HTTP) is true."""
-        self.proc = self._spawn(env)
+        # A file, not a pipe: a pipe nobody reads while the node runs fills up, and then
+        # the node blocks in its next log write.
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log_file:
+            self.proc = self._spawn(env, log_file)
         proc = self.proc
 
         def serving() -> Any:
             if proc.poll() is not None:
-                output = proc.communicate()[0].decode(errors="replace")
-                raise AssertionError(f"node exited with {proc.returncode}:\n{output}")
+                raise AssertionError(f"node exited with {proc.returncode}:\n{self._output()}")
             if ready is not None:
                 return ready()
             return http("GET", f"{self.url}/health", timeout=1)[0] == 200
@@ -105,11 +115,17 @@ class SingleNode:
             raise AssertionError(f"node kept running:\n{out.decode(errors='replace')}") from None
         return proc.returncode, out.decode(errors="replace")
 
+    def _output(self) -> str:
+        with open(self.log_path, "rb") as file:
+            file.seek(self._log_offset)
+            return file.read().decode(errors="replace")
+
     def stop(self) -> str:
+        """Stop the node; what it logged since `start()`."""
         if self.proc is None:
             return ""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=DEADLINE_S)
+        self.proc.wait(timeout=DEADLINE_S)
         self.proc = None
-        return out.decode(errors="replace")
+        return self._output()
