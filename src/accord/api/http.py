@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from ssl import SSLContext
 from typing import Any
 
 import aiohttp
@@ -69,6 +70,9 @@ CORS = {"Access-Control-Allow-Origin": "*"}
 the others."""
 SLOW_REQUEST_EXEMPT = frozenset({"watch"})
 """Operations that are long by nature (a watch stream lasts as long as the client)."""
+FORWARD_AUTHORIZATION = "accord_forward_authorization"
+"""Request key: the Authorization a forwarded request carries when the client's own
+headers have none (a user authenticated by TLS certificate)."""
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -95,6 +99,7 @@ class HttpApi:
         metrics: NodeMetrics | None = None,
         tracing: Tracing | None = None,
         slow_request_ms: int = 1000,
+        forward_ssl: SSLContext | None = None,
     ) -> None:
         self.service = service
         self.state = state
@@ -102,6 +107,7 @@ class HttpApi:
         self.tracing = tracing
         self.slow_request_s = slow_request_ms / 1000
         self._client: aiohttp.ClientSession | None = None
+        self._forward_ssl = forward_ssl  # TLS: the node's certificate, presented to the leader
 
     def app(self) -> web.Application:
         app = web.Application(
@@ -220,7 +226,10 @@ class HttpApi:
 
     async def _forward(self, request: web.Request, leader_url: str) -> web.StreamResponse:
         if self._client is None:
-            self._client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+            self._client = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=10),
+                connector=aiohttp.TCPConnector(ssl=self._forward_ssl or True),
+            )
         body = await request.read()
         headers = {FORWARDED: "1", "Content-Type": request.content_type}
         headers.update(
@@ -232,6 +241,9 @@ class HttpApi:
             self.tracing.inject(headers)  # the leader's spans join this request's trace
         else:
             headers.update((h, request.headers[h]) for h in TRACE_HEADERS if h in request.headers)
+        authorization = request.get(FORWARD_AUTHORIZATION) or request.headers.get("Authorization")
+        if authorization:
+            headers["Authorization"] = authorization
         try:
             async with self._client.request(
                 request.method,

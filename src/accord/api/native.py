@@ -38,6 +38,12 @@ frames, then one final frame: an error, or 200 when the node stops. `cancel` wit
 | status, health, ready | (none); ready answers 503 unless the node can serve     |
 | watch           | key, range_end?, start_revision?                            |
 | cancel          | id (of a watch on this connection)                          |
+| login           | user, password, or token → {token, expires_at_ms} (with auth) |
+
+With auth on (`accord.security`), every op but `health` and `login` needs a logged-in
+connection (or a client certificate naming a user) and the permissions the HTTP API
+asks for; a frame or hello that does not arrive within `read_timeout_s` closes the
+connection.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from ssl import SSLContext
+from typing import Any, Protocol
 
 import msgpack
 
@@ -95,11 +102,21 @@ Args = dict[str, Any]
 class NotReady(AccordError):
     """The node cannot serve yet (no leader known, or catching up)."""
 
-    status = 503
+    http_status = 503
 
     def __init__(self, code: str, reason: str) -> None:
         self.code = code
         super().__init__(reason)
+
+
+class SessionGuard(Protocol):
+    """What the native server asks its guard (see accord.security.native_guard)."""
+
+    def connected(self, session: _Session) -> None: ...
+
+    async def login(self, session: _Session, args: Args) -> dict[str, Any]: ...
+
+    def check(self, session: _Session, op: str, args: Args) -> None: ...
 
 
 class _Session:
@@ -117,6 +134,9 @@ class _Session:
         self.slots = asyncio.Semaphore(NATIVE_INFLIGHT_MAX)
         self.tasks: set[asyncio.Task[None]] = set()
         self.watches: dict[int, asyncio.Task[None]] = {}
+        self.user: str | None = None
+        """Who is logged in on this connection (set by the server's guard, if any)."""
+        self.token: str | None = None
 
     def send(self, request_id: int, status: int, body: Any) -> None:
         if not self.writer.is_closing():
@@ -133,8 +153,10 @@ class _Session:
     async def run(self) -> None:
         decoder = FrameDecoder(NATIVE_FRAME_BYTES_MAX)
         handshaken = False
+        if self.server.guard is not None:
+            self.server.guard.connected(self)
         try:
-            while data := await self.reader.read(READ_BYTES):
+            while data := await self._read(handshaken, decoder):
                 for frame in decoder.feed(data):
                     if not handshaken:
                         self._hello(frame)
@@ -147,12 +169,22 @@ class _Session:
             self.send(0, 400, {"error": {"code": "bad_request", "message": str(e)}})
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away
+        except TimeoutError:  # a slow client: a frame (or the hello) took too long
+            self.send(0, 408, {"error": {"code": "timeout", "message": "frame read timed out"}})
         finally:
             for task in [*self.tasks, *self.watches.values()]:
                 task.cancel()
             with contextlib.suppress(ConnectionError):
                 self.writer.close()
                 await self.writer.wait_closed()
+
+    async def _read(self, handshaken: bool, decoder: FrameDecoder) -> bytes:
+        """The next bytes; within `read_timeout_s` while a frame (or the hello) is
+        incomplete, so a slow client cannot hold a connection with a trickle. An idle
+        connection between frames is fine: watches are long and quiet."""
+        partial = not handshaken or decoder.buffered_bytes > 0
+        async with asyncio.timeout(self.server.read_timeout_s if partial else None):
+            return await self.reader.read(READ_BYTES)
 
     def _hello(self, frame: bytes) -> None:
         hello = _unpack(frame)
@@ -194,11 +226,16 @@ class _Session:
         started = time.perf_counter()
         status = 500
         try:
+            guard = self.server.guard
             if op == "cancel":
                 body = self._cancel(args)
+            elif op == "login" and guard is not None:
+                body = await guard.login(self, args)
             elif handler is None:
                 raise BadRequest(f"unknown op {op!r}")
             else:
+                if guard is not None:
+                    guard.check(self, op, args)
                 body = await handler(args)
         except AccordError as e:
             status = self.send_error(request_id, e)
@@ -224,6 +261,8 @@ class _Session:
                 count = len(self.watches) + 1
                 raise LimitExceeded("watches on this connection", count, NATIVE_WATCHES_MAX)
             only_fields(args, {"key", "range_end", "start_revision"}, "watch")
+            if self.server.guard is not None:
+                self.server.guard.check(self, "watch", args)
             service = self.server.service
             watch_id = service.open_watch(
                 bytes_field(args, "key"),
@@ -284,6 +323,12 @@ class NativeServer:
         self.metrics = metrics
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
+        self.guard: SessionGuard | None = None
+        """Authentication and authorization (accord.security); None: every op allowed."""
+        self.read_timeout_s: float | None = None
+        """Most time a started frame (or the hello) may take to arrive (None: no limit)."""
+        self.connections_max: int | None = None
+        """Open connections beyond this are closed at once (None: no limit)."""
         self.handlers: dict[str, Callable[[Args], Awaitable[Any]]] = {
             "put": self.put,
             "delete": self.delete,
@@ -303,9 +348,9 @@ class NativeServer:
     def node_id(self) -> int:
         return self.service.node.core.id
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> None:
         self._server = await asyncio.start_server(
-            self._accept, host, port, backlog=NATIVE_LISTEN_BACKLOG
+            self._accept, host, port, ssl=ssl, backlog=NATIVE_LISTEN_BACKLOG
         )
 
     async def stop(self) -> None:
@@ -321,6 +366,10 @@ class NativeServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if self.connections_max is not None and len(self._sessions) >= self.connections_max:
+            log.warning("refused a native connection: %d open", len(self._sessions))
+            writer.close()
+            return
         self._sessions.add(task)
         try:
             await _Session(self, reader, writer).run()

@@ -49,7 +49,7 @@ def http_status(error: AccordError) -> int:
     """The HTTP status of an error answer (the native protocol uses the same codes)."""
     if isinstance(error, BadRequest):
         return 400
-    return _STATUS.get(type(error), getattr(error, "status", 500))
+    return _STATUS.get(type(error), getattr(error, "http_status", 500))
 
 
 # --- results ---------------------------------------------------------------------------

@@ -4,7 +4,9 @@
 Each command is a thin layer over `accord.Client`, so it gets the client's leader
 routing, retries and failover. Every command takes `--endpoints` (comma-separated
 client URLs; default `$ACCORD_ENDPOINTS`, else the three ports `accord up` uses).
-Errors are printed as `error: <code>: <message>` on stderr with exit status 1.
+TLS and credentials come from `ACCORD_CACERT`, `ACCORD_USER`, ... (see
+`accord.security.clientenv`). Errors are printed as `error: <code>: <message>` on
+stderr with exit status 1.
 
 Keys and values are shown as text; bytes that are not UTF-8 are shown as
 backslash escapes. `accord get` prints the raw value.
@@ -31,6 +33,7 @@ from accord.client.txn import compare_from_json, op_from_json
 from accord.errors import AccordError
 from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, TxnResult
 from accord.kv.types import KeyValue
+from accord.security.clientenv import client_options_from_env
 
 DEFAULT_ENDPOINTS = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
 STATUS_TIMEOUT_S = 2.0
@@ -56,7 +59,7 @@ def connect(endpoints: str) -> Iterator[Client]:
     if not urls:
         raise fail("bad_request", "no endpoint given")
     try:
-        with Client(urls) as client:
+        with Client(urls, **client_options_from_env()) as client:
             yield client
     except AccordError as e:
         raise fail(e.code, str(e)) from None

@@ -13,7 +13,9 @@ def cli() -> None:
     """Accord: a fault-tolerant, strongly consistent data system."""
 
 
+from accord.cli.auth import role, user  # noqa: E402
 from accord.cli.bench import bench  # noqa: E402
+from accord.cli.certs import certs  # noqa: E402
 from accord.cli.chaos import chaos  # noqa: E402
 from accord.cli.kv import COMMANDS as KV_COMMANDS  # noqa: E402
 from accord.cli.member import member  # noqa: E402
@@ -22,7 +24,7 @@ from accord.cli.sim import sim  # noqa: E402
 from accord.cli.storage import storage  # noqa: E402
 from accord.cli.up import up  # noqa: E402
 
-for command in (up, node, member, sim, storage, bench, chaos, *KV_COMMANDS):
+for command in (up, node, member, sim, storage, bench, chaos, certs, user, role, *KV_COMMANDS):
     cli.add_command(command)
 
 

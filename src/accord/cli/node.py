@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 
-from accord.node.config import LOG_FORMATS, LOG_LEVELS, TRACING_MODES, ConfigError, load_config
+from accord.errors import AccordError
+from accord.node.config import LOG_FORMATS, LOG_LEVELS, TRACING_MODES, load_config
 from accord.observability.logs import NodeContext, configure_logging
 
 
@@ -56,15 +59,22 @@ def node(
     }
     try:
         config = load_config(config_path, overrides=overrides)
-    except ConfigError as e:
+    except AccordError as e:  # bad configuration, including [security]
         raise click.ClickException(str(e)) from e
     context = NodeContext(config.name, config.id)
     configure_logging(config.log_format, config.log_level, context)
     from accord.node.server import serve
 
     try:
-        import uvloop
+        _run(serve(config, log_context=context))
+    except AccordError as e:  # e.g. a wrong encryption key: say why, without a traceback
+        raise click.ClickException(f"cannot start node {config.name}: {e}") from e
 
-        uvloop.run(serve(config, log_context=context))
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
     except ImportError:
-        asyncio.run(serve(config, log_context=context))
+        asyncio.run(main)
+        return
+    uvloop.run(main)

@@ -8,9 +8,11 @@ so each one hands over leadership and flushes; SIGKILL after a grace period).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -30,12 +32,17 @@ from accord.node.config import (
     load_config,
     render_config,
 )
+from accord.security.config import SecurityConfig
+from accord.security.localcluster import create_secure_material, write_client_env
+from accord.security.tls import client_tls
 
 STOP_GRACE_S = 10.0
 LEADER_WAIT_S = 30.0
 
 
-def _cluster_configs(nodes: int, directory: Path, port_base: int) -> list[Path]:
+def _cluster_configs(
+    nodes: int, directory: Path, port_base: int, secure: bool = False
+) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     existing = sorted(directory.glob("n*/node.toml"))
     if existing:
@@ -44,6 +51,8 @@ def _cluster_configs(nodes: int, directory: Path, port_base: int) -> list[Path]:
                 f"{directory} holds a cluster of {len(existing)} nodes; use --nodes "
                 f"{len(existing)} or another --dir"
             )
+        if secure and not load_config(existing[0], env={}).security.tls:
+            raise click.UsageError(f"{directory} holds a cluster made without --secure")
         return existing
     members = {
         i: Member(
@@ -55,6 +64,14 @@ def _cluster_configs(nodes: int, directory: Path, port_base: int) -> list[Path]:
         )
         for i in range(1, nodes + 1)
     }
+    security: dict[str, SecurityConfig] = {}
+    if secure:
+        security, password = create_secure_material(directory, [m.name for m in members.values()])
+        members = {i: dataclasses.replace(m, tls=True) for i, m in members.items()}
+        env_file = write_client_env(directory, [m.client_url for m in members.values()], password)
+        click.echo(f"root password (shown once; also in {directory / 'secure/root.password'}):")
+        click.echo(f"  {password}")
+        click.echo(f"client settings: source {env_file}")
     paths = []
     for member in members.values():
         node_dir = directory / member.name
@@ -68,6 +85,7 @@ def _cluster_configs(nodes: int, directory: Path, port_base: int) -> list[Path]:
             native=member.native,
             members=members,
             cluster_id=f"accord-{directory.resolve().name}",
+            security=security.get(member.name, SecurityConfig()),
         )
         path = node_dir / "node.toml"
         path.write_text(render_config(config))
@@ -75,9 +93,11 @@ def _cluster_configs(nodes: int, directory: Path, port_base: int) -> list[Path]:
     return paths
 
 
-def _status(url: str) -> dict[str, Any] | None:
+def _status(url: str, context: ssl.SSLContext | None = None) -> dict[str, Any] | None:
+    # /health is public (with auth on, /v1/cluster/status needs a user) and names the leader.
+    path = "/health" if context is not None else "/v1/cluster/status"
     try:
-        with urllib.request.urlopen(f"{url}/v1/cluster/status", timeout=1) as response:
+        with urllib.request.urlopen(f"{url}{path}", timeout=1, context=context) as response:
             data: dict[str, Any] = json.loads(response.read())
             return data
     except (OSError, ValueError, urllib.error.URLError):
@@ -85,6 +105,8 @@ def _status(url: str) -> dict[str, Any] | None:
 
 
 def _wait_for_leader(configs: list[NodeConfig], procs: list[subprocess.Popen[bytes]]) -> int:
+    tls = configs[0].security
+    context = client_tls(tls.tls_ca) if tls.tls and tls.tls_ca else None
     deadline = time.monotonic() + LEADER_WAIT_S
     while time.monotonic() < deadline:
         for config, proc in zip(configs, procs, strict=True):
@@ -93,7 +115,7 @@ def _wait_for_leader(configs: list[NodeConfig], procs: list[subprocess.Popen[byt
                     f"node {config.name} exited with code {proc.returncode}; "
                     f"see {config.data_dir.parent / 'node.log'}"
                 )
-            status = _status(config.client_url)
+            status = _status(config.client_url, context)
             if status and status.get("leader"):
                 return int(status["leader"])
         time.sleep(0.1)
@@ -127,6 +149,12 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
         "and native-protocol clients on PORT_BASE+200+K"
     ),
 )
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="TLS (mutual between peers), encryption at rest and auth with a root user; "
+    "the CA, certificates, key and root password go to DIR/secure/",
+)
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), help="of every node's node.log")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS))
 @click.option("--tracing", type=click.Choice(TRACING_MODES), help="where request spans go")
@@ -137,10 +165,11 @@ def up(
     log_format: str | None,
     log_level: str | None,
     tracing: str | None,
+    secure: bool,
 ) -> None:
     """Start a local cluster and run it until Ctrl-C."""
     root = Path(directory).resolve()  # configs hold absolute paths: any cwd works
-    paths = _cluster_configs(nodes, root, port_base)
+    paths = _cluster_configs(nodes, root, port_base, secure)
     configs = [load_config(p, env={}) for p in paths]
     # Passed as ACCORD_* variables, which override each node's file for this run only.
     settings = {"log_format": log_format, "log_level": log_level, "tracing": tracing}

@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import json
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ import aiohttp
 import multidict
 import yarl
 
+from accord.client.auth import Credentials
 from accord.client.endpoints import Endpoints, normalize_url
 from accord.client.errors import (
     SessionExpired,
@@ -133,15 +135,21 @@ class Connection:
         retrier: Retrier,
         clock: Clock,
         rng: random.Random,
+        tls: ssl.SSLContext | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.endpoints = endpoints
+        self.tls = tls
+        self.credentials = credentials
         self.retrier = retrier
         self.clock = clock
         self._rng = rng
         self.native = all(is_native(url) for url in endpoints.urls)
         if not self.native and any(is_native(url) for url in endpoints.urls):
             raise ValueError("endpoints must all be accord:// (native) or all HTTP")
-        self._native_links = NativePool()
+        self._native_links = NativePool(tls)
+        if credentials is not None:
+            self._native_links.login = credentials.native_login()
         self.idle_sessions: list[Session] = []
         self._session_slots = asyncio.Semaphore(SESSIONS_MAX)
         self._http: aiohttp.ClientSession | None = None
@@ -165,7 +173,10 @@ class Connection:
             raise RuntimeError("the client is closed")
         if self._http is None:
             # Deadlines are ours (asyncio.timeout per attempt); watches never end.
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None),
+                connector=aiohttp.TCPConnector(ssl=self.tls or True),
+            )
         return self._http
 
     # --- one HTTP exchange --------------------------------------------------------------
@@ -182,19 +193,45 @@ class Connection:
         session = self._session()
         try:
             async with asyncio.timeout(timeout_s):
-                async with session.request(
-                    request.method,
-                    yarl.URL(url + request.target, encoded=True),
-                    data=request.body,
-                    headers=headers,
-                ) as response:
-                    body = await response.read()
-                    copied = multidict.CIMultiDict(response.headers)
-                    return Reply(url, response.status, copied, body)
+                for attempt in (1, 2):
+                    sent = {**(headers or {}), **await self._auth_header(url, attempt > 1)}
+                    async with session.request(
+                        request.method,
+                        yarl.URL(url + request.target, encoded=True),
+                        data=request.body,
+                        headers=sent,
+                    ) as response:
+                        body = await response.read()
+                        copied = multidict.CIMultiDict(response.headers)
+                        reply = Reply(url, response.status, copied, body)
+                    if not self._should_relogin(reply) or attempt > 1:
+                        return reply
+                raise AssertionError("unreachable")
         except TimeoutError as e:
             raise EndpointFailure(url, f"no answer within {timeout_s:.3g}s", timed_out=True) from e
         except (aiohttp.ClientError, OSError) as e:
             raise EndpointFailure(url, _describe(e)) from e
+
+    async def _auth_header(self, url: str, renew: bool) -> dict[str, str]:
+        """The Authorization header (logging in first when there is no token yet)."""
+        credentials = self.credentials
+        if credentials is None:
+            return {}
+        if credentials.can_login and (credentials.token is None or renew):
+            login = {"user": credentials.user, "password": credentials.password}
+            async with self._session().post(f"{url}/v1/auth/login", json=login) as response:
+                data = await response.json(content_type=None)
+                if response.status != 200:
+                    error = data.get("error") if isinstance(data, dict) else None
+                    raise error_from_answer(
+                        response.status, error if isinstance(error, dict) else {}
+                    )
+            credentials.token = str(data["token"])
+        return credentials.header()
+
+    def _should_relogin(self, reply: Reply) -> bool:
+        """A 401 with a password at hand: the token expired or was revoked."""
+        return reply.status == 401 and self.credentials is not None and self.credentials.can_login
 
     async def _exchange_native(
         self,
@@ -368,7 +405,9 @@ class Connection:
         try:
             async with asyncio.timeout(timeout_s):
                 response = await session.request(
-                    request.method, yarl.URL(url + request.target, encoded=True)
+                    request.method,
+                    yarl.URL(url + request.target, encoded=True),
+                    headers=await self._auth_header(url, False),
                 )
         except TimeoutError as e:
             self.endpoints.failed(url)
@@ -394,7 +433,7 @@ class Connection:
         assert request.native is not None
         try:
             async with asyncio.timeout(timeout_s):
-                link = await NativePool.open(url)
+                link = await self._native_links.open(url)
         except TimeoutError as e:
             self.endpoints.failed(url)
             raise EndpointFailure(url, f"no answer within {timeout_s:.3g}s", timed_out=True) from e
@@ -426,9 +465,11 @@ def make_connection(
     clock: Clock = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
+    tls: ssl.SSLContext | None = None,
+    credentials: Credentials | None = None,
 ) -> Connection:
     rng = rng or random.SystemRandom()
     endpoints = Endpoints(
         [normalize_url(u) for u in urls], clock, breaker_failures_max, breaker_cooldown_s
     )
-    return Connection(endpoints, Retrier(policy, clock, sleep, rng), clock, rng)
+    return Connection(endpoints, Retrier(policy, clock, sleep, rng), clock, rng, tls, credentials)

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from urllib.parse import quote, urlencode
 
 from accord.client._connection import STATUS_REQUEST, Connection, Request, make_connection
+from accord.client.auth import Credentials
 from accord.client.endpoints import normalize_url
 from accord.client.errors import InvalidRequest
 from accord.client.limits import (
@@ -121,7 +123,11 @@ class AsyncClient:
     or call `aclose()` when done.
 
     `endpoints` are client URLs: `http://host:port` (or `host:port`) for the HTTP API,
-    `accord://host:port` for the native protocol; the other members are discovered.
+    `accord://host:port` for the native protocol (`https://`, `accords://` with TLS);
+    the other members are discovered. `tls` is the `ssl.SSLContext` for TLS endpoints
+    (`accord.security.tls.client_tls(ca, cert, key)` builds one; a client certificate
+    in it authenticates as its common name). `user` and `password` log in (again
+    whenever a token expires); `token` uses a token obtained elsewhere.
     `timeout_s` is the default deadline of each call (each method also takes
     `timeout_s=`); `retries` bounds the retries within it. The other settings are
     documented in `accord.client.limits`. `rng` and `clock` are for tests.
@@ -142,6 +148,10 @@ class AsyncClient:
         watch_reconnect_timeout_s: float = WATCH_RECONNECT_TIMEOUT_S,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tls: ssl.SSLContext | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
     ) -> None:
         if isinstance(endpoints, str):
             endpoints = [e for e in endpoints.split(",") if e.strip()]
@@ -159,6 +169,12 @@ class AsyncClient:
             breaker_cooldown_s=breaker_cooldown_s,
             clock=clock,
             rng=rng,
+            tls=tls,
+            credentials=(
+                Credentials(user, password, token)
+                if user is not None or password is not None or token is not None
+                else None
+            ),
         )
 
     async def __aenter__(self) -> AsyncClient:

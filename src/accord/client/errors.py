@@ -88,6 +88,24 @@ class SessionExpired(ServerError):
     code = "session_expired"
 
 
+class Unauthenticated(ServerError):
+    """401: no valid credentials (wrong password, expired or revoked token)."""
+
+    code = "unauthenticated"
+
+
+class PermissionDenied(ServerError):
+    """403: the user's roles do not grant what the request needs."""
+
+    code = "permission_denied"
+
+
+class RateLimited(ServerError):
+    """429: the client exceeded its request rate; slow down and retry."""
+
+    code = "rate_limited"
+
+
 class Unavailable(AccordError):
     """No endpoint could serve the request: every one was unreachable (or its circuit
     breaker open) until the retries or the deadline ran out. The last failure is the
@@ -111,6 +129,9 @@ _BY_CODE: dict[str, type[ServerError]] = {
     "lease_exists": LeaseExists,
     "stale_request": StaleRequest,
     "session_expired": SessionExpired,
+    "unauthenticated": Unauthenticated,
+    "permission_denied": PermissionDenied,
+    "rate_limited": RateLimited,
 }
 
 

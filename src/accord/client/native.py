@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack
 
+from accord.client.errors import error_from_answer
 from accord.client.limits import NATIVE_FRAME_BYTES_MAX, WATCH_QUEUE_FRAMES
 from accord.client.results import BadAnswer
 from accord.transport.errors import TransportError
@@ -37,26 +39,41 @@ VERSION = 1
 STREAMING = 100
 READ_BYTES = 1 << 16
 
+Args = dict[str, Any]
 Answer = tuple[int, dict[str, Any]]
 """(status, body) of one answer frame."""
 
 
 def parse_native_url(url: str) -> tuple[str, int]:
-    """`accord://host:port` → (host, port)."""
-    rest = url.removeprefix("accord://")
+    """`accord://host:port` or `accords://host:port` (TLS) → (host, port)."""
+    rest = url.removeprefix("accords://").removeprefix("accord://")
     host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"not a native endpoint (accord://HOST:PORT): {url!r}")
+    if not host or not port.isdigit() or rest == url:
+        raise ValueError(f"not a native endpoint (accord[s]://HOST:PORT): {url!r}")
     return host, int(port)
 
 
 def is_native(url: str) -> bool:
-    return url.startswith("accord://")
+    return url.startswith(("accord://", "accords://"))
+
+
+def _ssl_for(url: str, tls: ssl.SSLContext | None) -> ssl.SSLContext | None:
+    if not url.startswith("accords://"):
+        return None
+    return tls if tls is not None else ssl.create_default_context()
 
 
 class NativeLink:
-    def __init__(self, url: str, stream_queue_frames: int = WATCH_QUEUE_FRAMES) -> None:
+    def __init__(
+        self,
+        url: str,
+        stream_queue_frames: int = WATCH_QUEUE_FRAMES,
+        tls: ssl.SSLContext | None = None,
+        login: Args | None = None,
+    ) -> None:
         self.url = url
+        self._tls = tls
+        self._login = login
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._ids = itertools.count(1)
@@ -69,7 +86,9 @@ class NativeLink:
 
     async def connect(self) -> None:
         host, port = parse_native_url(self.url)
-        self._reader, self._writer = await asyncio.open_connection(host, port)
+        self._reader, self._writer = await asyncio.open_connection(
+            host, port, ssl=_ssl_for(self.url, self._tls)
+        )
         self._writer.write(encode_frame(msgpack.packb([PROTOCOL, VERSION])))
         decoder = FrameDecoder(NATIVE_FRAME_BYTES_MAX)
         frames: list[bytes] = []
@@ -83,6 +102,11 @@ class NativeLink:
             raise BadAnswer(f"{self.url} answered the hello with {hello!r}")
         self.node_id = int(hello[2])
         self._reading = asyncio.create_task(self._read(decoder, frames[1:]))
+        if self._login is not None:  # credentials: the connection's first request
+            status, body = await self.call("login", self._login)
+            if status != 200:
+                raw = body.get("error") if isinstance(body, dict) else None
+                raise error_from_answer(status, raw if isinstance(raw, dict) else {})
 
     async def close(self) -> None:
         self._fail(ConnectionError(f"connection to {self.url} closed"))
@@ -201,9 +225,12 @@ class NativePool:
     """One shared, pipelined link per endpoint, opened on first use and reopened after
     it breaks."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self._links: dict[str, NativeLink] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.tls = tls
+        self.login: Args | None = None
+        """Arguments of the `login` op every new link sends first (None: no login)."""
 
     async def link(self, url: str) -> NativeLink:
         link = self._links.get(url)
@@ -216,10 +243,9 @@ class NativePool:
                 self._links[url] = link
             return link
 
-    @staticmethod
-    async def open(url: str) -> NativeLink:
+    async def open(self, url: str) -> NativeLink:
         """A new link of the caller's own (watches)."""
-        link = NativeLink(url)
+        link = NativeLink(url, tls=self.tls, login=self.login)
         try:
             await link.connect()
         except BaseException:

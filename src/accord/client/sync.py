@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import threading
 from collections.abc import Coroutine, Generator, Sequence
 from types import TracebackType
@@ -66,6 +67,10 @@ class Client:
         watch_probe_interval_s: float = WATCH_PROBE_INTERVAL_S,
         watch_reconnect_timeout_s: float = WATCH_RECONNECT_TIMEOUT_S,
         rng: random.Random | None = None,
+        tls: ssl.SSLContext | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
     ) -> None:
         self._async = AsyncClient(
             endpoints,
@@ -79,6 +84,10 @@ class Client:
             watch_probe_interval_s=watch_probe_interval_s,
             watch_reconnect_timeout_s=watch_reconnect_timeout_s,
             rng=rng,
+            tls=tls,
+            user=user,
+            password=password,
+            token=token,
         )
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(

@@ -36,6 +36,7 @@ Environment variables use the upper-cased key: `ACCORD_CLIENT=127.0.0.1:7001`.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.errors import AccordError
+from accord.security.config import SecurityConfig, parse_security, render_security
 
 SCALAR_KEYS = {
     "name": str,
@@ -85,14 +87,16 @@ class Member:
     peer: tuple[str, int]
     client: tuple[str, int]
     native: tuple[str, int] | None = None
+    tls: bool = False
+    """Its client ports speak TLS (https://, accords://); the same for the whole cluster."""
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.client[0]}:{self.client[1]}"
+        return f"{'https' if self.tls else 'http'}://{self.client[0]}:{self.client[1]}"
 
     @property
     def native_url(self) -> str | None:
-        return native_url(self.native)
+        return native_url(self.native, self.tls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,19 +130,23 @@ class NodeConfig:
     debug_ack_before_fsync: bool = False
     """DELIBERATE BUG: acknowledge appends and votes before they are on disk, and
     write the log behind, about once a second: a crash loses acknowledged writes."""
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    """The `[security]` table (accord.security.config); all off by default."""
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.client[0]}:{self.client[1]}"
+        scheme = "https" if self.security.tls else "http"
+        return f"{scheme}://{self.client[0]}:{self.client[1]}"
 
     @property
     def native_url(self) -> str | None:
-        return native_url(self.native)
+        return native_url(self.native, self.security.tls)
 
 
-def native_url(address: tuple[str, int] | None) -> str | None:
-    """`accord://host:port`, the form clients take for a native endpoint."""
-    return f"accord://{address[0]}:{address[1]}" if address else None
+def native_url(address: tuple[str, int] | None, tls: bool = False) -> str | None:
+    """`accord://host:port` (`accords://` with TLS), the form clients take for a native
+    endpoint."""
+    return f"{'accords' if tls else 'accord'}://{address[0]}:{address[1]}" if address else None
 
 
 def parse_address(value: str, what: str) -> tuple[str, int]:
@@ -214,7 +222,7 @@ def load_config(
             raise ConfigError(f"config file {path} does not exist") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
-    unknown = set(raw) - set(SCALAR_KEYS) - {"members", "dial"}
+    unknown = set(raw) - set(SCALAR_KEYS) - {"members", "dial", "security"}
     if unknown:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
     env = os.environ if env is None else env
@@ -225,7 +233,10 @@ def load_config(
     for key, value in (overrides or {}).items():
         if value is not None:
             raw[key] = value
-    return _validate(raw)
+    security = parse_security(raw.pop("security", {}), env)
+    config = _validate(raw)
+    members = {i: dataclasses.replace(m, tls=security.tls) for i, m in config.members.items()}
+    return dataclasses.replace(config, security=security, members=members)
 
 
 def _validate(raw: dict[str, Any]) -> NodeConfig:
@@ -337,4 +348,4 @@ def render_config(config: NodeConfig) -> str:
     if config.dial:
         lines += ["", "[dial]"]
         lines += [f"{i} = {q(f'{a[0]}:{a[1]}')}" for i, a in sorted(config.dial.items())]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + render_security(config.security)

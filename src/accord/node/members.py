@@ -9,6 +9,7 @@ machine the runtime drives: the KV store plus this registry.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +20,7 @@ from accord.kv.types import Event
 from accord.node.config import Member, parse_address
 from accord.node.runtime import Node
 from accord.raft import ConfChange, ConfChangeError, ConfChangeOp
+from accord.security.authstore import AuthStore, is_auth_command
 
 SNAPSHOT_FORMAT = 1
 
@@ -101,11 +103,16 @@ class NodeState:
     def __init__(self, kv: KVStateMachine, initial_members: dict[int, Member]) -> None:
         self.kv = kv
         self.members = dict(initial_members)
+        # Addresses in the log carry no scheme; TLS is a property of the whole cluster.
+        self.tls = any(m.tls for m in initial_members.values())
+        self.auth = AuthStore()
         # Removed members stay reachable until the joint configuration is left: until
         # then the old voters' majority still decides, and may need them.
         self.leaving: set[int] = set()
 
     def apply(self, index: int, data: bytes) -> tuple[Any, list[Event]]:
+        if is_auth_command(data):  # users, roles, grants: replicated beside the KV state
+            return self.auth.apply(data), []
         return self.kv.apply(index, data)
 
     def apply_conf_change(self, change: ConfChange) -> None:
@@ -114,7 +121,7 @@ class NodeState:
                 self.members.pop(node, None)
             self.leaving.clear()
             return
-        announced = {m.id: m for m in decode_members(change.context)}
+        announced = {m.id: m for m in self._decode(change.context)}
         for op, node in change.changes:
             if op == ConfChangeOp.REMOVE:
                 self.leaving.add(node)
@@ -123,15 +130,24 @@ class NodeState:
                 if node in announced:
                     self.members[node] = announced[node]
 
+    def _decode(self, data: bytes) -> list[Member]:
+        return [dataclasses.replace(m, tls=self.tls) for m in decode_members(data)]
+
     def snapshot(self) -> bytes:
         members = encode_members(self.members.values())
         leaving = sorted(self.leaving)
-        return bytes(msgpack.packb([SNAPSHOT_FORMAT, self.kv.snapshot(), members, leaving]))
+        parts = [SNAPSHOT_FORMAT, self.kv.snapshot(), members, leaving]
+        if self.auth.initialized:  # an optional fifth part: older snapshots lack it
+            parts.append(self.auth.snapshot())
+        return bytes(msgpack.packb(parts))
 
     def restore(self, data: bytes) -> None:
-        version, kv_data, members, leaving = msgpack.unpackb(data)
-        if version != SNAPSHOT_FORMAT:
+        version, kv_data, members, leaving, *rest = msgpack.unpackb(data)
+        if version != SNAPSHOT_FORMAT or len(rest) > 1:
             raise ValueError(f"unknown node snapshot format {version}")
+        self.auth = AuthStore()
+        if rest:
+            self.auth.restore(rest[0])
         self.kv.restore(kv_data)
-        self.members = {m.id: m for m in decode_members(members)}
+        self.members = {m.id: m for m in self._decode(members)}
         self.leaving = set(leaving)

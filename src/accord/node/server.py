@@ -10,6 +10,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -25,6 +26,9 @@ from accord.observability.logs import NodeContext
 from accord.observability.metrics import NodeMetrics
 from accord.observability.tracing import Tracing, make_tracing
 from accord.raft import DebugFlags, Message, RaftConfig
+from accord.security.atrest import node_cipher
+from accord.security.node_security import NodeSecurity
+from accord.security.nodetls import NodeTls
 from accord.storage import FileStorage
 from accord.transport import PeerTransport
 
@@ -74,7 +78,17 @@ def build_node(
         debug=DebugFlags(ack_before_persist=config.debug_ack_before_fsync),
     )
     on_sync = _sync_observer(config, observers.metrics) if observers else None
-    storage = FileStorage(config.data_dir / "raft", on_sync=on_sync)
+    security = config.security
+    cipher = node_cipher(config.data_dir, security.encryption_key_file, security.encryption_key)
+    storage = FileStorage(config.data_dir / "raft", on_sync=on_sync, cipher=cipher)
+    node_tls = NodeTls.build(security)
+    peer_tls: dict[str, Any] = {}
+    if node_tls is not None:
+        peer_tls = {
+            "ssl_server": node_tls.peer_server,
+            "ssl_client": node_tls.outgoing,
+            "accept_certificate": NodeTls.accept_peer,
+        }
     state = NodeState(KVStateMachine(), config.members)
     transports: list[PeerTransport] = []
 
@@ -85,7 +99,14 @@ def build_node(
 
     def transport(on_message: Callable[[Message], None]) -> PeerTransport:
         transports.append(
-            PeerTransport(config.id, config.cluster_id, config.peer, dial_addresses(), on_message)
+            PeerTransport(
+                config.id,
+                config.cluster_id,
+                config.peer,
+                dial_addresses(),
+                on_message,
+                **peer_tls,
+            )
         )
         return transports[0]
 
@@ -119,17 +140,28 @@ def build_node(
 
 
 def build_runner(
-    config: NodeConfig, node: Node, service: KVService, state: NodeState, observers: Observers
+    config: NodeConfig,
+    node: Node,
+    service: KVService,
+    state: NodeState,
+    observers: Observers,
+    security: NodeSecurity | None = None,
 ) -> web.AppRunner:
+    node_tls = NodeTls.build(config.security)
     api = HttpApi(
         service,
         state,
         metrics=observers.metrics,
         tracing=observers.tracing,
         slow_request_ms=config.slow_request_ms,
+        forward_ssl=node_tls.outgoing if node_tls else None,
     )
     # handler_cancellation: a watcher that disconnects ends its watch at once.
-    runner = web.AppRunner(api.app(), access_log=None, handler_cancellation=True)
+    options: dict[str, Any] = {"access_log": None, "handler_cancellation": True}
+    if security is None:
+        runner = web.AppRunner(api.app(), **options)
+    else:
+        runner = security.http_runner(api.app(), HttpApi._key_range, **options)
 
     def connections() -> int:
         server = runner.server
@@ -148,16 +180,27 @@ async def serve(
     node, service, state = build_node(config, observers)
     if log_context is not None:
         log_context.term = lambda: node.core.term
-    runner = build_runner(config, node, service, state, observers)
+    security = NodeSecurity(config.security, node, state)
+    runner = build_runner(config, node, service, state, observers, security)
     await runner.setup()
     await node.start()
     service.start()
+    security.start()
+    node_tls = NodeTls.build(config.security)
+    client_ssl = node_tls.client_ports if node_tls else None
     # The native port first: once the HTTP API answers (what `accord up` and clients
     # wait for), both protocols are served.
     native = NativeServer(service, state, observers.metrics)
+    security.install_native(native)
     if config.native:
-        await native.start(*config.native)
-    site = web.TCPSite(runner, config.client[0], config.client[1], backlog=LISTEN_BACKLOG)
+        await native.start(*config.native, ssl=client_ssl)
+    site = web.TCPSite(
+        runner,
+        config.client[0],
+        config.client[1],
+        ssl_context=client_ssl,
+        backlog=LISTEN_BACKLOG,
+    )
     await site.start()
     log.info(
         "node %s (id %d) serving clients on %s (native: %s), peers on %s:%d",
@@ -180,6 +223,7 @@ async def serve(
         os._exit(70)  # storage holds only what was synced; nothing else to save
     log.info("shutting down: handing over leadership, flushing")
     await service.stop()
+    await security.stop()
     await site.stop()
     await native.stop()
     await node.stop(transfer_leadership=True)

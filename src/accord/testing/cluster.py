@@ -12,6 +12,7 @@ import json
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -42,11 +43,15 @@ def free_port_base() -> int:
 
 
 def http(
-    method: str, url: str, body: bytes | None = None, timeout: float = 5.0
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    timeout: float = 5.0,
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, bytes, dict[str, str]]:
     request = urllib.request.Request(url, data=body, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status, response.read(), dict(response.headers)
     except urllib.error.HTTPError as e:
         return e.code, e.read(), dict(e.headers)
@@ -66,16 +71,21 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout_s: float = DEADLIN
 
 
 class LocalCluster:
-    def __init__(self, directory: Path) -> None:
+    """`secure=True` runs `accord up --secure`: https:// and accords:// URLs, and
+    `context` trusts the cluster's CA once it has started."""
+
+    def __init__(self, directory: Path, secure: bool = False) -> None:
         self.directory = directory
         self.base = free_port_base()
         self.up: subprocess.Popen[bytes] | None = None
+        self.secure = secure
+        self.context: ssl.SSLContext | None = None
 
     def url(self, node: int) -> str:
-        return f"http://127.0.0.1:{self.base + node}"
+        return f"{'https' if self.secure else 'http'}://127.0.0.1:{self.base + node}"
 
     def native_url(self, node: int) -> str:
-        return f"accord://127.0.0.1:{self.base + 200 + node}"
+        return f"{'accords' if self.secure else 'accord'}://127.0.0.1:{self.base + 200 + node}"
 
     def start(self) -> None:
         self.up = subprocess.Popen(
@@ -90,12 +100,17 @@ class LocalCluster:
                 str(self.directory),
                 "--port-base",
                 str(self.base),
+                *(["--secure"] if self.secure else []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
         try:
             wait_for(lambda: (self.directory / "cluster.json").exists(), "cluster.json")
+            if self.secure:
+                self.context = ssl.create_default_context(
+                    cafile=str(self.directory / "secure" / "ca.crt")
+                )
             self.leader()
         except AssertionError as e:
             self.up.kill()
@@ -107,7 +122,9 @@ class LocalCluster:
         return {n["id"]: n["pid"] for n in data["nodes"]}
 
     def status(self, node: int) -> dict[str, Any] | None:
-        code, body, _ = http("GET", f"{self.url(node)}/v1/cluster/status", timeout=1)
+        # Secure clusters need a user for /v1/cluster/status; /health names the leader.
+        path = "/health" if self.secure else "/v1/cluster/status"
+        code, body, _ = http("GET", f"{self.url(node)}{path}", timeout=1, context=self.context)
         return json.loads(body) if code == 200 else None
 
     def leader(self, exclude: int = 0) -> int:

@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import cast
+from typing import Any, cast
 
 from accord.invariant import InvariantError, invariant
 from accord.raft.types import Message, NodeId
@@ -210,6 +210,7 @@ class PeerTransport:
         backoff_s_max: float = limits.RECONNECT_BACKOFF_S_MAX,
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
+        accept_certificate: Callable[[Any], bool] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         _check_config(node_id, cluster_id, queue_messages_max, queue_bytes_max, frame_bytes_max)
@@ -231,6 +232,9 @@ class PeerTransport:
         self._ssl_server = ssl_server
         self._ssl_client = ssl_client
         self._ssl_handshake_timeout_s = handshake_timeout_s if ssl_client is not None else None
+        # The TLS handshake proves a certificate comes from the cluster CA; this says
+        # whether its holder may speak Raft (a client's certificate from the same CA may not).
+        self._accept_certificate = accept_certificate
         self._rng = rng if rng is not None else random.Random()
         self._state = _TransportState.NEW
         self._server: asyncio.Server | None = None
@@ -556,6 +560,12 @@ class _Inbound(asyncio.Protocol):
         self._peer_name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         owner = self._owner
         if owner._state is _TransportState.STOPPED:
+            self._transport.abort()
+            return
+        accept = owner._accept_certificate
+        if accept is not None and not accept(transport.get_extra_info("peercert")):
+            owner._counters.handshakes_refused += 1
+            logger.warning("refused connection from %s: not a node certificate", self._peer_name)
             self._transport.abort()
             return
         if len(owner._inbound) >= owner._connections_inbound_max:

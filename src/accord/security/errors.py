@@ -1,0 +1,56 @@
+"""Typed errors of the security package."""
+
+from __future__ import annotations
+
+from accord.errors import AccordError
+
+
+class SecurityError(AccordError):
+    """A security setting is missing or wrong (bad key, unreadable certificate, ...)."""
+
+    code = "bad_security_config"
+
+
+class UnknownKey(SecurityError):
+    """A ciphertext names a key id that the keyring does not hold."""
+
+    code = "unknown_encryption_key"
+
+    def __init__(self, key_id: bytes) -> None:
+        self.key_id = key_id
+        super().__init__(
+            f"data was sealed with encryption key id {key_id.hex()}, which is not among the "
+            "configured keys (wrong or missing encryption key)"
+        )
+
+
+class Unauthenticated(SecurityError):
+    """No valid credentials (missing, wrong password, expired or forged token)."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class PermissionDenied(SecurityError):
+    """The user is known but no role grants what the request needs."""
+
+    code = "permission_denied"
+    http_status = 403
+
+
+class RateLimited(SecurityError):
+    """The client sent requests faster than its rate limit; retry after `retry_after_s`."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(f"too many requests; retry after {retry_after_s:.3g}s")
+
+
+class AuthRequestError(SecurityError):
+    """An administration request that cannot be carried out (unknown user, ...)."""
+
+    code = "auth_error"
+    http_status = 400

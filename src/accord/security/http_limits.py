@@ -1,0 +1,149 @@
+"""Connection limits and slow-client timeouts for the HTTP port (aiohttp has neither
+a connection cap nor a header read timeout).
+
+`GatedAppRunner` is an `aiohttp.web.AppRunner` whose protocol factory wraps each
+connection's protocol:
+
+- beyond `connections_max` open connections, a new one is closed at once;
+- a connection that has sent bytes of a request must have its request begin (headers
+  complete, handler started) within `read_timeout_s`, or it is closed: a slowloris
+  client trickling headers holds nothing for long. `ConnectionGate.middleware` marks
+  the start and end of each request; an idle keep-alive connection is left alone.
+
+Request bodies get the same bound in the middleware: the body is read (at most the
+API's request size) within `read_timeout_s` before the handler runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from aiohttp import web
+
+log = logging.getLogger("accord.security")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STREAMING_PATHS = frozenset({"/v1/watch"})
+
+
+class _GatedProtocol(asyncio.Protocol):
+    def __init__(self, gate: ConnectionGate, inner: asyncio.Protocol) -> None:
+        self._gate = gate
+        self._inner = inner
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        gate = self._gate
+        if len(gate.open) >= gate.connections_max:
+            gate.refused += 1
+            log.warning("refused an HTTP connection: %d open", len(gate.open))
+            self._transport.abort()
+            return
+        gate.open[transport] = self
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._transport is None:
+            return
+        if self._gate.open.pop(self._transport, None) is not None:
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy and self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._gate.read_timeout_s, self._timed_out)
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def request_started(self) -> None:
+        self.busy = True
+        self._disarm()
+
+    def request_finished(self) -> None:
+        self.busy = False
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if not self.busy and self._transport is not None:
+            self._gate.timed_out += 1
+            log.warning("closing a slow HTTP connection: no complete request in time")
+            self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:  # anything else aiohttp may ask its protocol
+        return getattr(self._inner, name)
+
+
+class ConnectionGate:
+    def __init__(self, connections_max: int, read_timeout_s: float) -> None:
+        self.connections_max = connections_max
+        self.read_timeout_s = read_timeout_s
+        self.open: dict[asyncio.BaseTransport, _GatedProtocol] = {}
+        self.refused = 0
+        self.timed_out = 0
+
+    def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        return lambda: _GatedProtocol(self, factory())
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        protocol = self.open.get(request.transport) if request.transport else None
+        if protocol is not None:
+            protocol.request_started()
+        try:
+            if request.can_read_body and request.path not in STREAMING_PATHS:
+                try:
+                    async with asyncio.timeout(self.read_timeout_s):
+                        await request.read()  # cached: the handler reads it again for free
+                except TimeoutError:
+                    body = {"error": {"code": "timeout", "message": "request body too slow"}}
+                    return web.json_response(body, status=408, headers={"Connection": "close"})
+                except web.HTTPRequestEntityTooLarge as e:  # answered as the API does
+                    body = {"error": {"code": "request_too_large", "message": str(e.text)}}
+                    return web.json_response(body, status=413, headers={"Connection": "close"})
+            return await handler(request)
+        finally:
+            if protocol is not None:
+                protocol.request_finished()
+
+
+class _GatedServer:
+    """aiohttp's `web.Server` with each connection's protocol wrapped by the gate."""
+
+    def __init__(self, server: web.Server, gate: ConnectionGate) -> None:
+        self._server = server
+        self._factory = gate.wrap(cast(Callable[[], asyncio.Protocol], server))
+
+    def __call__(self) -> asyncio.Protocol:
+        return self._factory()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+
+class GatedAppRunner(web.AppRunner):
+    def __init__(self, app: web.Application, gate: ConnectionGate, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._gate = gate
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return cast(web.Server, _GatedServer(server, self._gate))

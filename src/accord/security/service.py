@@ -1,0 +1,220 @@
+"""`AuthService`: authentication and authorization for one node, over the replicated
+auth store (`NodeState.auth`), plus the bootstrap of the root user.
+
+Reads of the auth store are local (like etcd's): a node applies grants in log order,
+so a revoked permission stops working on each node as soon as it applies the revoke.
+Changes are proposed through Raft and take effect once committed.
+
+Bootstrap: with `auth = true`, the leader proposes `init` (root's password hash and a
+fresh token key) whenever it finds the store uninitialised; every node applies the
+first one, later ones are no-ops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from typing import Any
+
+from accord.node.members import NodeState
+from accord.node.runtime import Node
+from accord.security.audit import audit
+from accord.security.authstore import (
+    PERMISSIONS,
+    ROOT,
+    AuthResult,
+    encode_auth_command,
+    valid_name,
+)
+from accord.security.config import SecurityConfig
+from accord.security.errors import (
+    AuthRequestError,
+    PermissionDenied,
+    SecurityError,
+    Unauthenticated,
+)
+from accord.security.passwords import PASSWORD_BYTES_MAX, hash_password, verify_password
+from accord.security.rbac import Need, first_denied
+from accord.security.tokens import issue_token, verify_token
+
+log = logging.getLogger("accord.security")
+BOOTSTRAP_INTERVAL_S = 0.5
+_NOT_FOUND = {"user_not_found", "role_not_found", "grant_not_found"}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def read_root_password(config: SecurityConfig) -> str | None:
+    """The bootstrap password for root: ACCORD_ROOT_PASSWORD, else root_password_file;
+    None when neither is set (fine once the cluster has bootstrapped auth)."""
+    if config.root_password:
+        return config.root_password
+    if config.root_password_file is None:
+        return None
+    try:
+        password = config.root_password_file.read_text().strip()
+    except OSError as exc:
+        raise SecurityError(f"cannot read root_password_file: {exc}") from exc
+    if not password:
+        raise SecurityError(f"{config.root_password_file} is empty")
+    return password
+
+
+class AuthService:
+    def __init__(self, node: Node, state: NodeState, config: SecurityConfig) -> None:
+        self.node = node
+        self.state = state
+        self.config = config
+        self._root_password = read_root_password(config)
+        self._bootstrap: asyncio.Task[None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._bootstrap = asyncio.create_task(self._bootstrap_loop(), name="accord-auth-init")
+
+    async def stop(self) -> None:
+        if self._bootstrap is not None:
+            self._bootstrap.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._bootstrap
+
+    async def _bootstrap_loop(self) -> None:
+        warned = False
+        while not self.state.auth.initialized:
+            if self.node.is_leader and self._root_password is None and not warned:
+                warned = True
+                log.error(
+                    "auth is not bootstrapped and this node has no root password: set "
+                    "root_password_file in [security] or ACCORD_ROOT_PASSWORD"
+                )
+            elif self.node.is_leader and self._root_password is not None:
+                root_hash = await asyncio.to_thread(hash_password, self._root_password)
+                command = encode_auth_command("init", root_hash, secrets.token_bytes(32))
+                try:
+                    await self.node.propose(command)
+                    audit("auth_bootstrap", node=self.node.core.id)
+                except Exception as exc:  # lost leadership, timeout: try again
+                    log.info("auth bootstrap not committed yet: %r", exc)
+            await asyncio.sleep(BOOTSTRAP_INTERVAL_S)
+        self._root_password = None  # not needed any more
+
+    # --- authentication -------------------------------------------------------------------
+    async def login(self, user: Any, password: Any, remote: str) -> tuple[str, int]:
+        store = self.state.auth
+        if not isinstance(user, str) or not isinstance(password, str):
+            raise Unauthenticated("login needs a user and a password (strings)")
+        if not store.initialized:
+            raise Unauthenticated("auth is not bootstrapped yet; retry shortly")
+        record = store.users.get(user)
+        ok = (
+            record is not None
+            and len(password.encode()) <= PASSWORD_BYTES_MAX
+            and await asyncio.to_thread(verify_password, password, record.password_hash)
+        )
+        if not ok or user not in self.state.auth.users:
+            audit("login_failed", user=user, remote=remote)
+            raise Unauthenticated("wrong user name or password")
+        audit("login", user=user, remote=remote)
+        return issue_token(self.state.auth, user, now_ms(), self.config.token_ttl_s)
+
+    def user_of_token(self, token: str) -> str:
+        return verify_token(self.state.auth, token, now_ms())
+
+    def user_of_certificate(self, name: str) -> str:
+        if name not in self.state.auth.users:
+            raise Unauthenticated(f"client certificate names an unknown user {name!r}")
+        return name
+
+    def token_for(self, user: str) -> str:
+        """A short-lived token for `user`, for a request forwarded to the leader."""
+        return issue_token(self.state.auth, user, now_ms(), 60)[0]
+
+    # --- authorization ------------------------------------------------------------------
+    def check(self, user: str, needs: list[Need], what: str, remote: str) -> None:
+        denied = first_denied(user, self.state.auth.grants_of(user), needs)
+        if denied is not None:
+            bit, key, end = denied
+            audit(
+                "permission_denied",
+                user=user,
+                request=what,
+                key=key.decode("utf-8", "backslashreplace"),
+                range_end=end.decode("utf-8", "backslashreplace"),
+                remote=remote,
+            )
+            permission = "write" if bit == 2 else "read"
+            shown = key.decode("utf-8", "backslashreplace")
+            if end:
+                shown = f"[{shown}, {end.decode('utf-8', 'backslashreplace')})"
+            raise PermissionDenied(f"user {user!r} may not {permission} {shown!r}")
+
+    def require_root(self, user: str, what: str, remote: str) -> None:
+        if user != ROOT:
+            audit("permission_denied", user=user, request=what, remote=remote)
+            raise PermissionDenied(f"{what} needs the root user")
+
+    # --- administration (root only; the caller checks) ----------------------------------
+    async def _propose(self, user: str, op: str, *args: Any) -> None:
+        result = await self.node.propose(encode_auth_command(op, *args))
+        shown = [a.decode("utf-8", "backslashreplace") if isinstance(a, bytes) else a for a in args]
+        if not isinstance(result, AuthResult) or not result.ok:
+            message = result.message if isinstance(result, AuthResult) else repr(result)
+            audit("admin_failed", user=user, op=op, args=shown, reason=message)
+            error = AuthRequestError(message)
+            if isinstance(result, AuthResult):
+                error.code = result.code or error.code
+                error.http_status = 404 if result.code in _NOT_FOUND else 400
+                if result.code.endswith("_exists"):
+                    error.http_status = 409
+            raise error
+        audit("admin", user=user, op=op, args=shown)
+
+    async def add_user(self, actor: str, name: Any, password: Any) -> None:
+        if not valid_name(name) or not isinstance(password, str) or not password:
+            raise AuthRequestError("a user needs a valid name and a non-empty password")
+        if len(password.encode()) > PASSWORD_BYTES_MAX:
+            raise AuthRequestError("password too long")
+        await self._propose(
+            actor, "user_add", name, await asyncio.to_thread(hash_password, password)
+        )
+
+    async def set_password(self, actor: str, name: str, password: Any) -> None:
+        if not isinstance(password, str) or not password:
+            raise AuthRequestError("password must be a non-empty string")
+        if len(password.encode()) > PASSWORD_BYTES_MAX:
+            raise AuthRequestError("password too long")
+        hashed = await asyncio.to_thread(hash_password, password)
+        await self._propose(actor, "user_passwd", name, hashed)
+
+    async def delete_user(self, actor: str, name: str) -> None:
+        await self._propose(actor, "user_del", name)
+
+    async def grant_role(self, actor: str, name: str, role: Any) -> None:
+        if not isinstance(role, str):
+            raise AuthRequestError("role must be a string")
+        await self._propose(actor, "user_grant", name, role)
+
+    async def revoke_role(self, actor: str, name: str, role: str) -> None:
+        await self._propose(actor, "user_revoke", name, role)
+
+    async def add_role(self, actor: str, role: Any) -> None:
+        if not valid_name(role):
+            raise AuthRequestError(f"bad role name {role!r}")
+        await self._propose(actor, "role_add", role)
+
+    async def delete_role(self, actor: str, role: str) -> None:
+        await self._propose(actor, "role_del", role)
+
+    async def grant_permission(self, actor: str, role: str, prefix: bytes, permission: Any) -> None:
+        bits = PERMISSIONS.get(permission) if isinstance(permission, str) else None
+        if bits is None:
+            raise AuthRequestError("permission must be read, write or readwrite")
+        await self._propose(actor, "role_grant", role, prefix, bits)
+
+    async def revoke_permission(self, actor: str, role: str, prefix: bytes) -> None:
+        await self._propose(actor, "role_revoke", role, prefix)
