@@ -82,7 +82,9 @@ class NativeLink:
         self._queue_frames = stream_queue_frames
         self._reading: asyncio.Task[None] | None = None
         self.node_id = 0
+        """The id of the node at the other end, from its hello."""
         self.dead = False
+        """The connection broke or was closed; the pool opens a new link."""
 
     async def connect(self) -> None:
         host, port = parse_native_url(self.url)
