@@ -2,13 +2,17 @@
 
 Each node runs as its own OS process (`python -m accord.cli.main node --config F`)
 from a config this module writes, so a fault can kill -9, SIGSTOP/SIGCONT or restart
-exactly one node by its PID. Every peer address a node dials is a listener of the
-harness's `NetProxy` (the config's `[dial]` table), so the network between any two
+exactly one node by its PID. Where the nodes listen, where each dials the others
+and how its process is started are the run's network's to say (`network.py`): with
+the `proxy` network every node is on 127.0.0.1 and dials the others through the
+harness's `NetProxy` (the config's `[dial]` table); with `netns` each node runs in a
+network namespace of its own (`ip netns exec`, which execs, so the PID held is the
+node's) and dials the others' own addresses. Either way the network between any two
 nodes can be cut or slowed per direction; clients talk to the nodes directly.
 
-Everything listens on 127.0.0.1. `stop()` ends every process this object started
-(SIGCONT first, so a paused node can act on SIGTERM; SIGKILL after a grace period)
-and is safe to call more than once, also after errors.
+`stop()` ends every process this object started (SIGCONT first, so a paused node
+can act on SIGTERM; SIGKILL after a grace period) and is safe to call more than
+once, also after errors.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,8 +31,8 @@ from typing import IO, Any
 
 import aiohttp
 
-from accord.chaos.proxy import NetProxy
-from accord.node.config import Member, NodeConfig, render_config
+from accord.chaos.network import ClusterNetwork
+from accord.node.config import NodeConfig, render_config
 
 TICK_MS = 50
 ELECTION_TICKS = 10
@@ -44,21 +47,6 @@ BUGS = {
 
 STOP_GRACE_S = 5.0
 STATUS_TIMEOUT_S = 1.0
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports that were free a moment ago (the kernel picks
-    them, so concurrent runs do not collide on a fixed range)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass(slots=True)
@@ -84,13 +72,13 @@ class NodeProcess:
 
 
 class ProcessCluster:
-    """N node processes, their configs under `directory`, and the proxy between them."""
+    """N node processes, their configs under `directory`, and the network between them."""
 
     def __init__(
         self,
         directory: Path,
         nodes: int,
-        proxy: NetProxy,
+        network: ClusterNetwork,
         *,
         bugs: frozenset[str] = frozenset(),
     ) -> None:
@@ -99,7 +87,7 @@ class ProcessCluster:
         if unknown:
             raise ValueError(f"unknown bugs: {', '.join(sorted(unknown))}")
         self.directory = directory
-        self.proxy = proxy
+        self.network = network
         self.ids = list(range(1, nodes + 1))
         self.bugs = bugs
         self.nodes: dict[int, NodeProcess] = {}
@@ -118,19 +106,8 @@ class ProcessCluster:
         return self.urls
 
     async def start(self) -> None:
-        """Write every node's config (with the proxy in between) and start them all."""
-        ports = free_ports(3 * len(self.ids))
-        members = {
-            i: Member(
-                i,
-                f"n{i}",
-                peer=("127.0.0.1", ports[3 * k + 1]),
-                client=("127.0.0.1", ports[3 * k]),
-                native=("127.0.0.1", ports[3 * k + 2]),
-            )
-            for k, i in enumerate(self.ids)
-        }
-        await self.proxy.start({i: m.peer for i, m in members.items()})
+        """Write every node's config (placed by the network) and start them all."""
+        members = await self.network.place(self.ids)
         self.directory.mkdir(parents=True, exist_ok=True)
         for i, member in members.items():
             config = NodeConfig(
@@ -145,7 +122,11 @@ class ProcessCluster:
                 tick_ms=TICK_MS,
                 election_ticks=ELECTION_TICKS,
                 snapshot_entries=2_000,  # snapshots and compaction happen during runs
-                dial={j: self.proxy.listen_address(i, j) for j in self.ids if j != i},
+                dial={
+                    j: address
+                    for j in self.ids
+                    if j != i and (address := self.network.dial(i, j)) is not None
+                },
             )
             config = replace(
                 config,
@@ -165,8 +146,9 @@ class ProcessCluster:
         if proc.log_file is None:
             proc.log_file = proc.log_path.open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, "-m", "accord.cli.main", "node", "--config", str(proc.config_path)]
         proc.process = subprocess.Popen(
-            [sys.executable, "-m", "accord.cli.main", "node", "--config", str(proc.config_path)],
+            self.network.command(node, argv),
             stdout=proc.log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -206,7 +188,8 @@ class ProcessCluster:
             {"id": p.id, "pid": p.pid, "client": p.config.client_url, "log": str(p.log_path)}
             for p in self.nodes.values()
         ]
-        (self.directory / "cluster.json").write_text(json.dumps({"nodes": rows}, indent=2))
+        manifest = {"network": self.network.name, "nodes": rows}
+        (self.directory / "cluster.json").write_text(json.dumps(manifest, indent=2))
 
     def stop(self) -> None:
         """End every process this cluster started; never raises."""

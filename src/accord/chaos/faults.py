@@ -218,11 +218,11 @@ class Nemesis:
         record = self.log.begin("partition", text, nodes)
         try:
             for src, dst in cut:
-                self.cluster.proxy.block(src, dst)
+                self.cluster.network.block(src, dst)
             await _wait(stop, rng.uniform(*self.pace.hold_s))
         finally:
             for src, dst in cut:
-                self.cluster.proxy.unblock(src, dst)
+                self.cluster.network.unblock(src, dst)
             self.log.end(record)
 
     async def _latency(self, rng: random.Random, stop: asyncio.Event) -> None:
@@ -231,14 +231,14 @@ class Nemesis:
         loss = rng.choice([0.0, 0.01, 0.05])
         text = f"latency {delay * 1000:.0f}ms +{jitter * 1000:.0f}ms jitter, loss {loss:.0%}"
         record = self.log.begin("latency", text, list(self.cluster.ids))
-        links = list(self.cluster.proxy.links)
+        links = list(self.cluster.network.links)
         try:
             for src, dst in links:
-                self.cluster.proxy.slow(src, dst, delay, jitter, loss)
+                self.cluster.network.slow(src, dst, delay, jitter, loss)
             await _wait(stop, rng.uniform(*self.pace.hold_s))
         finally:
             for src, dst in links:
-                self.cluster.proxy.slow(src, dst, 0.0, 0.0, 0.0)
+                self.cluster.network.slow(src, dst, 0.0, 0.0, 0.0)
             self.log.end(record)
 
 

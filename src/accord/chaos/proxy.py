@@ -20,7 +20,9 @@ Each direction (`Link`) can be:
   loses whatever was in flight on it (TCP never drops bytes in the middle of a
   stream, so a lost message is a lost connection).
 
-The proxy lives on the harness's event loop and listens on 127.0.0.1 only.
+The proxy lives on the harness's event loop and listens on 127.0.0.1 only. As the
+chaos runs' `proxy` network (`network.ClusterNetwork`), it places every node on
+127.0.0.1 on free ports and gives each the proxy's listeners as its dial addresses.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ import functools
 import random
 from dataclasses import dataclass, field
 
-Address = tuple[str, int]
+from accord.chaos.network import Address, free_ports
+from accord.node.config import Member
+
 CHUNK_BYTES = 65536
 
 
@@ -49,6 +53,8 @@ class Link:
 
 
 class NetProxy:
+    name = "proxy"
+
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.links: dict[tuple[int, int], Link] = {}
@@ -71,6 +77,29 @@ class NetProxy:
         """Where `src` must dial to reach `dst` through the proxy."""
         sockname = self._servers[(src, dst)].sockets[0].getsockname()
         return str(sockname[0]), int(sockname[1])
+
+    # --- as a chaos run's network --------------------------------------------------------
+    async def place(self, ids: list[int]) -> dict[int, Member]:
+        """Every node on 127.0.0.1 on free ports, and a listener per direction."""
+        ports = free_ports(3 * len(ids))
+        members = {
+            i: Member(
+                i,
+                f"n{i}",
+                peer=("127.0.0.1", ports[3 * k + 1]),
+                client=("127.0.0.1", ports[3 * k]),
+                native=("127.0.0.1", ports[3 * k + 2]),
+            )
+            for k, i in enumerate(ids)
+        }
+        await self.start({i: m.peer for i, m in members.items()})
+        return members
+
+    def dial(self, src: int, dst: int) -> Address:
+        return self.listen_address(src, dst)
+
+    def command(self, node: int, argv: list[str]) -> list[str]:
+        return argv
 
     async def stop(self) -> None:
         for server in self._servers.values():

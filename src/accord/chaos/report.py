@@ -82,6 +82,7 @@ def _figures(summary: dict[str, Any]) -> str:
         ("workload", summary["workload"]),
         ("faults", ", ".join(summary["faults"]) or "none"),
         ("nodes", summary["nodes"]),
+        ("network", summary["network"]),
         ("seed", summary["seed"]),
         ("deliberate bugs", ", ".join(summary["bugs"]) or "none"),
         ("operations", json.dumps(summary["operations"])),

@@ -3,7 +3,8 @@ a while, heal, read the final state, check the history, write the results.
 
 Phases, every one bounded in time:
 
-1. start the proxy and the node processes; wait for a leader known to all;
+1. set up the network (the proxy, or network namespaces: `network.py`) and start
+   the node processes; wait for a leader known to all;
 2. set up the workload; run its clients and the nemesis for `time_s`;
 3. stop the nemesis (it heals what it broke), heal everything else (resume paused
    nodes, restart dead ones, open every link) and wait for a healthy cluster;
@@ -12,7 +13,7 @@ Phases, every one bounded in time:
 6. write `history.jsonl`, `faults.jsonl`, `verdict.json` and `report.html`.
 
 Whatever happens (an error, Ctrl-C), every node process is stopped by its PID and
-the proxy is closed.
+the network is taken down (the proxy closed; the namespaces and rules deleted).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from accord.chaos.clients import CLIENT_KINDS, OP_TIMEOUT_S, ChaosClient
 from accord.chaos.cluster import ProcessCluster
 from accord.chaos.faults import NORMAL, FaultLog, Nemesis, Pace
+from accord.chaos.network import ClusterNetwork
 from accord.chaos.proxy import NetProxy
 from accord.chaos.record import Recorder
 from accord.chaos.report import write_report
@@ -38,6 +40,7 @@ from accord.chaos.workloads.base import Context, Verdict, Workload
 STARTUP_TIMEOUT_S = 30.0
 HEAL_TIMEOUT_S = 45.0
 DRAIN_S = OP_TIMEOUT_S + 2.0
+NETWORKS = ("proxy",)
 
 
 @dataclass(slots=True)
@@ -54,6 +57,8 @@ class RunOptions:
     variants: dict[str, list[str]] = field(default_factory=dict)
     """Restrict a fault family to some of its variants (e.g. kill: ["all"])."""
     clients: int | None = None
+    network: str = "proxy"
+    """`proxy`: every node on 127.0.0.1, a TCP proxy between them."""
     stop_when_invalid: bool = False
     """Check the history every few seconds and stop early once it is invalid (used
     to show that a deliberate bug is caught, without waiting for the full time)."""
@@ -84,9 +89,9 @@ async def run_async(options: RunOptions) -> RunResult:
     if options.client_kind not in CLIENT_KINDS:
         raise ValueError(f"unknown client kind {options.client_kind!r}")
     options.out.mkdir(parents=True, exist_ok=True)
+    network = make_network(options.network, options.seed)
     workload: Workload = WORKLOADS[options.workload](options.clients)
-    proxy = NetProxy(random.Random(f"{options.seed}/proxy"))
-    cluster = ProcessCluster(options.out / "cluster", options.nodes, proxy, bugs=options.bugs)
+    cluster = ProcessCluster(options.out / "cluster", options.nodes, network, bugs=options.bugs)
     recorder = Recorder()
     faults = FaultLog(recorder.now)
     started = time.monotonic()
@@ -102,7 +107,7 @@ async def run_async(options: RunOptions) -> RunResult:
         verdict = await _exercise(options, workload, cluster, recorder, faults)
     finally:
         cluster.stop()
-        await proxy.stop()
+        await network.stop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGTERM)
     duration = time.monotonic() - started
@@ -112,6 +117,14 @@ async def run_async(options: RunOptions) -> RunResult:
     )
     _write_outputs(options, result, recorder, faults)
     return result
+
+
+def make_network(kind: str, seed: int) -> ClusterNetwork:
+    """The run's network backend."""
+    rng = random.Random(f"{seed}/{kind}")
+    if kind == "proxy":
+        return NetProxy(rng)
+    raise ValueError(f"unknown network {kind!r} (known: {', '.join(NETWORKS)})")
 
 
 async def _exercise(
@@ -159,7 +172,7 @@ async def _heal_and_check(
     """Heal every fault, stop the clients, read the final state and check. A cluster
     that does not recover once every fault is gone fails the run (liveness) with
     what the checker could still say; the outputs are written either way."""
-    cluster.proxy.heal()
+    cluster.network.heal()
     cluster.heal_processes()
     cluster.write_manifest()
     stuck: str | None = None
@@ -220,6 +233,7 @@ def _write_outputs(
         "workload": options.workload,
         "faults": options.faults,
         "nodes": options.nodes,
+        "network": options.network,
         "time_s": options.time_s,
         "seed": options.seed,
         "bugs": sorted(options.bugs),
