@@ -30,7 +30,8 @@ from pathlib import Path
 from accord.chaos.clients import CLIENT_KINDS, OP_TIMEOUT_S, ChaosClient
 from accord.chaos.cluster import ProcessCluster
 from accord.chaos.faults import NORMAL, FaultLog, Nemesis, Pace
-from accord.chaos.network import ClusterNetwork
+from accord.chaos.netns import NetnsNetwork, unavailable
+from accord.chaos.network import ClusterNetwork, NetworkUnavailable
 from accord.chaos.proxy import NetProxy
 from accord.chaos.record import Recorder
 from accord.chaos.report import write_report
@@ -40,7 +41,7 @@ from accord.chaos.workloads.base import Context, Verdict, Workload
 STARTUP_TIMEOUT_S = 30.0
 HEAL_TIMEOUT_S = 45.0
 DRAIN_S = OP_TIMEOUT_S + 2.0
-NETWORKS = ("proxy",)
+NETWORKS = ("proxy", "netns")
 
 
 @dataclass(slots=True)
@@ -58,7 +59,8 @@ class RunOptions:
     """Restrict a fault family to some of its variants (e.g. kill: ["all"])."""
     clients: int | None = None
     network: str = "proxy"
-    """`proxy`: every node on 127.0.0.1, a TCP proxy between them."""
+    """`proxy` (every node on 127.0.0.1, a TCP proxy between them) or `netns` (every
+    node in a network namespace of its own; needs root, ip and iptables)."""
     stop_when_invalid: bool = False
     """Check the history every few seconds and stop early once it is invalid (used
     to show that a deliberate bug is caught, without waiting for the full time)."""
@@ -88,8 +90,8 @@ async def run_async(options: RunOptions) -> RunResult:
         raise ValueError(f"unknown workload {options.workload!r}")
     if options.client_kind not in CLIENT_KINDS:
         raise ValueError(f"unknown client kind {options.client_kind!r}")
-    options.out.mkdir(parents=True, exist_ok=True)
     network = make_network(options.network, options.seed)
+    options.out.mkdir(parents=True, exist_ok=True)
     workload: Workload = WORKLOADS[options.workload](options.clients)
     cluster = ProcessCluster(options.out / "cluster", options.nodes, network, bugs=options.bugs)
     recorder = Recorder()
@@ -120,10 +122,15 @@ async def run_async(options: RunOptions) -> RunResult:
 
 
 def make_network(kind: str, seed: int) -> ClusterNetwork:
-    """The run's network backend."""
+    """The run's network backend (NetworkUnavailable if it cannot run here)."""
     rng = random.Random(f"{seed}/{kind}")
     if kind == "proxy":
         return NetProxy(rng)
+    if kind == "netns":
+        reason = unavailable()
+        if reason is not None:
+            raise NetworkUnavailable(reason)
+        return NetnsNetwork(rng)
     raise ValueError(f"unknown network {kind!r} (known: {', '.join(NETWORKS)})")
 
 

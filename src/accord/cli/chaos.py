@@ -58,6 +58,14 @@ def chaos() -> None:
     help="switch on a DELIBERATE bug in every node (to see the checkers catch it)",
 )
 @click.option("--aggressive", is_flag=True, help="faults more often")
+@click.option(
+    "--network",
+    type=click.Choice(["proxy", "netns"]),
+    default="proxy",
+    show_default=True,
+    help="where partitions and latency happen: a TCP proxy on 127.0.0.1, or network "
+    "namespaces with iptables (netns: needs root, ip and iptables)",
+)
 def run_command(
     workload: str,
     faults: str,
@@ -69,10 +77,12 @@ def run_command(
     client_kind: str,
     bugs: tuple[str, ...],
     aggressive: bool,
+    network: str,
 ) -> None:
     """Run WORKLOAD under FAULTS; print the verdict; exit 0 if valid, 1 if not."""
     from accord.chaos.clients import CLIENT_KINDS
     from accord.chaos.faults import AGGRESSIVE, FAMILIES, NORMAL
+    from accord.chaos.network import NetworkUnavailable
     from accord.chaos.runner import RunOptions, run
 
     if client_kind not in CLIENT_KINDS:
@@ -94,12 +104,19 @@ def run_command(
         bugs=frozenset(bugs),
         pace=AGGRESSIVE if aggressive else NORMAL,
         clients=clients,
+        network=network,
     )
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("accord.client").setLevel(logging.WARNING)
-    click.echo(f"chaos run: {workload}, faults {families or 'none'}, seed {seed}, {time_s:g}s")
+    click.echo(
+        f"chaos run: {workload}, faults {families or 'none'}, seed {seed}, {time_s:g}s, "
+        f"network {network}"
+    )
     try:
         result = run(options)
+    except NetworkUnavailable as e:
+        click.echo(f"Error: --network {network}: {e}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted; every node process was stopped", err=True)
         sys.exit(130)
