@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from accord.chaos import runner
 from accord.cli.main import cli
 
 
@@ -30,3 +31,16 @@ def test_a_short_run_prints_the_verdict_and_writes_its_files(tmp_path: Path) -> 
         assert (tmp_path / name).stat().st_size > 0, name
     summary = json.loads((tmp_path / "verdict.json").read_text())
     assert summary["valid"] and summary["workload"] == "set" and summary["seed"] == 3
+
+
+def test_a_network_that_cannot_run_here_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "unavailable", lambda: "needs root (on purpose)")
+    args = ["chaos", "run", "--network", "netns", "--time", "1", "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == "Error: --network netns: needs root (on purpose)"
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["chaos", "run", "--network", "carrier-pigeon"])
+    assert result.exit_code == 2 and "Invalid value for '--network'" in result.output
