@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import functools
 import ipaddress
 import itertools
 import logging
@@ -74,6 +75,7 @@ SUBNETS = ipaddress.IPv4Network("10.213.0.0/16")
 COMMAND_TIMEOUT_S = 10.0
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = "/run/netns"
+SBIN_PATH = "/usr/sbin:/sbin"
 
 T = TypeVar("T")
 _runs = itertools.count()
@@ -87,10 +89,21 @@ def unavailable() -> str | None:
         return "network namespaces need Linux"
     if os.geteuid() != 0:
         return "needs root (it creates network namespaces and iptables rules)"
-    missing = [tool for tool in ("ip", "iptables") if shutil.which(tool) is None]
+    missing = [name for name in ("ip", "iptables") if tool(name) is None]
     if missing:
         return f"{' and '.join(missing)} not found (Debian packages iproute2, iptables)"
     return None
+
+
+@functools.cache
+def tool(name: str) -> str | None:
+    """Where the command `name` is: on PATH, or in the sbin directories a non-root
+    PATH often leaves out."""
+    return shutil.which(name) or shutil.which(name, path=SBIN_PATH)
+
+
+def _ip() -> str:
+    return tool("ip") or "ip"
 
 
 def in_namespace(name: str, action: Callable[[], T]) -> T:
@@ -172,16 +185,16 @@ class NetnsNetwork:
 
     def command(self, node: int, argv: list[str]) -> list[str]:
         # `ip netns exec` enters the namespace and execs: the PID stays the node's.
-        return ["ip", "netns", "exec", self.namespace(node), *argv]
+        return [_ip(), "netns", "exec", self.namespace(node), *argv]
 
     async def stop(self) -> None:
         """Delete everything `place` created; never raises (a step that fails is logged)."""
         if self._delay is not None:
             self._delay.stop()
             self._delay = None
-        steps = [["ip", "netns", "del", name] for name in reversed(self._namespaces)]
+        steps = [[_ip(), "netns", "del", name] for name in reversed(self._namespaces)]
         if self._uplink_added and os.path.exists(f"/sys/class/net/{self.uplink}"):
-            steps.insert(0, ["ip", "link", "del", self.uplink])
+            steps.insert(0, [_ip(), "link", "del", self.uplink])
         for argv in steps:
             try:
                 _run(argv)
@@ -235,7 +248,8 @@ class NetnsNetwork:
         return 100 * src + dst
 
     def _iptables(self, *args: str) -> None:
-        _run(["ip", "netns", "exec", self.router, "iptables", "-w", *args])
+        iptables = tool("iptables") or "iptables"
+        _run([_ip(), "netns", "exec", self.router, iptables, "-w", *args])
 
     # --- setting up ----------------------------------------------------------------------
     def _setup(self, ids: list[int]) -> None:
@@ -243,7 +257,7 @@ class NetnsNetwork:
         hosts = list(subnet.hosts())  # host k of the /30 number j is hosts[4 * j + k - 1]
         uplink_router, uplink_root = str(hosts[0]), str(hosts[1])
         for name in (self.router, *(self.namespace(i) for i in ids)):
-            _run(["ip", "netns", "add", name])
+            _run([_ip(), "netns", "add", name])
             self._namespaces.append(name)
         self._uplink_added = True
         _batch(
@@ -313,7 +327,7 @@ def _run(argv: list[str], *, stdin: str | None = None) -> str:
 def _batch(namespace: str | None, commands: list[str]) -> None:
     """Several `ip` commands in one process, in `namespace` (None: the root one)."""
     where = ["-n", namespace] if namespace else []
-    _run(["ip", *where, "-batch", "-"], stdin="\n".join(commands) + "\n")
+    _run([_ip(), *where, "-batch", "-"], stdin="\n".join(commands) + "\n")
 
 
 def _unused_run_number() -> int:
@@ -332,9 +346,8 @@ def _unused_run_number() -> int:
 def _unused_subnet(start: int) -> ipaddress.IPv4Network:
     """A /24 of SUBNETS that no address or route of the root namespace overlaps,
     trying them from a point that differs between concurrent runs."""
-    listing = _run(["ip", "-4", "-o", "addr", "show"]) + _run(
-        ["ip", "-4", "route", "show", "table", "all"]
-    )
+    listing = _run([_ip(), "-4", "-o", "addr", "show"])
+    listing += _run([_ip(), "-4", "route", "show", "table", "all"])
     used = [
         ipaddress.ip_network(token, strict=False)
         for token in re.findall(r"\b\d+\.\d+\.\d+\.\d+(?:/\d+)?\b", listing)
