@@ -43,7 +43,8 @@ def machine_state() -> dict[str, list[str]]:
     interfaces and routes, and its iptables rules (which the netns network never
     touches: its rules live in the router's namespace)."""
 
-    def lines(*argv: str) -> list[str]:
+    def lines(command: str, *args: str) -> list[str]:
+        argv = [netns.tool(command) or command, *args]
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         return sorted(out.splitlines())
 
@@ -142,8 +143,9 @@ async def test_stop_leaves_no_namespace_interface_route_or_rule() -> None:
         assert ours <= set(during["namespaces"])
         assert network.uplink in during["interfaces"]
         assert during["iptables"] == before["iptables"]  # the rules are in the router
+        iptables = netns.tool("iptables") or "iptables"
         rules = subprocess.run(
-            ["ip", "netns", "exec", network.router, "iptables", "-S", "FORWARD"],
+            ["ip", "netns", "exec", network.router, iptables, "-S", "FORWARD"],
             capture_output=True,
             text=True,
             check=True,
