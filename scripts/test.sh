@@ -2,7 +2,8 @@
 # Installs Accord with its dev extras into a fresh virtual environment and runs every
 # check: ruff (lint + format), mypy, and the whole pytest suite (which includes the
 # deterministic simulator over 500 seeds, the injected-bug tests, and the chaos runs
-# against real node processes in tests/chaos, about 3 minutes).
+# against real node processes in tests/chaos, about 4 minutes; those over network
+# namespaces run only as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${ACCORD_VENV:-.venv-test}"

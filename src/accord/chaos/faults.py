@@ -19,7 +19,10 @@ Families:
   that each see one node in the middle), or one-way (one node's outbound traffic
   lost, so others hear nothing from it while it hears them).
 - latency: every link delayed by tens to hundreds of milliseconds, with jitter and
-  some connection loss.
+  some loss (through the proxy a lost chunk cuts its connection; with the netns
+  network a lost packet is retransmitted by TCP).
+
+Network faults go through the run's `network.Network`, whichever backend it is.
 """
 
 from __future__ import annotations
