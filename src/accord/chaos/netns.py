@@ -27,9 +27,9 @@ and B's peer port:
   and `nfqueue.PacketDelay`, a thread of the harness, lets each one go after the
   delay (plus jitter, in order) or drops it with the given probability (TCP then
   retransmits it: a loss costs time, not the connection). `tc netem` would do the
-  same inside the kernel, but kernels are built without it (this project's CI
-  machine is one); NFQUEUE is in every distribution kernel. Block rules are inserted
-  before the queue rules, so a cut wins over a delay.
+  same inside the kernel, but some kernels are built without it, this project's CI
+  machine's among them, while distribution kernels all have NFQUEUE. Block rules
+  are inserted before the queue rules, so a cut wins over a delay.
 
 Clients (the root namespace to a node's client port) and a follower forwarding a
 request to the leader over HTTP are never matched: as with the proxy, only Raft
@@ -150,7 +150,7 @@ class NetnsNetwork:
         self.subnet: ipaddress.IPv4Network | None = None
         pid, n = os.getpid(), _unused_run_number()
         self._run = f"accord-{pid}-{n}"
-        self._number = pid + n
+        self._subnet_start = 31 * pid + n  # runs of neighbouring PIDs try apart
         self.router = f"{self._run}-net"
         self.uplink = f"acc{pid}-{n}"
         assert len(self.uplink) <= 15, "the kernel's limit for an interface name"
@@ -219,14 +219,14 @@ class NetnsNetwork:
     def slow(self, src: int, dst: int, delay_s: float, jitter_s: float, loss: float) -> None:
         assert self._delay is not None, "slow() before place()"
         link = self.links[(src, dst)]
-        was_slowed = link.slowed
-        link.delay_s, link.jitter_s, link.loss = delay_s, jitter_s, loss
         queue = self._queue(src, dst)
-        self._delay.set(queue, delay_s, jitter_s, loss)
-        if link.slowed != was_slowed:
-            action = "-A" if link.slowed else "-D"
+        self._delay.set(queue, delay_s, jitter_s, loss)  # before the first packet is queued
+        slowed = bool(delay_s or jitter_s or loss)
+        if slowed != link.slowed:
+            action = "-A" if slowed else "-D"
             target = ["-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass"]
             self._iptables(action, "FORWARD", *self._match(src, dst), *target)
+        link.delay_s, link.jitter_s, link.loss = delay_s, jitter_s, loss
 
     def heal(self) -> None:
         for src, dst in self.links:
@@ -253,7 +253,7 @@ class NetnsNetwork:
 
     # --- setting up ----------------------------------------------------------------------
     def _setup(self, ids: list[int]) -> None:
-        subnet = self.subnet = _unused_subnet(self._number)
+        subnet = self.subnet = _unused_subnet(self._subnet_start)
         hosts = list(subnet.hosts())  # host k of the /30 number j is hosts[4 * j + k - 1]
         uplink_router, uplink_root = str(hosts[0]), str(hosts[1])
         for name in (self.router, *(self.namespace(i) for i in ids)):

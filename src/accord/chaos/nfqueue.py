@@ -3,24 +3,25 @@
 Theory of operation
 -------------------
 An iptables rule `-j NFQUEUE --queue-num Q` makes the kernel park each matching
-packet and tell a netlink listener about it (its id only: we ask for metadata, not
-the payload). `PacketDelay` is that listener: a thread with one netlink socket bound
-to every queue it was given. Each queue has its own settings (`set`): a packet on it
-is dropped with probability `loss`, or else accepted `delay_s` (+ up to `jitter_s`)
-after it arrived, never before a packet that arrived earlier on the same queue, so a
-TCP stream keeps its order (as the proxy keeps its byte order). A dropped packet is
-retransmitted by the sender's TCP, so loss here is delay for the stream, not a cut.
+packet and tell a netlink listener about it (its id only: the listener asks for
+metadata, not the payload). `PacketDelay` is that listener: a thread with one
+netlink socket bound to every queue it was given. Each queue has its own settings
+(`set`): a packet on it is dropped with probability `loss`, or else accepted
+`delay_s` (+ up to `jitter_s`) after it arrived, never before a packet that arrived
+earlier on the same queue, so a TCP stream keeps its order (as the proxy keeps its
+byte order). A dropped packet is retransmitted by the sender's TCP, so loss here is
+delay for the stream, not a cut.
 
 The kernel's side is the protocol of `linux/netfilter/nfnetlink_queue.h`; this module
 speaks the four messages it needs (bind a queue, set copy mode and flags, receive a
 packet, give a verdict) over a plain `AF_NETLINK` socket. Queues are bound with
 `FAIL_OPEN`: if the harness falls behind and a queue fills up, the kernel lets
 packets through rather than dropping them. The socket must be created in the network
-namespace whose rules queue the packets (see `netns.socket_in`).
+namespace whose rules queue the packets (see `netns.in_namespace`).
 
 The thread only reads the socket, keeps the held packets, and sends verdicts; the
-settings are the only state it shares, under a lock. `stop()` lets every held packet
-go and closes the socket.
+settings are the only state it shares, under a lock (its counters are read
+elsewhere, never written). `stop()` lets every held packet go and closes the socket.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 log = logging.getLogger("accord.chaos")
 
 NETLINK_NETFILTER = 12
+SO_RCVBUFFORCE = 33  # not in Python's socket module: a receive buffer over rmem_max
 SOL_NETLINK = 270
 NETLINK_NO_ENOBUFS = 5
 NFNL_SUBSYS_QUEUE = 3
@@ -55,6 +57,9 @@ QUEUE_PACKETS_MAX = 8192
 """Packets the kernel parks per queue before FAIL_OPEN lets the next ones through."""
 RECEIVE_BUFFER_BYTES = 8 << 20
 RECEIVE_BYTES = 1 << 16
+RECEIVES_PER_PASS_MAX = 256
+"""Datagrams read before the held packets get a look, so that a flood cannot starve them."""
+MESSAGES_PER_SEND_MAX = 1024
 CONFIG_TIMEOUT_S = 2.0
 IDLE_WAKE_S = 0.5
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
@@ -79,11 +84,11 @@ class PacketDelay:
         self.queues = {q: QueueState() for q in queues}
         self._sock = sock
         self._lock = threading.Lock()
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake: tuple[socket.socket, socket.socket] | None = None
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._sequence = 0
-        sock.setsockopt(socket.SOL_SOCKET, 33, RECEIVE_BUFFER_BYTES)  # SO_RCVBUFFORCE
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER_BYTES)
         sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
         sock.bind((0, 0))
         sock.settimeout(CONFIG_TIMEOUT_S)
@@ -92,7 +97,10 @@ class PacketDelay:
         sock.setblocking(False)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="nfqueue-delay", daemon=True)
+        self._wake = socket.socketpair()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._wake[0],), name="nfqueue-delay", daemon=True
+        )
         self._thread.start()
 
     def set(self, queue: int, delay_s: float, jitter_s: float, loss: float) -> None:
@@ -104,27 +112,27 @@ class PacketDelay:
     def stop(self) -> None:
         """Let every held packet go, end the thread, close the socket; never raises."""
         self._stopping = True
-        if self._thread is not None:
-            self._wake_w.send(b"x")
+        if self._thread is not None and self._wake is not None:
+            self._wake[1].send(b"x")
             self._thread.join()
-        for sock in (self._sock, self._wake_r, self._wake_w):
+        for sock in (self._sock, *(self._wake or ())):
             sock.close()
 
     # --- the thread ----------------------------------------------------------------------
-    def _run(self) -> None:
+    def _run(self, wake: socket.socket) -> None:
         try:
             while not self._stopping:
-                timeout = self._next_due() - time.monotonic()
-                readable, _, _ = select.select(
-                    [self._sock, self._wake_r], [], [], min(max(timeout, 0.0), IDLE_WAKE_S)
-                )
+                timeout = min(max(self._next_due() - time.monotonic(), 0.0), IDLE_WAKE_S)
+                readable, _, _ = select.select([self._sock, wake], [], [], timeout)
                 if self._sock in readable:
                     self._receive()
                 self._release(time.monotonic())
-        except OSError as e:
-            log.error("packet delay stopped: %s", e)
-        finally:
             self._release(float("inf"))
+        except OSError as e:
+            # Closing the socket unbinds the queues; their rules' --queue-bypass then
+            # lets packets through instead of parking them with no one to let them go.
+            log.error("packet delay stopped, its packets now pass undelayed: %s", e)
+            self._sock.close()
 
     def _next_due(self) -> float:
         heads = [s.held[0][0] for s in self.queues.values() if s.held]
@@ -133,7 +141,7 @@ class PacketDelay:
     def _receive(self) -> None:
         """Every packet notice waiting on the socket: hold it, or drop it at once."""
         drops: list[bytes] = []
-        while True:
+        for _ in range(RECEIVES_PER_PASS_MAX):
             try:
                 data = self._sock.recv(RECEIVE_BYTES)
             except BlockingIOError:
@@ -153,8 +161,7 @@ class PacketDelay:
                 if state.held and state.held[-1][0] > due:
                     due = state.held[-1][0]
                 state.held.append((due, packet_id))
-        if drops:
-            self._sock.send(b"".join(drops))
+        self._send(drops)
 
     def _release(self, now: float) -> None:
         verdicts: list[bytes] = []
@@ -163,10 +170,14 @@ class PacketDelay:
                 _, packet_id = state.held.popleft()
                 state.passed += 1
                 verdicts.append(self._verdict(queue, packet_id, NF_ACCEPT))
-        if verdicts:
-            self._sock.send(b"".join(verdicts))
+        self._send(verdicts)
 
     # --- messages ------------------------------------------------------------------------
+    def _send(self, messages: list[bytes]) -> None:
+        """Many netlink messages in few datagrams, each well under the socket's buffer."""
+        for at in range(0, len(messages), MESSAGES_PER_SEND_MAX):
+            self._sock.send(b"".join(messages[at : at + MESSAGES_PER_SEND_MAX]))
+
     def _verdict(self, queue: int, packet_id: int, verdict: int) -> bytes:
         hdr = _attribute(NFQA_VERDICT_HDR, struct.pack("!II", verdict, packet_id))
         return self._message(NFQNL_MSG_VERDICT, queue, hdr, NLM_F_REQUEST)
