@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 from accord.kv import (
     BadSnapshot,
     Command,
+    Compact,
     DeleteRange,
     KVStateMachine,
     LeaseGrant,
     Put,
+    run_job,
 )
 from accord.kv.machine import SNAPSHOT_FORMAT
 
@@ -94,6 +96,60 @@ def test_a_restored_replica_continues_identically(
     assert state(copy.machine) == state(original.machine)
     assert play(copy, after, seqs) == play(original, after, seqs)
     assert copy.machine.snapshot() == original.machine.snapshot()
+
+
+@given(
+    st.lists(requests, max_size=30),
+    st.lists(st.tuples(requests, st.integers(0, 2)), max_size=30),
+    st.lists(CLIENTS_SEQ, min_size=1, max_size=4),
+    st.integers(1, 3),
+)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_snapshot_job_encodes_the_state_it_started_from(
+    before: list[tuple[Command, int, int]],
+    during: list[tuple[tuple[Command, int, int], int]],
+    seqs: list[int],
+    keys_per_step: int,
+) -> None:
+    """Puts, deletes, compactions and lease changes applied between the job's steps
+    do not show in its result: it equals `snapshot()` at the moment it started."""
+    d = Driver()
+    play(d, before, seqs)
+    expected = d.machine.snapshot()
+    job = d.machine.snapshot_job(keys_per_step)
+    finished = False
+    for i, ((command, client, advance), steps) in enumerate(during):
+        for _ in range(steps):
+            if finished:
+                break
+            try:
+                next(job)
+            except StopIteration as done:
+                finished, data = True, done.value
+        seq = seqs[i % len(seqs)] + 100 + i if client else 0
+        d.send(command, client=client, seq=seq, now_ms=d.now_ms + advance)
+    if not finished:
+        data = run_job(job)
+    assert data == expected
+
+
+def test_a_snapshot_job_survives_compaction_and_key_removal_under_it() -> None:
+    d = Driver()
+    for i in range(20):
+        d(Put(b"k%02d" % i, b"v1"))
+        d(Put(b"k%02d" % i, b"v2"))
+    for i in range(0, 20, 2):
+        d(DeleteRange(b"k%02d" % i))
+    expected = d.machine.snapshot()
+    job = d.machine.snapshot_job(keys_per_step=1)
+    next(job)
+    next(job)
+    d(Put(b"k05", b"v3"))  # a key the job has not reached yet
+    d(Compact(d.machine.revision))  # drops the deleted keys and every old version
+    d(Put(b"k07", b"v3"))
+    d(Put(b"k00", b"back"))  # a key removed by the compaction, created anew
+    assert run_job(job) == expected
+    assert d.machine.get(b"k00").kv is not None
 
 
 def test_garbage_is_refused_and_changes_nothing() -> None:

@@ -63,8 +63,10 @@ def node(
         raise click.ClickException(str(e)) from e
     context = NodeContext(config.name, config.id)
     configure_logging(config.log_format, config.log_level, context)
+    from accord.node import gcpolicy
     from accord.node.server import serve
 
+    gcpolicy.enable()
     try:
         _run(serve(config, log_context=context))
     except AccordError as e:  # e.g. a wrong encryption key: say why, without a traceback

@@ -56,7 +56,7 @@ from accord.kv.errors import (
     WatchNotFound,
 )
 from accord.kv.limits import KVLimits
-from accord.kv.machine import KVStateMachine
+from accord.kv.machine import KVStateMachine, SnapshotJob, run_job
 from accord.kv.results import (
     CompactResult,
     DeleteResult,
@@ -128,6 +128,7 @@ __all__ = [
     "RangeResult",
     "Result",
     "SessionExpired",
+    "SnapshotJob",
     "StaleRequest",
     "Txn",
     "TxnOp",
@@ -141,4 +142,5 @@ __all__ = [
     "decode_command",
     "encode_command",
     "prefix_end",
+    "run_job",
 ]

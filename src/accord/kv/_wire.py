@@ -25,6 +25,21 @@ def pack(obj: object) -> bytes:
     return packed
 
 
+def pack_array_head(length: int) -> bytes:
+    """The msgpack header of an array of `length` items (the items follow it)."""
+    if length < 16:
+        return bytes([0x90 | length])
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
+
+
+def pack_items(items: list[Any]) -> bytes:
+    """The packed items of `items` without the array header: `pack(whole)` equals
+    `pack_array_head(n)` followed by the `pack_items` of its parts, in order."""
+    return pack(items)[len(pack_array_head(len(items))) :]
+
+
 def unpack(data: bytes) -> Any:
     try:
         return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)

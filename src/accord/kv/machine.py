@@ -39,13 +39,15 @@ reads, or at once for serializable ones. They raise the typed errors.
 `snapshot()` encodes the whole state (store history, leases, sessions, counters,
 clock and applied index) as one versioned msgpack array; `restore()` replaces the
 state with a decoded snapshot, or raises `BadSnapshot` and changes nothing.
+`snapshot_job()` produces the same bytes in steps, so the runtime can go on applying
+entries while a large store is encoded (the result is the state when it started).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeAlias
 
 from accord.invariant import invariant
 from accord.kv import _wire
@@ -82,7 +84,7 @@ from accord.kv.errors import (
 )
 from accord.kv.leases import Lease, LeaseTable
 from accord.kv.limits import SNAPSHOT_BYTES_MAX, UINT64_MAX, KVLimits, version_bytes
-from accord.kv.mvcc import MVCCStore
+from accord.kv.mvcc import MVCCStore, SnapshotReader
 from accord.kv.results import (
     CompactResult,
     DeleteResult,
@@ -106,6 +108,11 @@ from accord.kv.types import Event, KeyValue
 from accord.kv.validate import check_command, check_request_id
 
 SNAPSHOT_FORMAT = 1
+SNAPSHOT_KEYS_PER_STEP = 256
+"""Keys a snapshot job encodes per step (a millisecond or two of work)."""
+
+SnapshotJob: TypeAlias = Generator[None, None, bytes]
+"""A snapshot encoded in steps: `next()` does one, the bytes are the return value."""
 
 Outcome = tuple[Result, list[Event]]
 
@@ -424,19 +431,27 @@ class KVStateMachine:
     def snapshot(self) -> bytes:
         """The whole state: `[FORMAT, applied index, revision, compact revision, clock,
         store, leases, sessions]`."""
+        return run_job(self.snapshot_job())
+
+    def snapshot_job(self, keys_per_step: int = SNAPSHOT_KEYS_PER_STEP) -> SnapshotJob:
+        """`snapshot()` of the state as it is now, encoded in steps of
+        `keys_per_step` keys: each `next()` does one step, and the bytes are the
+        generator's return value. The caller may apply entries between steps (they do
+        not show in the result). Everything but the key store is encoded at once."""
         store = self._store
-        return _wire.pack(
-            [
+        reader = store.reader()
+        head = _wire.pack_array_head(8) + b"".join(
+            _wire.pack(field)
+            for field in (
                 SNAPSHOT_FORMAT,
                 self._applied_index,
                 store.revision,
                 store.compact_revision,
                 self._clock_ms,
-                store.encode(),
-                self._leases.encode(),
-                self._sessions.encode(),
-            ]
+            )
         )
+        tail = _wire.pack(self._leases.encode()) + _wire.pack(self._sessions.encode())
+        return _encode_store(reader, head, tail, keys_per_step)
 
     def restore(self, data: bytes) -> None:
         """Replace the whole state with `snapshot()`'s output; raises `BadSnapshot`
@@ -462,6 +477,30 @@ class KVStateMachine:
         self._sessions = session_table
         self._applied_index = applied_index
         self._clock_ms = clock_ms
+
+
+def _encode_store(
+    reader: SnapshotReader, head: bytes, tail: bytes, keys_per_step: int
+) -> SnapshotJob:
+    try:
+        parts = [head, _wire.pack_array_head(len(reader.keys))]
+        for start in range(0, len(reader.keys), keys_per_step):
+            yield
+            parts.append(_wire.pack_items(reader.encode(start, start + keys_per_step)))
+        parts.append(tail)
+        return b"".join(parts)
+    finally:
+        reader.close()
+
+
+def run_job(job: SnapshotJob) -> bytes:
+    """Run a snapshot job to the end at once."""
+    while True:
+        try:
+            next(job)
+        except StopIteration as done:
+            data: bytes = done.value
+            return data
 
 
 def _event_key(event: Event) -> bytes:

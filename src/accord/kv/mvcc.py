@@ -25,14 +25,21 @@ that would do otherwise), so the events of one revision are naturally ordered by
 
 The store charges every stored version `version_bytes()` against a quota the state
 machine checks before writing; `size_bytes` is that running total.
+
+A snapshot of a large store is read piece by piece while writes go on
+(`SnapshotReader`): it takes the list of keys at once and reads each key's versions
+up to its revision later. That is exact because writes only append versions above
+the reader's revision, and the one change in place, compaction, first hands the
+reader a copy of every history it is about to shorten.
 """
 
 from __future__ import annotations
 
 import heapq
+import weakref
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeAlias
 
 from sortedcontainers import SortedDict
 
@@ -79,11 +86,24 @@ class _History:
             yield kv.mod_revision, self.key, Event(kind, kv, prev)
 
 
+EncodedKey: TypeAlias = list[Any]
+"""`[key, [[mod, create, version, lease, value], ...]]`: one key of an encoded store."""
+
+
+def _encode_versions(key: bytes, kvs: list[KeyValue]) -> EncodedKey:
+    return [
+        key,
+        [[kv.mod_revision, kv.create_revision, kv.version, kv.lease, kv.value] for kv in kvs],
+    ]
+
+
 class MVCCStore:
     """Versions of every key; see the module docstring."""
 
     def __init__(self) -> None:
         self._keys: SortedDict[bytes, _History] = SortedDict()
+        # Weak: a reader dropped unfinished (a job never run) stops costing copies.
+        self._readers: weakref.WeakSet[SnapshotReader] = weakref.WeakSet()
         self.revision = 1
         self.compact_revision = 0
         self.size_bytes = 0
@@ -221,6 +241,8 @@ class MVCCStore:
                 keep_from += 1
             if keep_from == 0:
                 continue
+            for reader in self._readers:
+                reader.preserve(key, history)
             for kv in history.kvs[:keep_from]:
                 self.size_bytes -= version_bytes(kv.key, kv.value)
             del history.revs[:keep_from]
@@ -239,18 +261,13 @@ class MVCCStore:
                 yield key, kv.lease
 
     # --- snapshot ------------------------------------------------------------------
-    def encode(self) -> list[Any]:
+    def encode(self) -> list[EncodedKey]:
         """`[[key, [[mod, create, version, lease, value], ...]], ...]` in key order."""
-        return [
-            [
-                key,
-                [
-                    [kv.mod_revision, kv.create_revision, kv.version, kv.lease, kv.value]
-                    for kv in h.kvs
-                ],
-            ]
-            for key, h in self._keys.items()
-        ]
+        return [_encode_versions(key, h.kvs) for key, h in self._keys.items()]
+
+    def reader(self) -> SnapshotReader:
+        """A reader of the store as it is now, to encode while writes go on."""
+        return SnapshotReader(self)
 
     @classmethod
     def decode(cls, value: object, revision: int, compact_revision: int) -> MVCCStore:
@@ -273,6 +290,43 @@ class MVCCStore:
             store.live_keys += history.latest() is not None
             store.size_bytes += sum(version_bytes(key, kv.value) for kv in history.kvs)
         return store
+
+
+class SnapshotReader:
+    """The store as of one revision, encoded a few keys at a time (see the module
+    docstring). `close()` it when done; until then compaction copies what it cuts."""
+
+    def __init__(self, store: MVCCStore) -> None:
+        self.revision = store.revision
+        self.compact_revision = store.compact_revision
+        self.keys: list[bytes] = list(store._keys.keys())
+        self._store = store
+        self._preserved: dict[bytes, list[KeyValue]] = {}
+        store._readers.add(self)
+
+    def preserve(self, key: bytes, history: _History) -> None:
+        """Called by compaction before it shortens `history` in place."""
+        if key not in self._preserved:
+            self._preserved[key] = list(history.kvs)
+
+    def encode(self, start: int, stop: int) -> list[EncodedKey]:
+        """The encoded keys `keys[start:stop]`, each with its versions up to the
+        reader's revision, exactly as `MVCCStore.encode()` gave them then."""
+        histories = self._store._keys
+        encoded = []
+        for key in self.keys[start:stop]:
+            kvs = self._preserved.get(key)
+            if kvs is None:
+                kvs = histories[key].kvs
+            end = len(kvs)
+            while kvs[end - 1].mod_revision > self.revision:
+                end -= 1
+            encoded.append(_encode_versions(key, kvs[:end]))
+        return encoded
+
+    def close(self) -> None:
+        self._store._readers.discard(self)
+        self._preserved.clear()
 
 
 def _decode_history(key: bytes, versions: list[Any], revision: int) -> _History:

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from accord.kv import KVStateMachine
+from accord.kv import KVStateMachine, SnapshotJob, run_job
 from accord.kv.types import Event
 from accord.node.config import Member, parse_address
 from accord.node.runtime import Node
@@ -134,12 +134,22 @@ class NodeState:
         return [dataclasses.replace(m, tls=self.tls) for m in decode_members(data)]
 
     def snapshot(self) -> bytes:
+        return run_job(self.snapshot_job())
+
+    def snapshot_job(self) -> SnapshotJob:
+        """`snapshot()` in steps (see `KVStateMachine.snapshot_job`): membership and
+        users are taken now, with the key-value state."""
         members = encode_members(self.members.values())
         leaving = sorted(self.leaving)
-        parts = [SNAPSHOT_FORMAT, self.kv.snapshot(), members, leaving]
-        if self.auth.initialized:  # an optional fifth part: older snapshots lack it
-            parts.append(self.auth.snapshot())
-        return bytes(msgpack.packb(parts))
+        auth = [self.auth.snapshot()] if self.auth.initialized else []
+        kv = self.kv.snapshot_job()
+
+        def job() -> SnapshotJob:
+            # an optional fifth part, the users: older snapshots lack it
+            parts = [SNAPSHOT_FORMAT, (yield from kv), members, leaving, *auth]
+            return bytes(msgpack.packb(parts))
+
+        return job()
 
     def restore(self, data: bytes) -> None:
         version, kv_data, members, leaving, *rest = msgpack.unpackb(data)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from accord.errors import NotLeader, ProposalDropped
-from accord.kv import KVStateMachine
+from accord.kv import KVStateMachine, SnapshotJob
 from accord.raft import (
     ConfChange,
     ConfChangeError,
@@ -58,6 +58,7 @@ class SimNode:
         self._pending_reads: dict[bytes, ClientRequest] = {}
         self._confirmed_reads: list[tuple[int, ClientRequest]] = []
         self._read_counter = 0
+        self._snapshot_job: tuple[int, SnapshotJob] | None = None
 
     # --- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -69,6 +70,7 @@ class SimNode:
         if recovered.snapshot is not None:
             self.machine.restore(recovered.snapshot.data)
         self._syncing = False
+        self._snapshot_job = None
         self._pending_writes.clear()
         self._pending_reads.clear()
         self._confirmed_reads.clear()
@@ -226,13 +228,27 @@ class SimNode:
         self._confirmed_reads = waiting
 
     def _maybe_compact(self) -> None:
+        """As the runtime does: a snapshot job started when enough entries were
+        applied runs one step (one key) per Ready while entries go on being applied,
+        then the log is compacted up to where it started."""
+        if self._snapshot_job is not None:
+            index, job = self._snapshot_job
+            try:
+                next(job)
+                return
+            except StopIteration as done:
+                self._snapshot_job = None
+                data: bytes = done.value
+            if index > self.core.log.snapshot_index:  # not overtaken by an installed one
+                snapshot = self.core.compact(index, data)
+                self.disk.save_snapshot(snapshot)
+                self.disk.compact(snapshot.index)
+            return
         every = self.sim.params.compact_every
         log = self.core.log
         last_snapshot = log.snapshot.index if log.snapshot else 0
         if every and log.applied - last_snapshot >= every:
-            snapshot = self.core.compact(log.applied, self.machine.snapshot())
-            self.disk.save_snapshot(snapshot)
-            self.disk.compact(snapshot.index)
+            self._snapshot_job = (log.applied, self.machine.snapshot_job(keys_per_step=1))
 
     @property
     def is_leader(self) -> bool:
