@@ -127,6 +127,7 @@ class System:
     leader_url: str
     """Where wrk sends its requests (the leader)."""
     python_endpoints: list[str] = field(default_factory=list)
+    leader_pid: int = 0
 
 
 def start_etcd(started: Started, root: Path, base: int) -> System:
@@ -184,6 +185,7 @@ def start_accord(started: Started, root: Path, base: int) -> System:
         [n["pid"] for n in nodes],
         leader["client_url"],
         [n["native_url"] for n in nodes],
+        leader["pid"],
     )
 
 
