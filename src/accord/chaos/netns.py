@@ -65,7 +65,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from accord.chaos.network import Address, NetworkUnavailable
+from accord.chaos.network import Address, LinkFaults, NetworkUnavailable
 from accord.chaos.nfqueue import NETLINK_NETFILTER, PacketDelay, QueueState
 from accord.node.config import Member
 
@@ -126,13 +126,8 @@ def in_namespace(name: str, action: Callable[[], T]) -> T:
 
 
 @dataclass(slots=True)
-class Link:
+class Link(LinkFaults):
     """The state of one direction src→dst."""
-
-    blocked: bool = False
-    delay_s: float = 0.0
-    jitter_s: float = 0.0
-    loss: float = 0.0
 
     @property
     def slowed(self) -> bool:

@@ -16,11 +16,22 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Protocol
 
 from accord.node.config import Member
 
 Address = tuple[str, int]
+
+
+@dataclass(slots=True)
+class LinkFaults:
+    """What is done to one direction src→dst right now."""
+
+    blocked: bool = False
+    delay_s: float = 0.0
+    jitter_s: float = 0.0
+    loss: float = 0.0
 
 
 class NetworkUnavailable(Exception):

@@ -33,20 +33,16 @@ import functools
 import random
 from dataclasses import dataclass, field
 
-from accord.chaos.network import Address, free_ports
+from accord.chaos.network import Address, LinkFaults, free_ports
 from accord.node.config import Member
 
 CHUNK_BYTES = 65536
 
 
 @dataclass(slots=True)
-class Link:
-    """The state of one direction src→dst."""
+class Link(LinkFaults):
+    """The state of one direction src→dst, and its connections."""
 
-    blocked: bool = False
-    delay_s: float = 0.0
-    jitter_s: float = 0.0
-    loss: float = 0.0
     connections: set[asyncio.Task[None]] = field(default_factory=set)
     forwarded_bytes: int = 0
     cuts: int = 0
