@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from accord.errors import ProposalDropped
@@ -164,6 +166,34 @@ def test_removing_a_follower() -> None:
     assert not [m for m in net.sent[mark:] if m.dst == 3 and m.src == 1]
     assert net.leader() == 1, "the removed node does not disrupt the cluster"
     assert net.nodes[2].applied_data() == [b"x"]
+
+
+def test_a_removed_node_that_never_learned_it_cannot_depose_the_leader() -> None:
+    # Neither PreVote nor CheckQuorum: only the leader lease on votes from outside the
+    # configuration stops the removed node from forcing elections forever.
+    net = RaftNetwork([1, 2, 3], configure=lambda c: replace(c, pre_vote=False, check_quorum=False))
+    net.elect(1)
+    net.isolate(3)  # 3 misses its own removal: it still counts itself a voter
+    net.core(1).propose_conf_change(change((REMOVE, 3)))
+    net.settle()
+    net.tick_all(1)
+    assert voters(net.core(1)) == voters(net.core(2)) == {1, 2}
+    assert 3 in voters(net.core(3))
+    net.heal()
+    term = net.core(1).term
+    for _ in range(5):
+        net.core(3).campaign()  # each campaign asks 1 and 2 for votes at a new term
+        net.settle()
+        net.tick_all(1)
+    assert net.core(3).term > term
+    assert net.leader() == 1 and net.core(1).term == net.core(2).term == term
+    net.propose(1, b"still committing")
+    assert net.nodes[2].applied_data() == [b"still committing"]
+    # Once the leader is gone for an election timeout, the lease lapses: 2 may vote
+    # again (here, for a candidate of its own configuration: itself).
+    net.isolate(1)
+    net.tick(2, 3 * ELECTION_TICKS)
+    assert net.core(2).role == Role.CANDIDATE or net.core(2).term > term
 
 
 def test_removing_the_leader_hands_over_and_the_cluster_keeps_committing() -> None:

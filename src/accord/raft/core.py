@@ -443,8 +443,14 @@ class RaftCore:
         """Apply Raft's term rules; False when the message must be ignored."""
         if m.term > self.term:
             if m.type in (MessageType.VOTE, MessageType.PRE_VOTE):
+                # A candidate outside our configuration was most likely removed and
+                # never learned it (the leader no longer sends to it): without
+                # PreVote or CheckQuorum nothing else stops it deposing the leader
+                # again and again (Raft dissertation, 4.2.3), so the lease holds
+                # against it whatever the configuration.
+                guarded = self.config.check_quorum or m.src not in self.conf.all_voters()
                 in_lease = (
-                    self.config.check_quorum
+                    guarded
                     and self.leader != NO_NODE
                     and self._election_elapsed < self.config.election_ticks
                 )
