@@ -19,16 +19,25 @@ core's contract fixes:
    beside the loop (which goes on applying), then the loop compacts the log up to
    it and persists it on the disk thread.
 
+A Ready with no fsync to wait for (typically the leader's new commit index, with the
+empty AppendEntries that tell followers of it) is applied before its messages are
+sent: a message may always leave later, and the writers it commits need not wait
+for the sends.
+
 A proposal is answered when the entry at its index is applied: with the state
 machine's result if the entry has the proposal's term, else `ProposalDropped` (a
 new leader replaced it; the client retries, and the session table makes the retry
 safe). A linearizable read asks the core for a read index (one heartbeat round per
 Ready serves every read waiting then) and completes once applied >= that index.
+Every wait has a deadline: the ticker fails the waits whose deadline has passed
+with `DeadlineExceeded` (one heap for all of them, checked once a tick, so a request
+costs no timer of its own; a deadline fires up to one tick late).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import os
 import random
@@ -166,6 +175,9 @@ class Node:
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._waiting_reads: list[tuple[int, asyncio.Future[int]]] = []
         self._read_counter = 0
+        self._deadlines: list[tuple[float, int, asyncio.Future[Any], str, float]] = []
+        """Heap of (deadline, tie-breaker, future, what it waits for, timeout)."""
+        self._deadline_counter = 0
         # Read contexts are unique per process: a leader's answer to a read of an
         # earlier incarnation of this node may still arrive, and must match nothing.
         self._read_nonce = os.urandom(8)
@@ -241,6 +253,7 @@ class Node:
             await asyncio.sleep(interval)
             self.core.tick()
             self._wake.set()
+            self._expire_deadlines(time.monotonic())
 
     def _on_message(self, message: Message) -> None:
         if message.group != self.core.group:
@@ -298,12 +311,23 @@ class Node:
         self.core.transfer_leadership(target)
         self._wake.set()
 
-    @staticmethod
-    async def _wait(future: asyncio.Future[Any], timeout_s: float, what: str) -> Any:
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
-        except TimeoutError:
-            raise DeadlineExceeded(f"{what} did not finish within {timeout_s:g}s") from None
+    async def _wait(self, future: asyncio.Future[Any], timeout_s: float, what: str) -> Any:
+        """Await `future`, failing it with DeadlineExceeded after `timeout_s` (the
+        outcome of a write is then unknown: it may still be applied)."""
+        self._deadline_counter += 1
+        deadline = time.monotonic() + timeout_s
+        entry = (deadline, self._deadline_counter, future, what, timeout_s)
+        heapq.heappush(self._deadlines, entry)
+        return await future
+
+    def _expire_deadlines(self, now: float) -> None:
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, _, future, what, timeout_s = heapq.heappop(deadlines)
+            if not future.done():
+                future.set_exception(
+                    DeadlineExceeded(f"{what} did not finish within {timeout_s:g}s")
+                )
 
     # --- the ready loop --------------------------------------------------------------------
     async def _ready_loop(self) -> None:
@@ -317,14 +341,8 @@ class Node:
                     self._on_soft_state(rd.soft_state)
                 if rd.entries and self.core.role == Role.LEADER:
                     self.append_times.append((rd.entries[-1].index, time.monotonic()))
-                self._send(rd.messages)
-                early = 0
-                if rd.persist_needed() and self.write_behind_s > 0:
-                    self._unwritten.append((rd.hard_state, rd.entries, rd.snapshot))
-                elif rd.persist_needed() and not rd.must_sync:
-                    # A new commit index only: a plain write, no fsync to wait for.
-                    self.storage.save(rd.hard_state, rd.entries, rd.snapshot, sync=False)
-                elif rd.persist_needed():
+                if rd.persist_needed() and rd.must_sync and self.write_behind_s == 0:
+                    self._send(rd.messages)  # followers write while we do
                     saved = loop.run_in_executor(
                         self._disk, self.storage.save, rd.hard_state, rd.entries, rd.snapshot
                     )
@@ -333,8 +351,20 @@ class Node:
                     early = rd.durable_committed()
                     self._apply_entries(rd.committed_entries[:early])
                     await saved
-                self._send(rd.messages_after_persist)
-                self._apply(rd, early)
+                    self._send(rd.messages_after_persist)
+                    self._apply(rd, early)
+                else:
+                    if rd.persist_needed() and self.write_behind_s > 0:
+                        self._unwritten.append((rd.hard_state, rd.entries, rd.snapshot))
+                    elif rd.persist_needed():
+                        # A new commit index only: a plain write, no fsync to wait for.
+                        self.storage.save(rd.hard_state, rd.entries, rd.snapshot, sync=False)
+                    # Nothing to wait for: answer the writes this commits before telling
+                    # the followers (a message may always leave later; it saves the
+                    # writers the sends, typically the leader's new commit index).
+                    self._apply(rd, 0)
+                    self._send(rd.messages)
+                    self._send(rd.messages_after_persist)
                 self.core.advance(rd)
             await self._maybe_snapshot()
 

@@ -6,7 +6,8 @@ simulated time: send `messages`, write, apply the committed entries that earlier
 Readies persisted (as the runtime does, overlapping its fsync), (time passes) sync,
 send `messages_after_persist`, apply the rest, `advance`. A crash in between loses
 the write. A Ready that only moves the commit index (`must_sync` false) is written
-without a sync, so a crash may lose it too.
+without a sync, so a crash may lose it too, and (as in the runtime) its committed
+entries are applied before its messages are sent.
 """
 
 from __future__ import annotations
@@ -145,12 +146,9 @@ class SimNode:
             return
         rd = self.core.ready()
         self.sim.checker.on_ready(self, rd)
-        for m in rd.messages:
-            self.sim.network.send(self.id, m.dst, m)
-        if rd.persist_needed() and not rd.must_sync:
-            self.disk.write(rd.hard_state, rd.entries, rd.snapshot)  # no fsync needed
-            self._finish_ready(rd)
-        elif rd.persist_needed():
+        if rd.persist_needed() and rd.must_sync:
+            for m in rd.messages:
+                self.sim.network.send(self.id, m.dst, m)
             self.disk.write(rd.hard_state, rd.entries, rd.snapshot)
             self._syncing = True
             early = rd.durable_committed()
@@ -158,8 +156,11 @@ class SimNode:
                 self._apply(entry.index, entry.term, entry.type, entry.data)
             delay = self.sim.fsync_delay()
             self.sim.schedule(delay, self._on_synced, self.incarnation, rd, early)
-        else:
-            self._finish_ready(rd)
+            return
+        if rd.persist_needed():
+            self.disk.write(rd.hard_state, rd.entries, rd.snapshot)  # no fsync needed
+        # As the runtime does: nothing to sync, so apply first and send afterwards.
+        self._finish_ready(rd, send_after_apply=rd.messages)
 
     def _on_synced(self, incarnation: int, rd: Ready, applied: int) -> None:
         if incarnation != self.incarnation or not self.alive:
@@ -169,7 +170,9 @@ class SimNode:
         self._syncing = False
         self._finish_ready(rd, applied)
 
-    def _finish_ready(self, rd: Ready, applied: int = 0) -> None:
+    def _finish_ready(
+        self, rd: Ready, applied: int = 0, send_after_apply: tuple[Message, ...] = ()
+    ) -> None:
         for m in rd.messages_after_persist:
             self.sim.network.send(self.id, m.dst, m)
         if rd.snapshot is not None:
@@ -177,6 +180,8 @@ class SimNode:
             self._fail_writes_up_to(rd.snapshot.index)
         for entry in rd.committed_entries[applied:]:
             self._apply(entry.index, entry.term, entry.type, entry.data)
+        for m in send_after_apply:
+            self.sim.network.send(self.id, m.dst, m)
         self._collect_reads(rd.read_states)
         self.core.advance(rd)
         self.sim.checker.after_advance(self)

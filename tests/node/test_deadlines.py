@@ -1,0 +1,145 @@
+"""Deadlines of the runtime's waits, on a real `Node` (one voter, in this event loop)
+whose disk can be held back: a write that cannot become durable in time fails with
+DeadlineExceeded within about a tick of its deadline, is still applied once the disk
+lets go, and neither the expired nor a cancelled wait disturbs later requests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from accord.errors import DeadlineExceeded
+from accord.kv import Envelope, KVStateMachine, Put, encode_command
+from accord.node.config import Member
+from accord.node.members import NodeState
+from accord.node.runtime import Node
+from accord.raft import Entry, HardState, Message, RaftConfig, Snapshot
+from accord.storage import MemoryStorage
+
+TICK_MS = 10
+pytestmark = pytest.mark.asyncio
+
+
+class HeldDisk(MemoryStorage):
+    """MemoryStorage whose synced saves wait while `held` is clear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = threading.Event()
+        self.held.set()
+
+    def save(
+        self,
+        hard_state: HardState | None,
+        entries: tuple[Entry, ...] = (),
+        snapshot: Snapshot | None = None,
+        sync: bool = True,
+    ) -> None:
+        if sync:
+            self.held.wait(timeout=30)
+        super().save(hard_state, entries, snapshot, sync=sync)
+
+
+class NoPeers:
+    def __init__(self, on_message: Callable[[Message], None]) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    def send(self, message: Message) -> object:
+        return None
+
+    async def stop(self) -> None:
+        pass
+
+
+@pytest_asyncio.fixture
+async def node() -> AsyncIterator[tuple[Node, HeldDisk, KVStateMachine]]:
+    disk, machine = HeldDisk(), KVStateMachine()
+    state = NodeState(machine, {1: Member(1, "n1", ("127.0.0.1", 1), ("127.0.0.1", 2))})
+    config = RaftConfig(id=1, bootstrap_voters=frozenset({1}), election_ticks=5)
+    node = Node(config, disk, NoPeers, state, tick_ms=TICK_MS, snapshot_entries=10**9)
+    await node.start()
+    deadline = time.monotonic() + 10
+    while not node.is_leader:
+        assert time.monotonic() < deadline, "the single voter did not become leader"
+        await asyncio.sleep(TICK_MS / 1000)
+    try:
+        yield node, disk, machine
+    finally:
+        disk.held.set()
+        await node.stop(transfer_leadership=False)
+
+
+def put(key: bytes, value: bytes) -> bytes:
+    return encode_command(Envelope(0, 0, Put(key, value, 0), 0))
+
+
+async def wait_until(predicate: Callable[[], Any], what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(TICK_MS / 1000)
+
+
+async def test_a_write_past_its_deadline_fails_then_still_applies(
+    node: tuple[Node, HeldDisk, KVStateMachine],
+) -> None:
+    runtime, disk, machine = node
+    await runtime.propose(put(b"before", b"1"))
+    disk.held.clear()
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match=r"the write did not finish within 0\.2s"):
+        await asyncio.wait_for(runtime.propose(put(b"late", b"2"), timeout_s=0.2), 5)
+    waited = time.monotonic() - started
+    # Not before its deadline; at most a few ticks after it (the ticker checks).
+    assert 0.2 <= waited < 0.2 + 0.5, waited
+    assert machine.get(b"late").kv is None
+    disk.held.set()
+    await wait_until(lambda: machine.get(b"late").kv is not None, "the late write to apply")
+    assert runtime.pending_proposals == 0
+    await runtime.propose(put(b"after", b"3"), timeout_s=1.0)
+    assert machine.get(b"after").kv is not None
+
+
+async def test_a_cancelled_write_is_applied_and_later_writes_answer(
+    node: tuple[Node, HeldDisk, KVStateMachine],
+) -> None:
+    runtime, disk, machine = node
+    disk.held.clear()
+    task = asyncio.create_task(runtime.propose(put(b"gone", b"1"), timeout_s=0.1))
+    await wait_until(lambda: runtime.pending_proposals == 1, "the proposal")
+    task.cancel()  # the caller went away before its deadline
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.3)  # past the cancelled wait's deadline: nothing to fail now
+    disk.held.set()
+    await wait_until(lambda: machine.get(b"gone").kv is not None, "the cancelled write")
+    results = await asyncio.gather(
+        *(runtime.propose(put(b"k%d" % i, b"v"), timeout_s=2.0) for i in range(20))
+    )
+    assert len(results) == 20
+    assert all(machine.get(b"k%d" % i).kv is not None for i in range(20))
+
+
+async def test_a_read_barrier_past_its_deadline_fails(
+    node: tuple[Node, HeldDisk, KVStateMachine],
+) -> None:
+    runtime, disk, _ = node
+    await runtime.propose(put(b"x", b"1"))
+    disk.held.clear()
+    pending = asyncio.create_task(runtime.propose(put(b"y", b"2"), timeout_s=5.0))
+    await wait_until(lambda: runtime.pending_proposals == 1, "the proposal")
+    # The Ready loop is stuck in the held fsync, so no read index comes back.
+    with pytest.raises(DeadlineExceeded, match="the linearizable read did not finish"):
+        await asyncio.wait_for(runtime.read_barrier(timeout_s=0.2), 5)
+    disk.held.set()
+    await pending
+    assert await runtime.read_barrier(timeout_s=2.0) >= 1
