@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from http.client import HTTPConnection
 
 import pytest
 
@@ -73,6 +74,29 @@ def test_slow_http_body_is_cut_off(node: SingleNode) -> None:
         s.settimeout(READ_TIMEOUT_S + 10)
         answer = s.recv(4096)
         assert answer.startswith(b"HTTP/1.1 408") or answer == b"", answer
+
+
+def test_a_busy_keep_alive_connection_outlives_the_read_timeout(node: SingleNode) -> None:
+    # One timer per connection, re-armed when it fires: requests that keep arriving
+    # in time must never be cut off, however long the connection lives.
+    connection = HTTPConnection(*node.config.client, timeout=10)
+    try:
+        connection.request("GET", "/v1/kv/keepalive")
+        connection.getresponse().read()
+        sock = connection.sock
+        ends = time.monotonic() + 2.5 * READ_TIMEOUT_S
+        answered = 1
+        while time.monotonic() < ends:
+            time.sleep(READ_TIMEOUT_S / 4)  # within the rate limit, and idle a while
+            connection.request("GET", "/v1/kv/keepalive")
+            response = connection.getresponse()
+            response.read()
+            assert response.status in (404, 429), response.status
+            assert connection.sock is sock, "the node closed a connection in use"
+            answered += 1
+        assert answered >= 8
+    finally:
+        connection.close()
 
 
 @pytest.mark.parametrize(

@@ -29,12 +29,18 @@ STREAMING_PATHS = frozenset({"/v1/watch"})
 
 
 class _GatedProtocol(asyncio.Protocol):
+    """One connection's protocol, wrapped. The slow-client check costs no timer per
+    request: the first bytes of a request note the time (`waiting_since`), the start
+    of its handler clears it, and one timer per connection, re-armed only when it
+    fires, closes the connection once a request has waited `read_timeout_s`."""
+
     def __init__(self, gate: ConnectionGate, inner: asyncio.Protocol) -> None:
         self._gate = gate
         self._inner = inner
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.busy = False
+        self.waiting_since: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
@@ -55,9 +61,13 @@ class _GatedProtocol(asyncio.Protocol):
             self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if not self.busy and self._timer is None:
+        if not self.busy and self.waiting_since is None:
             loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._gate.read_timeout_s, self._timed_out)
+            self.waiting_since = loop.time()
+            if self._timer is None:
+                self._timer = loop.call_at(
+                    self.waiting_since + self._gate.read_timeout_s, self._check
+                )
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -71,7 +81,7 @@ class _GatedProtocol(asyncio.Protocol):
 
     def request_started(self) -> None:
         self.busy = True
-        self._disarm()
+        self.waiting_since = None
 
     def request_finished(self) -> None:
         self.busy = False
@@ -81,12 +91,19 @@ class _GatedProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
-    def _timed_out(self) -> None:
+    def _check(self) -> None:
         self._timer = None
-        if not self.busy and self._transport is not None:
-            self._gate.timed_out += 1
-            log.warning("closing a slow HTTP connection: no complete request in time")
-            self._transport.abort()
+        since = self.waiting_since
+        if self.busy or since is None or self._transport is None:
+            return  # no request waiting now; the next one's bytes arm a new timer
+        loop = asyncio.get_running_loop()
+        deadline = since + self._gate.read_timeout_s
+        if loop.time() < deadline:
+            self._timer = loop.call_at(deadline, self._check)  # a later request waits
+            return
+        self._gate.timed_out += 1
+        log.warning("closing a slow HTTP connection: no complete request in time")
+        self._transport.abort()
 
     def __getattr__(self, name: str) -> Any:  # anything else aiohttp may ask its protocol
         return getattr(self._inner, name)
@@ -109,7 +126,13 @@ class ConnectionGate:
         if protocol is not None:
             protocol.request_started()
         try:
-            if request.can_read_body and request.path not in STREAMING_PATHS:
+            # A body that has not all arrived yet must do so in time (most have: they
+            # came with the headers, and reading them waits for nothing).
+            if (
+                request.can_read_body
+                and not request.content.is_eof()
+                and request.path not in STREAMING_PATHS
+            ):
                 try:
                     async with asyncio.timeout(self.read_timeout_s):
                         await request.read()  # cached: the handler reads it again for free
