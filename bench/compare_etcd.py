@@ -431,6 +431,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--skip-python", action="store_true", help="only the wrk rows")
+    parser.add_argument(
+        "--ops", nargs="+", choices=[op for op, _ in OPS], default=[op for op, _ in OPS]
+    )
     args = parser.parse_args()
     ensure_packages()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -453,7 +456,7 @@ def main() -> None:
                 path.write_text(lua_script(name, op, KEYS if op == "put" else READ_KEYS))
                 scripts[name, op] = path
         etcd3 = None if args.skip_python else etcd3_python(args.out.resolve() / ".venv-etcd3")
-        for op, label in OPS:
+        for op, label in (o for o in OPS if o[0] in args.ops):
             for c in args.connections:
                 for client in ("wrk/HTTP", "python"):
                     if client == "python" and etcd3 is None:
