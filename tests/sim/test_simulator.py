@@ -85,6 +85,7 @@ def _first_caught(debug: DebugFlags, seeds: range) -> SimResult | None:
             200,
             {
                 "invariant",
+                "election safety",  # a candidate's own vote, counted before it is durable
                 "leader completeness",
                 "state machine safety",
                 "linearizability",

@@ -118,9 +118,14 @@ class RaftCore:
         self._msgs: list[Message] = []
         self._msgs_after_persist: list[Message] = []
         self._self_msgs: list[Message] = []
-        # Entries appended since the last Ready, not yet offered to the followers: one
-        # AppendEntries per follower per Ready carries them all (not one per proposal).
+        # Something for the followers since the last Ready — new entries, a window
+        # freed by an acknowledgement, a new commit index — is sent when the Ready is
+        # built: one AppendEntries per follower carries it all, not one per proposal
+        # or per acknowledgement (the messages would leave with that Ready anyway).
         self._append_pending = False
+        self._commit_news: set[NodeId] = set()
+        """Followers that may not know the commit index: if the Ready sends them no
+        entries, an empty AppendEntries carries it."""
         self._incoming_snapshot: tuple[int, int, bytearray] | None = None
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -227,9 +232,7 @@ class RaftCore:
         if self._append_pending:
             self._append_pending = False
             if self.role == Role.LEADER:
-                for node in self._prs:
-                    if node != self.id:
-                        self._maybe_send_append(node, send_if_empty=False)
+                self._send_pending_appends()
         if self.role == Role.LEADER and self._reads.has_waiting():
             self._start_read_round()
         hard = self._hard_state()
@@ -338,6 +341,7 @@ class RaftCore:
         self._votes = {}
         self._transferee = NO_NODE
         self._prs = {}
+        self._commit_news = set()
 
     def _reset_randomized_election_timeout(self) -> None:
         ticks = self.config.election_ticks
@@ -506,9 +510,17 @@ class RaftCore:
             self.step(m)
 
     # ================================================================= replication
-    def _broadcast_append(self) -> None:
+    def _send_pending_appends(self) -> None:
+        """Offer each follower what it has not been sent, as far as its window allows;
+        one with nothing new learns a new commit index from an empty AppendEntries."""
+        commit_news, self._commit_news = self._commit_news, set()
         for node in self._prs:
-            if node != self.id:
+            if node == self.id:
+                continue
+            sent = False
+            while self._maybe_send_append(node, send_if_empty=False):
+                sent = True
+            if node in commit_news and not sent:
                 self._maybe_send_append(node)
 
     def _broadcast_heartbeat(self, read_round: int) -> None:
@@ -603,13 +615,13 @@ class RaftCore:
         if self._maybe_commit():
             if self.role != Role.LEADER:
                 return  # the commit removed us from the configuration
-            self._broadcast_append()
+            self._commit_news.update(self._prs)
+            self._append_pending = True
         elif was_paused and m.src != self.id:
-            self._maybe_send_append(m.src)
+            self._commit_news.add(m.src)  # it may have missed the latest commit index
         if m.src == self.id or m.src not in self._prs:
             return
-        while self._maybe_send_append(m.src, send_if_empty=False):
-            pass
+        self._append_pending = True  # what the acknowledgement let through goes next Ready
         if m.src == self._transferee and pr.match == self.log.last_index():
             self._send(MessageType.TIMEOUT_NOW, m.src)
 
