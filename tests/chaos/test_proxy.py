@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -129,3 +130,20 @@ async def test_loss_cuts_connections_and_the_sender_reconnects(pair: Pair) -> No
     await wait_for(lambda: pair.proxy.links[(1, 2)].cuts > cuts)
     pair.proxy.heal()
     await pair.delivers(1, 2)
+
+
+async def test_placed_nodes_never_share_a_port_with_the_proxy() -> None:
+    # The proxy's listeners take ephemeral ports; nodes get theirs below that range,
+    # so a listener can never be handed a node's port between picking and binding.
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(20):
+        proxy = NetProxy(random.Random(0))
+        try:
+            members = await proxy.place([1, 2, 3, 4, 5])
+            node_ports = {a[1] for m in members.values() for a in (m.peer, m.client, m.native) if a}
+            listeners = {proxy.dial(s, d)[1] for s in members for d in members if s != d}
+            assert len(node_ports) == 15
+            assert all(p < low for p in node_ports)
+            assert not node_ports & listeners
+        finally:
+            await proxy.stop()
