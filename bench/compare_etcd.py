@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,23 @@ class System:
     """Where wrk sends its requests (the leader)."""
     python_endpoints: list[str] = field(default_factory=list)
     leader_pid: int = 0
+    find_leader: Callable[[], tuple[str, int]] | None = None
+    """(the current leader's URL, its term): rows follow the leader, and count the
+    elections that happened during them."""
+
+    def follow_leader(self) -> int:
+        """Point wrk at the current leader; returns the current term."""
+        if self.find_leader is None:
+            return 0
+        self.leader_url, term = wait_for(self._leader_or_none, f"a {self.name} leader")
+        return term
+
+    def _leader_or_none(self) -> tuple[str, int] | None:
+        assert self.find_leader is not None
+        try:
+            return self.find_leader()
+        except (OSError, ValueError, KeyError, StopIteration):
+            return None
 
 
 def start_etcd(started: Started, root: Path, base: int) -> System:
@@ -153,16 +171,23 @@ def start_etcd(started: Started, root: Path, base: int) -> System:
             root / f"{name}.log",
         )  # fmt: skip
 
-    def leader() -> str | None:
+    def leader() -> tuple[str, int] | None:
         for url in clients:
             status = http_json(f"{url}/v3/maintenance/status", {})
             if status.get("leader") and status["leader"] == status["header"]["member_id"]:
-                return url
+                return url, int(status["raftTerm"])
         return None
 
-    leader_url = wait_for(leader, "an etcd leader")
+    def find_leader() -> tuple[str, int]:
+        found = leader()
+        if found is None:
+            raise ValueError("no etcd leader")
+        return found
+
+    leader_url = wait_for(leader, "an etcd leader")[0]
     pids = [started.procs[n].pid for n in names]
-    return System("etcd", pids, leader_url, [u.removeprefix("http://") for u in clients])
+    endpoints = [u.removeprefix("http://") for u in clients]
+    return System("etcd", pids, leader_url, endpoints, find_leader=find_leader)
 
 
 def start_accord(started: Started, root: Path, base: int) -> System:
@@ -180,12 +205,25 @@ def start_accord(started: Started, root: Path, base: int) -> System:
         "an Accord leader",
     )
     leader = next(n for n in nodes if n["id"] == status["leader"])
+
+    def find_leader() -> tuple[str, int]:
+        for node in nodes:
+            try:
+                status = http_json(f"{node['client_url']}/v1/cluster/status")
+            except OSError:
+                continue
+            if status["leader"]:
+                current = next(n for n in nodes if n["id"] == status["leader"])
+                return current["client_url"], int(status["term"])
+        raise ValueError("no Accord leader")
+
     return System(
         "accord",
         [n["pid"] for n in nodes],
         leader["client_url"],
         [n["native_url"] for n in nodes],
         leader["pid"],
+        find_leader,
     )
 
 
@@ -396,6 +434,7 @@ def measure(
 ) -> dict[str, Any]:
     """One row's figures for one system, with the CPU its nodes and the load generator
     used meanwhile (percent of one core)."""
+    term = system.follow_leader()
     before = {pid: cpu_seconds(pid) for pid in system.pids}
     own = os.times()
     began = time.monotonic()
@@ -412,6 +451,7 @@ def measure(
     load = mine.children_user + mine.children_system - own.children_user - own.children_system
     figures["cpu_nodes"] = [round((cpu_seconds(p) - before[p]) / wall * 100) for p in system.pids]
     figures["cpu_load"] = round(load / wall * 100)
+    figures["elections"] = system.follow_leader() - term
     return figures
 
 
@@ -487,7 +527,8 @@ def _row_text(r: dict[str, Any]) -> str:
         f"etcd {e['ops_per_s']:>9,.0f}/s "
         f"p99 {e['p99']:7.2f}ms | accord {a['ops_per_s']:>9,.0f}/s p99 {a['p99']:7.2f}ms | "
         f"ratio {r['ratio']:.2f} | cpu% etcd {e['cpu_nodes']} load {e['cpu_load']}, "
-        f"accord {a['cpu_nodes']} load {a['cpu_load']}"
+        f"accord {a['cpu_nodes']} load {a['cpu_load']} | elections e/a "
+        f"{e.get('elections', 0)}/{a.get('elections', 0)}"
     )
 
 
@@ -497,8 +538,8 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         "| workload | conns | client | etcd ops/s | etcd p50/p99 ms | Accord ops/s "
         "| Accord p50/p99 ms | Accord/etcd | CPU% etcd nodes / load gen "
-        "| CPU% Accord nodes / load gen | errors e/a |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU% Accord nodes / load gen | errors e/a | elections e/a |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         e, a = r["etcd"], r["accord"]
@@ -508,7 +549,8 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{a['p50']:.2f} / {a['p99']:.2f} | **{r['ratio']:.2f}** | "
             f"{'/'.join(map(str, e['cpu_nodes']))} / {e['cpu_load']} | "
             f"{'/'.join(map(str, a['cpu_nodes']))} / {a['cpu_load']} | "
-            f"{e['errors']} / {a['errors']} |"
+            f"{e['errors']} / {a['errors']} | "
+            f"{e.get('elections', 0)} / {a.get('elections', 0)} |"
         )
     lines += ["", "Redis, `appendfsync always`, redis-benchmark SET (single node):", ""]
     lines += ["| conns | ops/s | p50 ms | p99 ms |", "|---|---|---|---|"]
