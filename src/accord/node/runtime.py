@@ -328,6 +328,11 @@ class Node:
                 future.set_exception(
                     DeadlineExceeded(f"{what} did not finish within {timeout_s:g}s")
                 )
+        # Most waits end long before their deadline: drop those, so the heap (and
+        # the futures and results it holds) stays about as large as what is pending.
+        if len(deadlines) > 2 * (len(self._proposals) + len(self._reads)) + 64:
+            self._deadlines = [entry for entry in deadlines if not entry[2].done()]
+            heapq.heapify(self._deadlines)
 
     # --- the ready loop --------------------------------------------------------------------
     async def _ready_loop(self) -> None:
