@@ -472,9 +472,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     parser.add_argument("--skip-python", action="store_true", help="only the wrk rows")
     parser.add_argument(
+        "--plot-only",
+        action="store_true",
+        help="redraw compare_etcd.png from the compare_etcd.json in --out, run nothing",
+    )
+    parser.add_argument(
         "--ops", nargs="+", choices=[op for op, _ in OPS], default=[op for op, _ in OPS]
     )
     args = parser.parse_args()
+    if args.plot_only:
+        report = json.loads((args.out / "compare_etcd.json").read_text())
+        plot(report, args.out / "compare_etcd.png")
+        return
     ensure_packages()
     args.out.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="accord-vs-etcd-", dir=args.out.resolve()))
@@ -515,6 +524,7 @@ def main() -> None:
     report = {"disk_fdatasync_per_s": disk, "rows": rows, "redis": redis, "peak_rss_mib": rss}
     (args.out / "compare_etcd.json").write_text(json.dumps(report, indent=2))
     (args.out / "compare_etcd.md").write_text(_markdown(report))
+    plot(report, args.out / "compare_etcd.png")
     print()
     print(_markdown(report))
     shutil.rmtree(root, ignore_errors=True)
@@ -560,6 +570,36 @@ def _markdown(report: dict[str, Any]) -> str:
         )
     lines += ["", f"Peak RSS per node (MiB): {report['peak_rss_mib']}"]
     return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Throughput and p99 per row, both systems side by side, one panel per client."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to a file
+    import matplotlib.pyplot as plt
+
+    clients = sorted({r["client"] for r in report["rows"]}, reverse=True)
+    figure, axes = plt.subplots(2, len(clients), figsize=(7 * len(clients), 8), squeeze=False)
+    for column, client in enumerate(clients):
+        rows = [r for r in report["rows"] if r["client"] == client]
+        short = {"durable writes": "write", "linearizable reads": "lin. read"}
+        labels = [f"{short.get(r['workload'], 'ser. read')}\nc={r['connections']}" for r in rows]
+        positions = range(len(rows))
+        for row, (metric, title, scale) in enumerate(
+            [("ops_per_s", "operations / s", "linear"), ("p99", "p99 latency, ms", "log")]
+        ):
+            ax = axes[row][column]
+            for offset, name in ((-0.2, "etcd"), (0.2, "accord")):
+                values = [r[name][metric] for r in rows]
+                ax.bar([p + offset for p in positions], values, width=0.4, label=name)
+            ax.set_xticks(list(positions), labels, fontsize="x-small")
+            ax.set(title=f"{client}: {title}", yscale=scale)
+            ax.grid(alpha=0.3, axis="y")
+            ax.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
