@@ -254,6 +254,7 @@ class Node:
             self.core.tick()
             self._wake.set()
             self._expire_deadlines(time.monotonic())
+            gcpolicy.maybe_checkpoint()
 
     def _on_message(self, message: Message) -> None:
         if message.group != self.core.group:
