@@ -99,8 +99,9 @@ async def test_a_write_past_its_deadline_fails_then_still_applies(
     with pytest.raises(DeadlineExceeded, match=r"the write did not finish within 0\.2s"):
         await asyncio.wait_for(runtime.propose(put(b"late", b"2"), timeout_s=0.2), 5)
     waited = time.monotonic() - started
-    # Not before its deadline; at most a few ticks after it (the ticker checks).
-    assert 0.2 <= waited < 0.2 + 0.5, waited
+    # Never before its deadline; soon after it (the ticker checks every tick; the
+    # bound is loose so a busy machine cannot fail it).
+    assert 0.2 <= waited < 0.2 + 2.0, waited
     assert machine.get(b"late").kv is None
     disk.held.set()
     await wait_until(lambda: machine.get(b"late").kv is not None, "the late write to apply")
@@ -119,7 +120,8 @@ async def test_a_cancelled_write_is_applied_and_later_writes_answer(
     task.cancel()  # the caller went away before its deadline
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.3)  # past the cancelled wait's deadline: nothing to fail now
+    # The cancelled wait's deadline passes (the ticker pops it): nothing to fail now.
+    await wait_until(lambda: not runtime._deadlines, "the cancelled wait's deadline")
     disk.held.set()
     await wait_until(lambda: machine.get(b"gone").kv is not None, "the cancelled write")
     results = await asyncio.gather(
