@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import pytest
 
 from accord.client import Client
 from accord.testing.cluster import LocalCluster, http, running_cluster, wait_for
+from accord.testing.ports import free_ports
 
 
 @pytest.fixture(scope="module")
@@ -64,16 +64,11 @@ def test_every_workload_runs_and_reports(
         assert kv is not None and kv.value == b"x" * 100
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.skipif(shutil.which("etcd") is None, reason="etcd-server is not installed")
 def test_the_same_load_drives_etcd(tmp_path: Path) -> None:
-    client_url = f"http://127.0.0.1:{_free_port()}"
-    peer_url = f"http://127.0.0.1:{_free_port()}"
+    client_port, peer_port = free_ports(2)
+    client_url = f"http://127.0.0.1:{client_port}"
+    peer_url = f"http://127.0.0.1:{peer_port}"
     with open(tmp_path / "etcd.log", "wb") as log:
         etcd = subprocess.Popen(
             [

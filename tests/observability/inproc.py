@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,17 +18,7 @@ from accord.node.server import Observers, build_node, build_runner
 from accord.node.service import KVService
 from accord.observability.metrics import NodeMetrics
 from accord.observability.tracing import Tracing
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+from accord.testing.ports import free_ports
 
 
 @dataclass

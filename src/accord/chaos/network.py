@@ -14,8 +14,6 @@ hurt by these faults.
 
 from __future__ import annotations
 
-import random
-import socket
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
@@ -85,34 +83,3 @@ class ClusterNetwork(Network, Protocol):
         """Undo everything `place` did; safe to call more than once, and after a failed
         `place`."""
         ...
-
-
-NODE_PORTS = range(10_000, 32_000)
-"""Where nodes' ports are picked: below the kernel's ephemeral range (32768 and up
-by default), from which the proxy's own listeners and every outgoing connection
-take theirs, so none of those can take a node's port between its picking and the
-node's bind. (A proxy listener that got a node's port once forwarded to itself
-until the harness ran out of file descriptors.)"""
-PICK_ATTEMPTS_MAX = 10_000
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports in `NODE_PORTS` that were free a moment ago,
-    picked at random (so concurrent runs rarely try the same ones)."""
-    rng = random.Random()
-    chosen: list[int] = []
-    attempts = 0
-    while len(chosen) < count:
-        attempts += 1
-        if attempts > PICK_ATTEMPTS_MAX:
-            raise RuntimeError(f"found only {len(chosen)} of {count} free ports in {NODE_PORTS}")
-        port = rng.choice(NODE_PORTS)
-        if port in chosen:
-            continue
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        chosen.append(port)
-    return chosen

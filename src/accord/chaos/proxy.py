@@ -33,8 +33,9 @@ import functools
 import random
 from dataclasses import dataclass, field
 
-from accord.chaos.network import Address, LinkFaults, free_ports
+from accord.chaos.network import Address, LinkFaults
 from accord.node.config import Member
+from accord.testing.ports import free_ports
 
 CHUNK_BYTES = 65536
 

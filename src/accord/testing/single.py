@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -20,20 +19,14 @@ from typing import IO, Any
 from accord.node.config import Member, NodeConfig, render_config
 from accord.security.config import SecurityConfig
 from accord.testing.cluster import DEADLINE_S, http, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from accord.testing.ports import free_ports
 
 
 class SingleNode:
     def __init__(self, directory: Path, security: SecurityConfig | None = None) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        ports = [free_port() for _ in range(3)]
+        ports = free_ports(3)
         me = Member(
             1,
             "n1",
