@@ -2,13 +2,14 @@
 
 Theory of operation
 -------------------
-`UpCluster.start()` runs `accord up` (its own `--dir`, a `--port-base` whose nine
-ports were free a moment ago) and waits for the `cluster.json` it writes once a
-leader is elected. Everything else goes through the cluster's public surfaces: HTTP
-requests (`http()`, raw bytes in and out, with TLS and a token when the cluster is
-`--secure`), the node processes' PIDs (`/proc/PID/status` for memory, signals for
-kill -9) and their `node.log` files. `accord up` reports a node that exits on its
-stderr ("node nK exited with code C"); `exit_codes()` reads those lines.
+`UpCluster.start()` runs `accord up` for three nodes (its own `--dir`, a
+`--port-base` whose nine ports were free a moment ago) and waits for the
+`cluster.json` it writes once a leader is elected. Everything else goes through the
+cluster's public surfaces: HTTP requests (`http()`, raw bytes in and out, with TLS
+and a token when the cluster is `--secure`), the node processes' PIDs
+(`/proc/PID/status` for memory, signals for kill -9) and their `node.log` files.
+`accord up` reports a node that exits on its stderr ("node nK exited with code C");
+`exit_codes()` reads those lines.
 
 `stop()` always ends what was started, by PID only: SIGTERM to `accord up` (which
 stops its nodes), then SIGKILL to any node or restarted node still alive.
@@ -21,7 +22,6 @@ import json
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -31,12 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from accord.node.config import load_config
-from accord.testing.ports import free_ports
+from accord.testing.cluster import free_port_base
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 HTTP_TIMEOUT_S = 10.0
-PORT_BASE_ATTEMPTS_MAX = 50
 _EXIT_LINE = re.compile(rb"node n(\d+) exited with code (-?\d+)")
 
 
@@ -68,10 +67,12 @@ class Response:
 
 @dataclass
 class UpCluster:
-    """One `accord up` cluster under `directory` (see the module docstring)."""
+    """One `accord up` cluster under `directory` (see the module docstring). Unlike
+    `accord.testing.cluster.LocalCluster` it logs in as root on a secure cluster,
+    passes `env` to the nodes, reads their memory, logs and exit codes, and kills
+    and restarts nodes."""
 
     directory: Path
-    nodes_count: int = 3
     secure: bool = False
     env: dict[str, str] = field(default_factory=dict)
     nodes: list[UpNode] = field(default_factory=list)
@@ -91,9 +92,9 @@ class UpCluster:
 
     def _start(self) -> UpCluster:
         self.directory.mkdir(parents=True, exist_ok=True)
-        port_base = free_port_base(self.nodes_count)
-        command = [sys.executable, "-m", "accord.cli.main", "up", "--nodes"]
-        command += [str(self.nodes_count), "--dir", str(self.directory)]
+        port_base = free_port_base()
+        command = [sys.executable, "-m", "accord.cli.main", "up", "--nodes", "3"]
+        command += ["--dir", str(self.directory)]
         command += ["--port-base", str(port_base)] + (["--secure"] if self.secure else [])
         out = open(self.directory / "up.out", "wb")  # noqa: SIM115 - owned by the child
         self._up = subprocess.Popen(
@@ -329,23 +330,3 @@ def pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
-
-
-def free_port_base(nodes: int) -> int:
-    """A `--port-base` for `accord up` whose HTTP, peer and native ports are all free."""
-    for _ in range(PORT_BASE_ATTEMPTS_MAX):
-        (base,) = free_ports(1)
-        base = min(base, 31_000)
-        wanted = [base + offset + k for offset in (0, 100, 200) for k in range(1, nodes + 1)]
-        if all(_port_free(p) for p in wanted):
-            return base
-    raise RuntimeError("no free port base found")
-
-
-def _port_free(port: int) -> bool:
-    try:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", port))
-    except OSError:
-        return False
-    return True
