@@ -151,16 +151,16 @@ class ExpireLeases:
 
 @dataclass(frozen=True, slots=True)
 class RenewAllLeases:
-    """Move the deadline of every live lease to `now_ms + ttl_ms`: a new leader's
-    first command, one for the whole table (clients could not keep leases alive while
-    there was no leader)."""
+    """Move the deadline of every lease in the table to `now_ms + ttl_ms`: a new
+    leader's first command, one for the whole table (clients could not keep leases
+    alive while there was no leader)."""
 
 
 @dataclass(frozen=True, slots=True)
 class LeaseCheckpoint:
     """Record deadlines the leader computed from client keepalives, as
     `(lease_id, deadline_ms)` pairs; a lease's deadline only moves forward, and never
-    past `now_ms + ttl_ms`. Missing or expired leases are skipped."""
+    past `now_ms + ttl_ms`. Missing leases are skipped."""
 
     leases: tuple[tuple[int, int], ...]
 

@@ -91,20 +91,20 @@ class LeaseTable:
         lease.deadline_ms = deadline(now_ms, lease.ttl_ms)
 
     def renew_all(self, now_ms: int) -> int:
-        """Refresh every live lease to its full TTL; returns how many."""
-        renewed = 0
+        """Refresh every lease in the table to its full TTL, expired-but-present ones
+        too: only the leader decides expiry, and one whose replicated deadline passed
+        may have been kept alive in the previous leader's memory. Returns how many."""
         for lease in self._leases.values():  # each lease independently: order is moot
-            if lease.deadline_ms > now_ms:
-                lease.deadline_ms = deadline(now_ms, lease.ttl_ms)
-                renewed += 1
-        return renewed
+            lease.deadline_ms = deadline(now_ms, lease.ttl_ms)
+        return len(self._leases)
 
     def checkpoint(self, deadlines: Iterable[tuple[int, int]], now_ms: int) -> int:
-        """Move live leases' deadlines forward to the given ones, never past a full TTL
-        from `now_ms`; returns how many moved."""
+        """Move leases' deadlines forward to the given ones (the leader's, from
+        keepalives), never past a full TTL from `now_ms`; missing leases are skipped.
+        Returns how many moved."""
         moved = 0
         for lease_id, deadline_ms in deadlines:
-            lease = self.alive(lease_id, now_ms)
+            lease = self._leases.get(lease_id)
             if lease is None:
                 continue
             target = min(deadline_ms, deadline(now_ms, lease.ttl_ms))
