@@ -89,9 +89,7 @@ def build_node(
             "ssl_client": node_tls.outgoing,
             "accept_certificate": NodeTls.accept_peer,
         }
-    limits = KVLimits(
-        leases_max=config.leases_max, leases_per_user_max=config.leases_per_user_max
-    )
+    limits = KVLimits(leases_max=config.leases_max, leases_per_user_max=config.leases_per_user_max)
     state = NodeState(KVStateMachine(limits), config.members)
     transports: list[PeerTransport] = []
 
