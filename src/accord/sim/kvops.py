@@ -34,8 +34,10 @@ from accord.kv.results import (
     TxnResult,
 )
 
-LEASE_ROUND_TICKS = 7
+LEASE_ROUND_TICKS = 20
 """A leader's lease housekeeping runs every this many of its ticks."""
+SIM_LEASES_MAX = 6
+"""Leases the simulated leaders keep in the table at most."""
 LEASE_TTLS = (40, 150, 600)
 """TTLs (simulated time) of the leases granted, in turn."""
 
@@ -88,11 +90,14 @@ def read_value(machine: KVStateMachine, key: str) -> int | None:
 
 
 def lease_round(machine: KVStateMachine, lease_id: int, now: int) -> list[Command]:
-    """A leader's lease housekeeping: grant lease `lease_id`, checkpoint the lowest
+    """A leader's lease housekeeping: grant lease `lease_id` (unless the table is
+    full), checkpoint the lowest
     lease a full TTL ahead (as a keepalive would), expire the leases past their
     deadline. The node service's lessor decides the same kinds of commands."""
     deadlines = sorted(machine.lease_deadlines())
-    commands: list[Command] = [LeaseGrant(lease_id, LEASE_TTLS[lease_id % len(LEASE_TTLS)])]
+    commands: list[Command] = []
+    if len(deadlines) < SIM_LEASES_MAX:  # a small table keeps snapshots small
+        commands.append(LeaseGrant(lease_id, LEASE_TTLS[lease_id % len(LEASE_TTLS)]))
     live = [(i, ttl) for i, ttl, deadline in deadlines if deadline > now]
     if live:
         commands.append(LeaseCheckpoint(((live[0][0], now + live[0][1]),)))

@@ -120,7 +120,9 @@ class SimNode:
                 self._renewed_term = self.core.term
             return
         self._leader_ticks += 1
-        if self._leader_ticks % LEASE_ROUND_TICKS == 0:
+        # Not once healing starts: the liveness phase waits for an idle log, as clients
+        # go idle then too.
+        if self._leader_ticks % LEASE_ROUND_TICKS == 0 and not self.sim.healing:
             for command in lease_round(self.machine, self.sim.next_lease_id(), self.sim.now):
                 self._propose_own(command)
 
