@@ -7,6 +7,8 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from accord.kv import (
     Envelope,
@@ -26,6 +28,7 @@ from accord.kv import (
     encode_command,
 )
 from accord.kv.errors import BadCommand, BadSnapshot
+from accord.kv.leases import LeaseTable
 from accord.kv.limits import LEASE_IDS_PER_COMMAND_MAX
 
 from .helpers import Driver, state
@@ -204,3 +207,33 @@ def test_replicas_compute_the_same_deadlines_whatever_their_history() -> None:
     assert state(whole.machine) == state(partial.machine)
     assert whole.machine.lease_ttl(2).deadline_ms == 9_900  # type: ignore[union-attr]
     assert whole.machine.lease_ttl(1) is None and whole.machine.lease_ttl(3) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["grant", "refresh", "renew", "checkpoint", "remove"]),
+            st.integers(1, 12),
+            st.integers(0, 3_000),
+        ),
+        max_size=120,
+    )
+)
+def test_the_deadline_index_finds_exactly_the_due_leases(steps: list[tuple[str, int, int]]) -> None:
+    table, now = LeaseTable(), 0
+    for action, lease_id, amount in steps:
+        now += amount // 10
+        lease = table.get(lease_id)
+        if action == "grant" and lease is None:
+            table.grant(lease_id, amount + 1, now)
+        elif action == "refresh" and lease is not None:
+            table.refresh(lease, now)
+        elif action == "renew":
+            table.renew_all(now)
+        elif action == "checkpoint":
+            table.checkpoint([(lease_id, now + amount)], now)
+        elif action == "remove" and lease is not None:
+            table.remove(lease_id)
+        for at in (now, now + amount, now + 10 * amount):
+            assert table.due(at) == table.expired(at)

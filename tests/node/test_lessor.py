@@ -19,14 +19,16 @@ def test_plan_expires_by_the_real_deadline_and_checkpoints_within_half_a_ttl() -
     lessor.keepalive(1, 1_000, 900)  # real 1_900; replicated 1_000: due within 500
     lessor.keepalive(2, 10_000, 900)  # real 10_900; replicated 9_000: far from due
     lessor.keepalive(4, 1_000, 0)  # a lease that is gone
-    table = [(1, 1_000, 1_000), (2, 10_000, 9_000), (3, 1_000, 950)]
-    assert lessor.plan(table, now_ms=960) == LeasePlan(expired=[3], checkpoints=[(1, 1_900)])
+    table = {1: (1_000, 1_000), 2: (10_000, 9_000), 3: (1_000, 950)}
+    plan = lessor.plan([3], table.get, now_ms=960)
+    assert plan == LeasePlan(expired=[3], checkpoints=[(1, 1_900)])
     assert len(lessor) == 2, "lease 4 forgotten"
     # Lease 1 past its replicated deadline is alive by its keepalive, and not expired.
-    table = [(1, 1_000, 1_000), (2, 10_000, 10_900)]
-    assert lessor.plan(table, now_ms=1_200) == LeasePlan(expired=[], checkpoints=[(1, 1_900)])
+    table = {1: (1_000, 1_000), 2: (10_000, 10_900)}
+    plan = lessor.plan([1], table.get, now_ms=1_200)
+    assert plan == LeasePlan(expired=[], checkpoints=[(1, 1_900)])
     assert len(lessor) == 1, "lease 2's replicated deadline caught up"
-    assert lessor.plan(table, now_ms=1_900).expired == [1]
+    assert lessor.plan([1], table.get, now_ms=1_900).expired == [1]
 
 
 def test_reset_forgets_every_keepalive() -> None:

@@ -449,9 +449,18 @@ class KVStateMachine:
         lease = self._leases.get(lease_id)
         return None if lease is None else self._leases.info(lease, self._clock_ms, keys=keys)
 
+    def leases_due(self, now_ms: int) -> list[int]:
+        """Ids of the leases whose replicated deadline is `<= now_ms`, ascending: the
+        leader's expiry candidates, found without scanning the table."""
+        return self._leases.due(now_ms)
+
+    def lease_deadline(self, lease_id: int) -> tuple[int, int] | None:
+        """`(ttl_ms, deadline_ms)` of the lease, or `None` if there is none."""
+        lease = self._leases.get(lease_id)
+        return None if lease is None else (lease.ttl_ms, lease.deadline_ms)
+
     def lease_deadlines(self) -> Iterator[tuple[int, int, int]]:
-        """`(lease_id, ttl_ms, deadline_ms)` of every lease, unordered: the leader's
-        expiry scan, without building a `LeaseInfo` per lease."""
+        """`(lease_id, ttl_ms, deadline_ms)` of every lease, unordered."""
         return self._leases.deadlines()
 
     def leases(self) -> list[LeaseInfo]:

@@ -6,7 +6,9 @@ A client keepalive is answered by the leader without a Raft write: the leader
 confirms it still leads (a read barrier, one heartbeat round shared by every request
 waiting then) and notes the lease's new deadline here, `now + ttl`. The replicated
 deadline in the state machine lags behind; a lease's real deadline is the later of the
-two (`deadline_ms()`). Each housekeeping round `plan()` scans the table once and says
+two (`deadline_ms()`). Each housekeeping round `plan()` looks at the leases whose
+replicated deadline passed (the state machine's deadline index finds them without a
+scan) and at the leases kept alive since the last round, and says
 
 - which leases expired (real deadline passed): the leader proposes `ExpireLeaseIds`
   naming them, so no replica decides expiry by a deadline it may not know is stale;
@@ -24,10 +26,12 @@ lease a client kept alive. Everything here is plain data, free of I/O and clocks
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from accord.kv.limits import INT64_MAX
+
+Lookup = Callable[[int], tuple[int, int] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +63,22 @@ class Lessor:
         """The lease's real deadline, given its replicated one."""
         return max(replicated_ms, self._kept.get(lease_id, 0))
 
-    def plan(self, leases: Iterable[tuple[int, int, int]], now_ms: int) -> LeasePlan:
-        """From `(lease_id, ttl_ms, replicated deadline_ms)` of every lease: what to
-        expire and what to checkpoint. Keepalives the replicated state has caught up
-        with, or of leases that are gone, are forgotten."""
-        expired: list[int] = []
+    def plan(self, due: Iterable[int], lookup: Lookup, now_ms: int) -> LeasePlan:
+        """What to expire and what to checkpoint. `due`: the ids whose replicated
+        deadline is `<= now_ms`; `lookup(id)`: a lease's `(ttl_ms, deadline_ms)`, or
+        `None` once it is gone. Keepalives the replicated state has caught up with, or
+        of leases that are gone, are forgotten."""
+        expired = sorted(i for i in set(due) if self._kept.get(i, 0) <= now_ms)
         checkpoints: list[tuple[int, int]] = []
         still_ahead: dict[int, int] = {}
-        for lease_id, ttl_ms, replicated_ms in leases:
-            kept = self._kept.get(lease_id, 0)
-            if max(kept, replicated_ms) <= now_ms:
-                expired.append(lease_id)
-            elif kept > replicated_ms:
-                still_ahead[lease_id] = kept
-                if replicated_ms - now_ms < ttl_ms // 2:
-                    checkpoints.append((lease_id, kept))
+        for lease_id, kept in self._kept.items():
+            lease = lookup(lease_id)
+            if lease is None or kept <= lease[1] or kept <= now_ms:
+                continue  # gone, caught up, or expired (then it is due, above)
+            ttl_ms, replicated_ms = lease
+            still_ahead[lease_id] = kept
+            if replicated_ms - now_ms < ttl_ms // 2:
+                checkpoints.append((lease_id, kept))
         self._kept = still_ahead
-        expired.sort()
         checkpoints.sort()
         return LeasePlan(expired, checkpoints)

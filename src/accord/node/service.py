@@ -140,11 +140,13 @@ class KVService:
         or past its deadline."""
         if not self.node.is_leader:
             raise NotLeader(self.node.leader_id)
+        # Stamped before the barrier: a leader elected after the barrier confirmed
+        # this one renews every lease later than `now`, so it covers this keepalive.
+        now = now_ms()
         await self.node.read_barrier()  # still the leader, and every grant applied
         if not self.node.is_leader:
             raise NotLeader(self.node.leader_id)
         info = self.machine.lease_ttl(lease_id)
-        now = now_ms()
         if info is None or self.lease_deadline_ms(info) <= now:
             raise LeaseNotFound(lease_id)
         self.lessor.keepalive(lease_id, info.ttl_ms, now)
@@ -257,7 +259,9 @@ class KVService:
 
     async def _expire_and_checkpoint(self) -> None:
         # The leader's clock decides: the state machine's only moves with commands.
-        plan = self.lessor.plan(self.machine.lease_deadlines(), now_ms())
+        now = now_ms()
+        machine = self.machine
+        plan = self.lessor.plan(machine.leases_due(now), machine.lease_deadline, now)
         step = LEASE_IDS_PER_COMMAND_MAX
         for start in range(0, len(plan.checkpoints), step):
             await self.execute(LeaseCheckpoint(tuple(plan.checkpoints[start : start + step])))

@@ -101,7 +101,7 @@ def lease_round(machine: KVStateMachine, lease_id: int, now: int) -> list[Comman
     live = [(i, ttl) for i, ttl, deadline in deadlines if deadline > now]
     if live:
         commands.append(LeaseCheckpoint(((live[0][0], now + live[0][1]),)))
-    expired = tuple(i for i, _, deadline in deadlines if deadline <= now)
+    expired = tuple(machine.leases_due(now))
     if expired:
         commands.append(ExpireLeaseIds(expired))
     return commands
