@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 
 from accord.kv import (
@@ -25,22 +27,28 @@ class Driver:
         self.now_ms = 0
 
     def send(
-        self, command: Command, *, client: int = 0, seq: int = 0, now_ms: int | None = None
+        self,
+        command: Command,
+        *,
+        client: int = 0,
+        seq: int = 0,
+        now_ms: int | None = None,
+        owner: str = "",
     ) -> tuple[Result, list[Event]]:
         if now_ms is not None:
             self.now_ms = now_ms
         self.index += 1
-        data = encode_command(Envelope(client, seq, command, self.now_ms))
+        data = encode_command(Envelope(client, seq, command, self.now_ms, owner))
         return self.machine.apply(self.index, data)
 
-    def __call__(self, command: Command, **kwargs: int) -> Result:
+    def __call__(self, command: Command, **kwargs: Any) -> Result:
         return self.send(command, **kwargs)[0]
 
     def raw(self, data: bytes) -> tuple[Result, list[Event]]:
         self.index += 1
         return self.machine.apply(self.index, data)
 
-    def error(self, command: Command, **kwargs: int) -> ErrorResult:
+    def error(self, command: Command, **kwargs: Any) -> ErrorResult:
         result = self(command, **kwargs)
         assert isinstance(result, ErrorResult), result
         return result

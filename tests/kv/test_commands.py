@@ -93,7 +93,7 @@ def _packed(obj: object) -> bytes:
 @pytest.mark.parametrize(
     ("obj", "reason"),
     [
-        ([FORMAT_VERSION, 1, 1, 0], "expected 5 fields"),
+        ([FORMAT_VERSION, 1, 1, 0], "expected 5 or 6 fields"),
         ([2, 1, 1, 0, [1, b"k", b"v", 0, False]], "format version"),
         ([FORMAT_VERSION, -1, 1, 0, [1, b"k", b"v", 0, False]], "client id"),
         ([FORMAT_VERSION, 1, -5, 0, [1, b"k", b"v", 0, False]], "seq"),

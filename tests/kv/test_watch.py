@@ -18,6 +18,7 @@ from accord.kv import (
     KVStateMachine,
     LimitExceeded,
     Put,
+    TooManyWatches,
     Txn,
     WatchCancelled,
     WatchHub,
@@ -183,6 +184,17 @@ def test_the_number_of_watchers_is_bounded() -> None:
     assert rt.hub.cancel(first) is True
     assert rt.hub.cancel(first) is False
     rt.hub.watch(b"b")
+
+
+def test_one_owner_holds_a_bounded_share_of_the_watchers() -> None:
+    rt = Runtime(watchers_max=10, watchers_per_user_max=2)
+    first = rt.hub.watch(b"a", owner="mallory")
+    rt.hub.watch(b"a", b"b", owner="mallory")
+    with pytest.raises(TooManyWatches, match="mallory"):
+        rt.hub.watch(b"b", owner="mallory")
+    rt.hub.watch(b"b", owner="alice")  # the others keep theirs
+    rt.hub.cancel(first)
+    rt.hub.watch(b"b", owner="mallory")
 
 
 def test_cancel_and_bad_arguments() -> None:

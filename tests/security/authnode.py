@@ -47,9 +47,11 @@ def login(url: str, user: str, password: str, context: ssl.SSLContext | None = N
     return str(body["token"])
 
 
-def start_auth_node(directory: Path, **security: Any) -> SingleNode:
+def start_auth_node(
+    directory: Path, env: dict[str, str] | None = None, **security: Any
+) -> SingleNode:
     node = SingleNode(directory, SecurityConfig(auth=True, **security))
-    node.start({"ACCORD_ROOT_PASSWORD": ROOT_PASSWORD})
+    node.start({"ACCORD_ROOT_PASSWORD": ROOT_PASSWORD, **(env or {})})
     wait_for(
         lambda: (
             call("POST", f"{node.url}/v1/auth/login", {"user": "root", "password": ROOT_PASSWORD})[

@@ -122,3 +122,29 @@ def test_command_line_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 1
     assert f"seed {failing.seed}: VIOLATION of {failing.prop}" in out
     assert f"--start {failing.seed}" in out and "--bug ack-before-persist" in out
+
+
+def test_a_replica_computing_its_own_lease_deadlines_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deadlines must come from the log alone: a replica whose renewal adds something
+    of its own (here, every other renewal is a millisecond late) is a determinism
+    violation, found without any client noticing."""
+    from accord.kv import leases
+
+    renew_all = leases.LeaseTable.renew_all
+    calls = iter(range(1 << 30))
+
+    def drifting(self: leases.LeaseTable, now_ms: int) -> int:
+        renewed = renew_all(self, now_ms)
+        if next(calls) % 2:
+            for lease_id in self.ids():
+                lease = self.get(lease_id)
+                assert lease is not None
+                lease.deadline_ms += 1
+        return renewed
+
+    monkeypatch.setattr(leases.LeaseTable, "renew_all", drifting)
+    results = [run_seed(seed, steps=STEPS) for seed in range(1, 6)]
+    caught = [r for r in results if not r.ok]
+    assert caught and caught[0].prop == "replica determinism", [r.prop for r in results]

@@ -38,7 +38,6 @@ from accord.api.wire import (
 from accord.errors import AccordError, NotLeader
 from accord.kv import (
     DeleteRange,
-    LeaseKeepAlive,
     LeaseRevoke,
     Put,
 )
@@ -412,9 +411,11 @@ class HttpApi:
         return web.json_response({"id": result.lease_id, "ttl": result.ttl_ms // 1000})
 
     async def lease_keepalive(self, request: web.Request) -> web.Response:
+        # Answered by the leader without a Raft write (a follower forwards it there), so
+        # a client's session headers, if any, are not used.
         lease_id = parse_uint(request.match_info["id"], "id")
-        result = await self.service.execute(LeaseKeepAlive(lease_id), *self._request_id(request))
-        return web.json_response({"id": lease_id, "ttl": result.ttl_ms // 1000})
+        info = await self.service.lease_keepalive(lease_id)
+        return web.json_response({"id": lease_id, "ttl": info.ttl_ms // 1000})
 
     async def lease_revoke(self, request: web.Request) -> web.Response:
         command = LeaseRevoke(parse_uint(request.match_info["id"], "id"))

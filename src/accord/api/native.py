@@ -71,7 +71,7 @@ from accord.api.wire import (
     status_doc,
 )
 from accord.errors import AccordError, NotLeader
-from accord.kv import DeleteRange, LeaseKeepAlive, LeaseRevoke, Put
+from accord.kv import DeleteRange, LeaseRevoke, Put
 from accord.kv.errors import LimitExceeded
 from accord.node.members import NodeState
 from accord.node.observe import readiness
@@ -439,9 +439,10 @@ class NativeServer:
 
     async def lease_keepalive(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"id", "client_id", "seq"}, "lease_keepalive")
+        self._session(args)  # accepted for older clients; a keepalive is not logged
         lease_id = int_field(args, "id")
-        result = await self.service.execute(LeaseKeepAlive(lease_id), *self._session(args))
-        return {"id": lease_id, "ttl": result.ttl_ms // 1000}
+        info = await self.service.lease_keepalive(lease_id)
+        return {"id": lease_id, "ttl": info.ttl_ms // 1000}
 
     async def lease_revoke(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"id", "client_id", "seq"}, "lease_revoke")

@@ -204,7 +204,8 @@ def spec() -> dict[str, Any]:
             },
             "/v1/lease/grant": {
                 "post": {
-                    "summary": 'Grant a lease: body {"ttl": seconds}',
+                    "summary": 'Grant a lease: body {"ttl": seconds}; 429 too_many_leases '
+                    "beyond leases_max or the user's leases_per_user_max",
                     "requestBody": {
                         "content": {
                             "application/json": {
@@ -215,7 +216,9 @@ def spec() -> dict[str, Any]:
                             }
                         }
                     },
-                    "responses": _responses({"description": "granted", **_json("Lease")}),
+                    "responses": _responses(
+                        {"description": "granted", **_json("Lease")}, 400, 404, 413, 429, 503
+                    ),
                 }
             },
             "/v1/lease/{id}": {

@@ -35,6 +35,9 @@ _STATUS: dict[type[AccordError], int] = {
     kv_errors.DuplicateKey: 400,
     kv_errors.FutureRevision: 400,
     kv_errors.LimitExceeded: 413,
+    kv_errors.TooManyLeases: 429,
+    kv_errors.TooManySessions: 429,
+    kv_errors.TooManyWatches: 429,
     kv_errors.QuotaExceeded: 507,
     kv_errors.Compacted: 410,
     kv_errors.LeaseNotFound: 404,
@@ -240,8 +243,9 @@ async def lease_ttl_doc(service: KVService, lease_id: int, binary: bool = False)
         raise kv_errors.LeaseNotFound(lease_id)
     keys = [{"key": k} if binary else text_or_b64("key", k) for k in info.keys]
     # The state machine's clock moves only with commands; an idle cluster's would make
-    # the lease look younger than it is. This node's clock tells the time left.
-    remaining_ms = min(info.ttl_ms, max(0, info.deadline_ms - now_ms()))
+    # the lease look younger than it is. This node's clock tells the time left, from
+    # the leader's exact deadline or a follower's lower bound of it.
+    remaining_ms = min(info.ttl_ms, max(0, service.lease_deadline_ms(info) - now_ms()))
     return {
         "id": lease_id,
         "ttl": remaining_ms // 1000,

@@ -28,6 +28,9 @@ from accord.client.errors import (
     ServerError,
     SessionExpired,
     StaleRequest,
+    TooManyLeases,
+    TooManySessions,
+    TooManyWatches,
     Unavailable,
 )
 from accord.client.policy import BreakerState
@@ -78,6 +81,9 @@ __all__ = [
     "ServerError",
     "SessionExpired",
     "StaleRequest",
+    "TooManyLeases",
+    "TooManySessions",
+    "TooManyWatches",
     "TxnResult",
     "Unavailable",
     "Watch",

@@ -330,10 +330,11 @@ class AsyncClient:
         return decode_lease(await self._write_json(request, timeout_s))
 
     async def lease_keepalive(self, lease_id: int, *, timeout_s: float | None = None) -> Lease:
-        """Restart the lease's time to live."""
+        """Restart the lease's time to live. The leader answers it without a log write,
+        and repeating it is harmless, so it needs no session."""
         target = f"/v1/lease/{int(lease_id)}/keepalive"
         request = Request("POST", target, native=("lease_keepalive", {"id": int(lease_id)}))
-        return decode_lease(await self._write_json(request, timeout_s))
+        return decode_lease(await self._read_json(request, leader=True, timeout_s=timeout_s))
 
     async def lease_revoke(self, lease_id: int, *, timeout_s: float | None = None) -> LeaseRevoked:
         """End the lease now and delete its keys."""

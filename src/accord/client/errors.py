@@ -50,6 +50,25 @@ class LimitExceeded(ServerError):
     code = "limit_exceeded"
 
 
+class TooManyLeases(LimitExceeded):
+    """A lease grant would exceed `leases_max` or the user's `leases_per_user_max` (429)."""
+
+    code = "too_many_leases"
+
+
+class TooManySessions(LimitExceeded):
+    """A new client session would exceed `sessions_max` or the user's
+    `sessions_per_user_max` (429): wait for idle sessions to expire."""
+
+    code = "too_many_sessions"
+
+
+class TooManyWatches(LimitExceeded):
+    """A watch would exceed the node's `watchers_max` or `watchers_per_user_max` (429)."""
+
+    code = "too_many_watches"
+
+
 class QuotaExceeded(LimitExceeded):
     """The store is over its space quota (507): delete keys and compact."""
 
@@ -124,6 +143,9 @@ _BY_CODE: dict[str, type[ServerError]] = {
     "limit_exceeded": LimitExceeded,
     "request_too_large": LimitExceeded,
     "quota_exceeded": QuotaExceeded,
+    "too_many_leases": TooManyLeases,
+    "too_many_sessions": TooManySessions,
+    "too_many_watches": TooManyWatches,
     "compacted": Compacted,
     "lease_not_found": LeaseNotFound,
     "lease_exists": LeaseExists,
@@ -185,5 +207,8 @@ __all__ = [
     "ServerError",
     "SessionExpired",
     "StaleRequest",
+    "TooManyLeases",
+    "TooManySessions",
+    "TooManyWatches",
     "Unavailable",
 ]

@@ -7,12 +7,20 @@ request id, used for exactly-once retries), the command, and `now_ms`, the leade
 clock stamped when it proposes the entry. The envelope is encoded once by the leader
 and the same bytes are replicated; every replica decodes them in `apply()`.
 
-Commands the leader proposes on its own (`ExpireLeases`, `ExpireSessions`) use client
-id 0, which has no session: they are applied whenever they are committed, since
-applying one twice is harmless.
+Commands the leader proposes on its own (`RenewAllLeases`, `LeaseCheckpoint`,
+`ExpireLeaseIds`, `ExpireSessions`) use client id 0, which has no session: they are
+applied whenever they are committed, since applying one twice is harmless.
+(`LeaseKeepAlive` and `ExpireLeases` are no longer proposed; they stay decodable and
+applied as before, so a log written by an earlier version replays the same.)
 
-The encoding is a msgpack array `[FORMAT, client_id, seq, now_ms, command]` where a
-command is `[tag, field, ...]` with its fields in declaration order (see `_TAGS`); a
+The envelope also names its `owner`: the authenticated user who sent it (`""` for
+anonymous clients and the leader's own commands). A lease records the owner of its
+grant, and the per-owner bounds on leases and sessions count by it.
+
+The encoding is a msgpack array `[FORMAT, client_id, seq, now_ms, command]`, with
+`owner` appended as a sixth field only when it is not empty (so the bytes of an
+anonymous request are what earlier versions wrote), where a command is
+`[tag, field, ...]` with its fields in declaration order (see `_TAGS`); a
 `Txn` nests its compares as `[key, target, op, value]` and its ops as commands.
 `decode_command()` accepts exactly what `encode_command()` writes and raises
 `BadCommand` for anything else. Value checks that are not about the encoding (key
@@ -142,6 +150,30 @@ class ExpireLeases:
 
 
 @dataclass(frozen=True, slots=True)
+class RenewAllLeases:
+    """Move the deadline of every lease in the table to `now_ms + ttl_ms`: a new
+    leader's first command, one for the whole table (clients could not keep leases
+    alive while there was no leader)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseCheckpoint:
+    """Record deadlines the leader computed from client keepalives, as
+    `(lease_id, deadline_ms)` pairs; a lease's deadline only moves forward, and never
+    past `now_ms + ttl_ms`. Missing leases are skipped."""
+
+    leases: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireLeaseIds:
+    """Revoke the listed leases whose deadline is `<= now_ms` (the leader decided they
+    expired; one renewed meanwhile is kept), deleting their keys at one revision."""
+
+    lease_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ExpireSessions:
     """Forget the sessions of clients not seen for `idle_ms` (as of `now_ms`)."""
 
@@ -160,6 +192,9 @@ Command = (
     | LeaseKeepAlive
     | ExpireLeases
     | ExpireSessions
+    | RenewAllLeases
+    | LeaseCheckpoint
+    | ExpireLeaseIds
 )
 
 
@@ -172,6 +207,8 @@ class Envelope:
     seq: int
     command: Command
     now_ms: int = 0
+    owner: str = ""
+    """Who sent it: the authenticated user, `""` when anonymous."""
 
 
 # --- encoding --------------------------------------------------------------------
@@ -188,21 +225,25 @@ _TAGS: dict[type[Any], int] = {
     LeaseKeepAlive: 9,
     ExpireLeases: 10,
     ExpireSessions: 11,
+    RenewAllLeases: 12,
+    LeaseCheckpoint: 13,
+    ExpireLeaseIds: 14,
 }
 _TXN_OP_TAGS = frozenset({1, 2, 3, 4})
 
 
 def encode_command(envelope: Envelope) -> bytes:
     """The bytes to propose for `envelope`."""
-    return _wire.pack(
-        (
-            FORMAT_VERSION,
-            envelope.client_id,
-            envelope.seq,
-            envelope.now_ms,
-            _command_fields(envelope.command),
-        )
-    )
+    fields = [
+        FORMAT_VERSION,
+        envelope.client_id,
+        envelope.seq,
+        envelope.now_ms,
+        _command_fields(envelope.command),
+    ]
+    if envelope.owner:
+        fields.append(envelope.owner)
+    return _wire.pack(fields)
 
 
 def _command_fields(command: Command) -> list[Any]:
@@ -223,15 +264,21 @@ def decode_command(data: bytes) -> Envelope:
     if len(data) > COMMAND_BYTES_MAX:
         raise BadCommand(f"{len(data)} bytes, over the limit of {COMMAND_BYTES_MAX}")
     try:
-        fields = _wire.array(_wire.unpack(data), "envelope", 5)
-        version, client_id, seq, now_ms, command = fields
+        fields = _wire.array(_wire.unpack(data), "envelope")
+        if len(fields) not in (5, 6):
+            raise _wire.WireError(f"envelope: expected 5 or 6 fields, got {len(fields)}")
+        version, client_id, seq, now_ms, command = fields[:5]
         if version != FORMAT_VERSION or type(version) is not int:
             raise _wire.WireError(f"unknown format version {version!r:.20}")
+        owner = _wire.text(fields[5], "owner") if len(fields) == 6 else ""
+        if len(fields) == 6 and not owner:
+            raise _wire.WireError("owner: an empty owner is not encoded")
         return Envelope(
             _wire.uint(client_id, "client id", UINT64_MAX),
             _wire.uint(seq, "seq", UINT64_MAX),
             _decode_command(command, nested=False),
             _wire.uint(now_ms, "now_ms"),
+            owner,
         )
     except _wire.WireError as exc:
         raise BadCommand(str(exc)) from None
@@ -253,6 +300,18 @@ def _bytes(value: object) -> bytes:
     return _wire.blob(value, "bytes field")
 
 
+def _lease_ids(value: object) -> tuple[int, ...]:
+    return tuple(_wire.uint(i, "lease id") for i in _wire.array(value, "lease ids"))
+
+
+def _lease_deadlines(value: object) -> tuple[tuple[int, int], ...]:
+    pairs = []
+    for item in _wire.array(value, "lease deadlines"):
+        lease_id, deadline_ms = _wire.array(item, "lease deadline", 2)
+        pairs.append((_wire.uint(lease_id, "lease id"), _wire.uint(deadline_ms, "deadline")))
+    return tuple(pairs)
+
+
 _FIELD_DECODERS: dict[int, tuple[type[Any], tuple[Callable[[object], Any], ...]]] = {
     1: (Put, (_key, _bytes, _int, _bool)),
     2: (Get, (_key, _int)),
@@ -264,6 +323,9 @@ _FIELD_DECODERS: dict[int, tuple[type[Any], tuple[Callable[[object], Any], ...]]
     9: (LeaseKeepAlive, (_int,)),
     10: (ExpireLeases, ()),
     11: (ExpireSessions, (_int,)),
+    12: (RenewAllLeases, ()),
+    13: (LeaseCheckpoint, (_lease_deadlines,)),
+    14: (ExpireLeaseIds, (_lease_ids,)),
 }
 
 

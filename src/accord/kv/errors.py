@@ -89,6 +89,26 @@ class LimitExceeded(KVError):
         super().__init__(f"{what} is {size}; the limit is {limit}")
 
 
+class TooManyLeases(LimitExceeded):
+    """A grant would exceed `leases_max` (all leases) or `leases_per_user_max` (the
+    leases one owner holds)."""
+
+    code = "too_many_leases"
+
+
+class TooManySessions(LimitExceeded):
+    """A new client would exceed `sessions_max` (all sessions) or
+    `sessions_per_user_max` (the sessions one owner holds)."""
+
+    code = "too_many_sessions"
+
+
+class TooManyWatches(LimitExceeded):
+    """A new watcher would exceed a node's `watchers_max` or `watchers_per_user_max`."""
+
+    code = "too_many_watches"
+
+
 class QuotaExceeded(KVError):
     """The store's history is over its byte quota: puts are refused until keys are
     deleted and old revisions compacted."""
@@ -222,6 +242,9 @@ ERROR_CLASSES: dict[str, type[KVError]] = {
         InvalidRequest,
         DuplicateKey,
         LimitExceeded,
+        TooManyLeases,
+        TooManySessions,
+        TooManyWatches,
         QuotaExceeded,
         Compacted,
         FutureRevision,

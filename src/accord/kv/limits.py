@@ -32,8 +32,17 @@ TXN_OPS_MAX = 128
 TXN_COMPARES_MAX = 128
 """Comparisons in one transaction."""
 
-LEASES_MAX = 100_000
-"""Leases alive at once; granting one more is refused."""
+LEASES_MAX = 1_000_000
+"""Leases in the table at once (node setting `leases_max`); one more grant is refused
+with `TooManyLeases`."""
+
+LEASES_PER_USER_MAX = 100_000
+"""Leases one owner holds at once (node setting `leases_per_user_max`). The owner is
+the authenticated user; with auth off every client is the one anonymous owner `""`."""
+
+LEASE_IDS_PER_COMMAND_MAX = 10_000
+"""Leases one `LeaseCheckpoint` or `ExpireLeaseIds` command names; the leader splits
+longer lists over several commands."""
 
 LEASE_TTL_MS_MIN = 1
 LEASE_TTL_MS_MAX = 10 * 365 * 24 * 3600 * 1000
@@ -46,6 +55,10 @@ SESSIONS_MAX = 100_000
 """Client sessions remembered at once. A new client beyond this is refused rather than
 evicting another client's session, which would silently weaken its exactly-once
 guarantee; idle sessions are removed by `ExpireSessions`."""
+
+SESSIONS_PER_USER_MAX = 25_000
+"""Client sessions one owner holds at once (a quarter of the table), so one user
+cannot lock every other client out; with auth off all clients are one owner."""
 
 SESSION_IDLE_MS_MIN = 1_000
 """Smallest idle time `ExpireSessions` accepts, so a mistaken command cannot drop every
@@ -75,6 +88,9 @@ UINT64_MAX = (1 << 64) - 1
 WATCHERS_MAX = 10_000
 """Watchers one `WatchHub` holds; registering one more raises `LimitExceeded`."""
 
+WATCHERS_PER_USER_MAX = 1_000
+"""Watchers one owner holds on one node (a tenth of `WATCHERS_MAX`)."""
+
 WATCH_QUEUE_EVENTS_MAX = 1_000
 """Events queued for one watcher that its consumer has not taken yet. A watcher that
 falls further behind is cancelled (with the revision to resume from); a revision
@@ -95,8 +111,10 @@ class KVLimits:
     txn_ops_max: int = TXN_OPS_MAX
     txn_compares_max: int = TXN_COMPARES_MAX
     leases_max: int = LEASES_MAX
+    leases_per_user_max: int = LEASES_PER_USER_MAX
     lease_ttl_ms_min: int = LEASE_TTL_MS_MIN
     lease_ttl_ms_max: int = LEASE_TTL_MS_MAX
     sessions_max: int = SESSIONS_MAX
+    sessions_per_user_max: int = SESSIONS_PER_USER_MAX
     session_idle_ms_min: int = SESSION_IDLE_MS_MIN
     store_bytes_max: int = STORE_BYTES_MAX

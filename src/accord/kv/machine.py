@@ -45,7 +45,7 @@ entries while a large store is encoded (the result is the state when it started)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, TypeAlias
 
@@ -59,14 +59,17 @@ from accord.kv.commands import (
     CompareTarget,
     DeleteRange,
     Envelope,
+    ExpireLeaseIds,
     ExpireLeases,
     ExpireSessions,
     Get,
+    LeaseCheckpoint,
     LeaseGrant,
     LeaseKeepAlive,
     LeaseRevoke,
     Put,
     Range,
+    RenewAllLeases,
     Txn,
     TxnOp,
     decode_command,
@@ -79,8 +82,8 @@ from accord.kv.errors import (
     KVError,
     LeaseExists,
     LeaseNotFound,
-    LimitExceeded,
     QuotaExceeded,
+    TooManyLeases,
 )
 from accord.kv.leases import Lease, LeaseTable
 from accord.kv.limits import SNAPSHOT_BYTES_MAX, UINT64_MAX, KVLimits, version_bytes
@@ -96,6 +99,7 @@ from accord.kv.results import (
     LeaseInfo,
     LeaseKeepAliveResult,
     LeaseRevokeResult,
+    LeasesRenewedResult,
     NoopResult,
     OpResult,
     PutResult,
@@ -124,7 +128,7 @@ class KVStateMachine:
         self._limits = limits if limits is not None else KVLimits()
         self._store = MVCCStore()
         self._leases = LeaseTable()
-        self._sessions = SessionTable(self._limits.sessions_max)
+        self._sessions = SessionTable(self._limits.sessions_max, self._limits.sessions_per_user_max)
         self._applied_index = 0
         self._clock_ms = 0
         self._handlers: dict[type[Any], Callable[[Any], Outcome]] = {
@@ -134,11 +138,13 @@ class KVStateMachine:
             DeleteRange: self._single_op,
             Txn: self._txn,
             Compact: self._compact,
-            LeaseGrant: self._lease_grant,
             LeaseRevoke: self._lease_revoke,
             LeaseKeepAlive: self._lease_keepalive,
             ExpireLeases: self._expire_leases,
             ExpireSessions: self._expire_sessions,
+            RenewAllLeases: self._renew_all_leases,
+            LeaseCheckpoint: self._lease_checkpoint,
+            ExpireLeaseIds: self._expire_lease_ids,
         }
 
     # --- state the runtime reads -----------------------------------------------------
@@ -202,20 +208,23 @@ class KVStateMachine:
             check_request_id(client_id, seq)
         except KVError as exc:
             return ErrorResult.of(exc), []
+        owner = envelope.owner
         if client_id:
-            answer = self._sessions.answer(client_id, seq, self._clock_ms)
+            answer = self._sessions.answer(client_id, seq, self._clock_ms, owner)
             if answer is not None:
                 return answer, []
         try:
             check_command(envelope.command, self._limits)
-            result, events = self._execute(envelope.command)
+            result, events = self._execute(envelope.command, owner)
         except KVError as exc:
             result, events = ErrorResult.of(exc), []
         if client_id:
-            self._sessions.record(client_id, seq, result, self._clock_ms)
+            self._sessions.record(client_id, seq, result, self._clock_ms, owner)
         return result, events
 
-    def _execute(self, command: Command) -> Outcome:
+    def _execute(self, command: Command, owner: str) -> Outcome:
+        if isinstance(command, LeaseGrant):  # the one command that records its owner
+            return self._lease_grant(command, owner)
         return self._handlers[type(command)](command)
 
     # --- puts, deletes, reads and transactions -------------------------------------------
@@ -337,12 +346,17 @@ class KVStateMachine:
         store.compact(command.revision)
         return CompactResult(store.revision, store.compact_revision), []
 
-    def _lease_grant(self, command: LeaseGrant) -> Outcome:
+    def _lease_grant(self, command: LeaseGrant, owner: str) -> Outcome:
         if self._leases.get(command.lease_id) is not None:
             raise LeaseExists(command.lease_id)
-        if len(self._leases) >= self._limits.leases_max:
-            raise LimitExceeded("leases", len(self._leases) + 1, self._limits.leases_max)
-        lease = self._leases.grant(command.lease_id, command.ttl_ms, self._clock_ms)
+        limits = self._limits
+        if len(self._leases) >= limits.leases_max:
+            raise TooManyLeases("leases", len(self._leases) + 1, limits.leases_max)
+        owned = self._leases.owned_by(owner)
+        if owned >= limits.leases_per_user_max:
+            what = f"leases of user {owner!r}"
+            raise TooManyLeases(what, owned + 1, limits.leases_per_user_max)
+        lease = self._leases.grant(command.lease_id, command.ttl_ms, self._clock_ms, owner)
         return LeaseGrantResult(lease.lease_id, lease.ttl_ms, lease.deadline_ms), []
 
     def _lease_keepalive(self, command: LeaseKeepAlive) -> Outcome:
@@ -362,7 +376,24 @@ class KVStateMachine:
         return LeaseRevokeResult(self._finish(revision, events), len(events)), events
 
     def _expire_leases(self, _: ExpireLeases) -> Outcome:
-        expired = self._leases.expired(self._clock_ms)
+        return self._revoke_expired(self._leases.expired(self._clock_ms))
+
+    def _renew_all_leases(self, _: RenewAllLeases) -> Outcome:
+        return LeasesRenewedResult(self._leases.renew_all(self._clock_ms)), []
+
+    def _lease_checkpoint(self, command: LeaseCheckpoint) -> Outcome:
+        return LeasesRenewedResult(self._leases.checkpoint(command.leases, self._clock_ms)), []
+
+    def _expire_lease_ids(self, command: ExpireLeaseIds) -> Outcome:
+        expired = []
+        for lease_id in sorted(set(command.lease_ids)):
+            lease = self._leases.get(lease_id)
+            if lease is not None and lease.deadline_ms <= self._clock_ms:
+                expired.append(lease_id)
+        return self._revoke_expired(expired)
+
+    def _revoke_expired(self, expired: list[int]) -> Outcome:
+        """Revoke the leases `expired` (ascending ids) at one revision."""
         revision = self._store.revision + 1
         events: list[Event] = []
         for lease_id in expired:
@@ -418,6 +449,20 @@ class KVStateMachine:
         lease = self._leases.get(lease_id)
         return None if lease is None else self._leases.info(lease, self._clock_ms, keys=keys)
 
+    def leases_due(self, now_ms: int) -> list[int]:
+        """Ids of the leases whose replicated deadline is `<= now_ms`, ascending: the
+        leader's expiry candidates, found without scanning the table."""
+        return self._leases.due(now_ms)
+
+    def lease_deadline(self, lease_id: int) -> tuple[int, int] | None:
+        """`(ttl_ms, deadline_ms)` of the lease, or `None` if there is none."""
+        lease = self._leases.get(lease_id)
+        return None if lease is None else (lease.ttl_ms, lease.deadline_ms)
+
+    def lease_deadlines(self) -> Iterator[tuple[int, int, int]]:
+        """`(lease_id, ttl_ms, deadline_ms)` of every lease, unordered."""
+        return self._leases.deadlines()
+
     def leases(self) -> list[LeaseInfo]:
         """Every lease, by id (without their keys)."""
         infos = []
@@ -467,7 +512,9 @@ class KVStateMachine:
                 keys, _wire.uint(revision, "revision"), _wire.uint(compact, "compact revision")
             )
             lease_table = LeaseTable.decode(leases, store.live_leased_keys())
-            session_table = SessionTable.decode(sessions, self._limits.sessions_max)
+            session_table = SessionTable.decode(
+                sessions, self._limits.sessions_max, self._limits.sessions_per_user_max
+            )
             applied_index = _wire.uint(applied, "applied index", UINT64_MAX)
             clock_ms = _wire.uint(clock, "clock")
         except _wire.WireError as exc:

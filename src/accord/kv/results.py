@@ -103,6 +103,12 @@ class ExpireLeasesResult:
 
 
 @dataclass(frozen=True, slots=True)
+class LeasesRenewedResult:
+    renewed: int
+    """Leases whose deadline moved (`RenewAllLeases`, `LeaseCheckpoint`)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ExpireSessionsResult:
     expired: int
     """Sessions forgotten."""
@@ -138,6 +144,8 @@ class LeaseInfo:
     deadline_ms: int
     remaining_ms: int
     keys: tuple[bytes, ...] = ()
+    owner: str = ""
+    """The user who granted it (`""`: an anonymous client)."""
 
 
 Result = (
@@ -152,6 +160,7 @@ Result = (
     | LeaseKeepAliveResult
     | ExpireLeasesResult
     | ExpireSessionsResult
+    | LeasesRenewedResult
     | NoopResult
     | ErrorResult
 )
@@ -245,6 +254,7 @@ _DECODERS: dict[int, tuple[type[Any], tuple[Callable[[object], Any], ...]]] = {
     11: (ExpireSessionsResult, (_int,)),
     12: (NoopResult, ()),
     13: (ErrorResult, (_str, _str, _details)),
+    14: (LeasesRenewedResult, (_int,)),
 }
 _TAG_OF: dict[type[Any], int] = {cls: tag for tag, (cls, _) in _DECODERS.items()}
 

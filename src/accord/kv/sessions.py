@@ -20,9 +20,12 @@ request applied before the session expired, and applying it again would break
 exactly-once. (A retry of seq 1 after expiry cannot be told apart from a new session;
 clients must stop retrying a request well before `idle_ms`.)
 
-The table is bounded (`sessions_max`): a new client beyond it is refused with
-`LimitExceeded`; no session is ever evicted to make room, since that would silently
-weaken another client's guarantee.
+The table is bounded (`sessions_max`), and so is each owner's share of it
+(`sessions_per_user_max`: the owner is the envelope's, the authenticated user or `""`
+for every anonymous client): a new client beyond either is refused with
+`TooManySessions`; no session is ever evicted to make room, since that would silently
+weaken another client's guarantee. One user opening sessions can therefore fill only
+their own share, and the others keep theirs.
 
 Sessions are kept in least-recently-seen order (a dict re-inserted on every request).
 The state machine's clock never goes backwards, so the oldest session is first and
@@ -34,24 +37,28 @@ from __future__ import annotations
 from typing import Any
 
 from accord.kv import _wire
-from accord.kv.errors import LimitExceeded, SessionExpired, StaleRequest
+from accord.kv.errors import SessionExpired, StaleRequest, TooManySessions
 from accord.kv.limits import UINT64_MAX
 from accord.kv.results import ErrorResult, Result, decode_result, encode_result
 
 
 class Session:
-    __slots__ = ("last_seen_ms", "result", "seq")
+    __slots__ = ("last_seen_ms", "owner", "result", "seq")
 
-    def __init__(self, seq: int, result: Result, last_seen_ms: int) -> None:
+    def __init__(self, seq: int, result: Result, last_seen_ms: int, owner: str = "") -> None:
         self.seq = seq
         self.result = result
         self.last_seen_ms = last_seen_ms
+        self.owner = owner
 
 
 class SessionTable:
-    def __init__(self, sessions_max: int) -> None:
+    def __init__(self, sessions_max: int, sessions_per_user_max: int | None = None) -> None:
         self._sessions: dict[int, Session] = {}
         self._sessions_max = sessions_max
+        per_user = sessions_per_user_max
+        self._per_user_max = sessions_max if per_user is None else per_user
+        self._per_owner: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -59,7 +66,10 @@ class SessionTable:
     def get(self, client_id: int) -> Session | None:
         return self._sessions.get(client_id)
 
-    def answer(self, client_id: int, seq: int, now_ms: int) -> Result | None:
+    def owned_by(self, owner: str) -> int:
+        return self._per_owner.get(owner, 0)
+
+    def answer(self, client_id: int, seq: int, now_ms: int, owner: str = "") -> Result | None:
         """The result to return *instead of* applying `(client_id, seq)`, or `None`
         if it is to be applied (and then passed to `record()`)."""
         session = self._sessions.get(client_id)
@@ -68,7 +78,12 @@ class SessionTable:
                 return ErrorResult.of(SessionExpired(client_id, seq))
             if len(self._sessions) >= self._sessions_max:
                 return ErrorResult.of(
-                    LimitExceeded("sessions", len(self._sessions) + 1, self._sessions_max)
+                    TooManySessions("sessions", len(self._sessions) + 1, self._sessions_max)
+                )
+            owned = self.owned_by(owner)
+            if owned >= self._per_user_max:
+                return ErrorResult.of(
+                    TooManySessions(f"sessions of user {owner!r}", owned + 1, self._per_user_max)
                 )
             return None
         if seq > session.seq:
@@ -78,10 +93,15 @@ class SessionTable:
         self._touch(client_id, session, now_ms)  # a retry: the client is alive
         return session.result
 
-    def record(self, client_id: int, seq: int, result: Result, now_ms: int) -> None:
+    def record(
+        self, client_id: int, seq: int, result: Result, now_ms: int, owner: str = ""
+    ) -> None:
+        """Record the result; a new session belongs to `owner` (a session keeps the
+        owner that opened it)."""
         session = self._sessions.pop(client_id, None)
         if session is None:
-            session = Session(seq, result, now_ms)
+            session = Session(seq, result, now_ms, owner)
+            self._per_owner[owner] = self._per_owner.get(owner, 0) + 1
         session.seq = seq
         session.result = result
         session.last_seen_ms = now_ms
@@ -100,33 +120,54 @@ class SessionTable:
                 break  # every later session was seen later still
             expired.append(client_id)
         for client_id in expired:
-            del self._sessions[client_id]
+            self._forget(client_id)
         return len(expired)
+
+    def _forget(self, client_id: int) -> None:
+        owner = self._sessions.pop(client_id).owner
+        left = self._per_owner[owner] - 1
+        if left:
+            self._per_owner[owner] = left
+        else:
+            del self._per_owner[owner]
 
     # --- snapshot ------------------------------------------------------------------
     def encode(self) -> list[Any]:
-        """`[[client_id, seq, last_seen_ms, result], ...]`, least recently seen first."""
-        return [
-            [client_id, s.seq, s.last_seen_ms, encode_result(s.result)]
-            for client_id, s in self._sessions.items()
-        ]
+        """`[[client_id, seq, last_seen_ms, result, owner?], ...]`, least recently
+        seen first (the owner only when it is not `""`, as earlier versions wrote it)."""
+        items: list[Any] = []
+        for client_id, s in self._sessions.items():
+            item: list[Any] = [client_id, s.seq, s.last_seen_ms, encode_result(s.result)]
+            if s.owner:
+                item.append(s.owner)
+            items.append(item)
+        return items
 
     @classmethod
-    def decode(cls, value: object, sessions_max: int) -> SessionTable:
-        table = cls(sessions_max)
+    def decode(
+        cls, value: object, sessions_max: int, sessions_per_user_max: int | None = None
+    ) -> SessionTable:
+        table = cls(sessions_max, sessions_per_user_max)
         previous_seen_ms = 0
         for item in _wire.array(value, "sessions"):
-            client_id, seq, last_seen_ms, result = _wire.array(item, "session", 4)
-            client_id = _wire.uint(client_id, "client id", UINT64_MAX)
+            fields = _wire.array(item, "session")
+            if len(fields) not in (4, 5):
+                raise _wire.WireError(f"session: expected 4 or 5 fields, got {len(fields)}")
+            client_id = _wire.uint(fields[0], "client id", UINT64_MAX)
             if client_id == 0 or client_id in table._sessions:
                 raise _wire.WireError(f"client id {client_id} is 0 or repeated")
+            owner = _wire.text(fields[4], "session owner") if len(fields) == 5 else ""
+            if len(fields) == 5 and not owner:
+                raise _wire.WireError("session owner: an empty owner is not encoded")
             session = Session(
-                _wire.uint(seq, "seq", UINT64_MAX),
-                decode_result(result),
-                _wire.uint(last_seen_ms, "last seen"),
+                _wire.uint(fields[1], "seq", UINT64_MAX),
+                decode_result(fields[3]),
+                _wire.uint(fields[2], "last seen"),
+                owner,
             )
             if session.last_seen_ms < previous_seen_ms:
                 raise _wire.WireError("sessions out of last-seen order")
             previous_seen_ms = session.last_seen_ms
             table._sessions[client_id] = session
+            table._per_owner[owner] = table._per_owner.get(owner, 0) + 1
         return table

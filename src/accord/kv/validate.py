@@ -18,8 +18,10 @@ from accord.kv.commands import (
     CompareTarget,
     DeleteRange,
     Envelope,
+    ExpireLeaseIds,
     ExpireSessions,
     Get,
+    LeaseCheckpoint,
     LeaseGrant,
     LeaseKeepAlive,
     LeaseRevoke,
@@ -29,7 +31,7 @@ from accord.kv.commands import (
     TxnOp,
 )
 from accord.kv.errors import DuplicateKey, InvalidRequest, LimitExceeded
-from accord.kv.limits import LEASE_ID_MAX, KVLimits
+from accord.kv.limits import LEASE_ID_MAX, LEASE_IDS_PER_COMMAND_MAX, KVLimits
 from accord.kv.types import in_range
 
 
@@ -62,11 +64,24 @@ def check_command(command: Command, limits: KVLimits) -> None:
             )
     elif isinstance(command, LeaseRevoke | LeaseKeepAlive):
         _check_lease_id(command.lease_id)
+    elif isinstance(command, LeaseCheckpoint | ExpireLeaseIds):
+        _check_lease_list(command)
     elif isinstance(command, ExpireSessions) and command.idle_ms < limits.session_idle_ms_min:
         raise InvalidRequest(
             f"session idle time {command.idle_ms} ms is below the minimum of "
             f"{limits.session_idle_ms_min} ms"
         )
+
+
+def _check_lease_list(command: LeaseCheckpoint | ExpireLeaseIds) -> None:
+    if isinstance(command, LeaseCheckpoint):
+        ids = [lease_id for lease_id, _ in command.leases]
+    else:
+        ids = list(command.lease_ids)
+    if len(ids) > LEASE_IDS_PER_COMMAND_MAX:
+        raise LimitExceeded("leases in one command", len(ids), LEASE_IDS_PER_COMMAND_MAX)
+    for lease_id in ids:
+        _check_lease_id(lease_id)
 
 
 def _check_lease_id(lease_id: int) -> None:

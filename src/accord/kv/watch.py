@@ -24,12 +24,13 @@ only what is applied after it). So the runtime's only duties are to feed every
 snapshot jumps the state without events; every watcher then catches up from
 history).
 
-Bounds: at most `watchers_max` watchers (one more raises `LimitExceeded`) and at
-most `queue_events_max` untaken events per watcher. A synced watcher whose next
-revision would overflow its queue is cancelled; so is one whose next revision alone
-has more matching events than a queue holds, and one whose cursor falls behind a
-compaction (`Compacted`). A cancelled watcher's `take()` returns the events still
-queued together with the reason (`WatchUpdate.cancelled`), after which the watcher
+Bounds: at most `watchers_max` watchers, and `watchers_per_user_max` of one owner
+(the user who opened them; `""` for every anonymous client), one more raises
+`TooManyWatches`; and at most `queue_events_max` untaken events per watcher. A
+synced watcher whose next revision would overflow its queue is cancelled; so is one
+whose next revision alone has more matching events than a queue holds, and one whose
+cursor falls behind a compaction (`Compacted`). A cancelled watcher's `take()` returns
+the events still queued together with the reason (`WatchUpdate.cancelled`), after which the watcher
 is gone; the reason names the revision a new watcher should resume from.
 
 Events of one revision arrive in key order, in both modes.
@@ -46,11 +47,11 @@ from accord.kv.errors import (
     Compacted,
     InvalidRequest,
     KVError,
-    LimitExceeded,
+    TooManyWatches,
     WatchCancelled,
     WatchNotFound,
 )
-from accord.kv.limits import WATCH_QUEUE_EVENTS_MAX, WATCHERS_MAX
+from accord.kv.limits import WATCH_QUEUE_EVENTS_MAX, WATCHERS_MAX, WATCHERS_PER_USER_MAX
 from accord.kv.machine import KVStateMachine
 from accord.kv.types import Event, in_range
 from accord.kv.validate import check_command
@@ -89,11 +90,15 @@ class WatchHub:
         machine: KVStateMachine,
         *,
         watchers_max: int = WATCHERS_MAX,
+        watchers_per_user_max: int = WATCHERS_PER_USER_MAX,
         queue_events_max: int = WATCH_QUEUE_EVENTS_MAX,
     ) -> None:
         invariant(watchers_max >= 1 and queue_events_max >= 1, "watch bounds must be positive")
         self._machine = machine
         self._watchers_max = watchers_max
+        self._per_user_max = watchers_per_user_max
+        self._owner_of: dict[int, str] = {}
+        self._per_owner: dict[str, int] = {}
         self._queue_events_max = queue_events_max
         self._watchers: dict[int, _Watcher] = {}
         self._by_key: dict[bytes, dict[int, _Watcher]] = {}  # single-key watchers
@@ -103,17 +108,22 @@ class WatchHub:
     def __len__(self) -> int:
         return len(self._watchers)
 
-    def watch(self, key: bytes, range_end: bytes = b"", start_revision: int = 0) -> int:
+    def watch(
+        self, key: bytes, range_end: bytes = b"", start_revision: int = 0, owner: str = ""
+    ) -> int:
         """Register a watcher on the key or range (etcd conventions, see `types`) from
         `start_revision` (0: from the next revision applied). Returns its id.
 
         Raises `Compacted` if `start_revision <= compact_revision` (those events are
-        gone), `LimitExceeded` if the hub is full, and `InvalidRequest` /
-        `LimitExceeded` for a bad key.
+        gone), `TooManyWatches` if the hub or the owner's share is full, and
+        `InvalidRequest` / `LimitExceeded` for a bad key.
         """
         check_command(Range(key, range_end), self._machine.limits)
         if len(self._watchers) >= self._watchers_max:
-            raise LimitExceeded("watchers", len(self._watchers) + 1, self._watchers_max)
+            raise TooManyWatches("watchers", len(self._watchers) + 1, self._watchers_max)
+        owned = self._per_owner.get(owner, 0)
+        if owned >= self._per_user_max:
+            raise TooManyWatches(f"watchers of user {owner!r}", owned + 1, self._per_user_max)
         machine = self._machine
         if start_revision < 0:
             raise InvalidRequest(f"start revision {start_revision} is negative")
@@ -127,6 +137,8 @@ class WatchHub:
             watch_id, key, range_end, start_revision, start_revision > machine.revision
         )
         self._watchers[watch_id] = watcher
+        self._owner_of[watch_id] = owner
+        self._per_owner[owner] = owned + 1
         if range_end:
             self._by_range[watch_id] = watcher
         else:
@@ -143,6 +155,12 @@ class WatchHub:
 
     def _remove(self, watcher: _Watcher) -> None:
         del self._watchers[watcher.watch_id]
+        owner = self._owner_of.pop(watcher.watch_id)
+        left = self._per_owner[owner] - 1
+        if left:
+            self._per_owner[owner] = left
+        else:
+            del self._per_owner[owner]
         if watcher.range_end:
             del self._by_range[watcher.watch_id]
             return

@@ -17,6 +17,8 @@ Example file (what `accord up` writes for each node):
     tracing = "off"                  # or "console", "otlp" (OTEL_* variables)
     slow_request_ms = 1000           # requests slower than this are logged
     slow_fsync_ms = 100              # WAL syncs slower than this are logged
+    leases_max = 1000000             # leases in the cluster (same on every node)
+    leases_per_user_max = 100000     # leases one user holds (same on every node)
 
     [members.1]
     name = "n1"
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.errors import AccordError
+from accord.kv.limits import LEASES_MAX, LEASES_PER_USER_MAX
 from accord.security.config import SecurityConfig, parse_security, render_security
 
 SCALAR_KEYS = {
@@ -66,6 +69,8 @@ SCALAR_KEYS = {
     "tracing": str,
     "slow_request_ms": int,
     "slow_fsync_ms": int,
+    "leases_max": int,
+    "leases_per_user_max": int,
     "debug_unsafe_local_reads": bool,
     "debug_ack_before_fsync": bool,
 }
@@ -122,6 +127,11 @@ class NodeConfig:
     """Where request spans go: nowhere, stdout, or an OTLP collector."""
     slow_request_ms: int = 1000
     slow_fsync_ms: int = 100
+    leases_max: int = LEASES_MAX
+    """Leases in the table at once; part of the replicated behaviour, so every node of
+    a cluster must have the same value (as for `leases_per_user_max`)."""
+    leases_per_user_max: int = LEASES_PER_USER_MAX
+    """Leases one user holds at once (with auth off, all clients together)."""
     dial: dict[int, tuple[str, int]] = field(default_factory=dict)
     """Member id -> the address this node dials to reach that member, instead of the
     member's registered peer address (fault testing puts a proxy there)."""
@@ -254,6 +264,8 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         raise ConfigError("slow_request_ms and slow_fsync_ms: must be at least 1")
     if values.get("snapshot_entries", 10_000) < 1:
         raise ConfigError("snapshot_entries: must be at least 1")
+    if values.get("leases_max", 1) < 1 or values.get("leases_per_user_max", 1) < 1:
+        raise ConfigError("leases_max and leases_per_user_max: must be at least 1")
     _check_observability(values)
     members = _members(raw.get("members", {}))
     config = NodeConfig(
@@ -274,6 +286,8 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         tracing=values.get("tracing", "off"),
         slow_request_ms=values.get("slow_request_ms", 1000),
         slow_fsync_ms=values.get("slow_fsync_ms", 100),
+        leases_max=values.get("leases_max", LEASES_MAX),
+        leases_per_user_max=values.get("leases_per_user_max", LEASES_PER_USER_MAX),
         dial=_dial(raw.get("dial", {})),
         debug_unsafe_local_reads=values.get("debug_unsafe_local_reads", False),
         debug_ack_before_fsync=values.get("debug_ack_before_fsync", False),
@@ -331,6 +345,8 @@ def render_config(config: NodeConfig) -> str:
         f"tracing = {q(config.tracing)}",
         f"slow_request_ms = {config.slow_request_ms}",
         f"slow_fsync_ms = {config.slow_fsync_ms}",
+        f"leases_max = {config.leases_max}",
+        f"leases_per_user_max = {config.leases_per_user_max}",
     ]
     for key in ("debug_unsafe_local_reads", "debug_ack_before_fsync"):
         if getattr(config, key):

@@ -3,11 +3,23 @@ watches fed from the apply stream, and the leader's housekeeping.
 
 Writes are wrapped in an `Envelope(client_id, seq, command, now_ms)`: the client's
 session makes a retried write take effect once (client id 0: no session), and
-`now_ms` is the leader's clock, the only clock the state machine ever sees. Lease
-expiry is decided by the leader, which proposes `ExpireLeases` periodically; every
-replica then deletes the same keys at the same log index. A new leader first renews
-every lease to its full time to live (as etcd does on promotion): while there was no
-leader, clients could not send keepalives, and their leases must not expire for that.
+`now_ms` is the leader's clock, the only clock the state machine ever sees. The
+envelope's owner is `REQUEST_OWNER`, which the security layer sets for the request
+being served (the authenticated user; `""` when auth is off).
+
+Leases (`lessor.py`): a client keepalive is answered by the leader from memory after
+a read barrier, never with a Raft write of its own. Each housekeeping round the
+leader proposes `ExpireLeaseIds` for the leases whose deadline passed and one
+`LeaseCheckpoint` for the deadlines keepalives moved that the replicated state needs;
+every replica then deletes the same keys at the same log index. A new leader first
+renews every lease to its full time to live in one `RenewAllLeases` command (as etcd
+does on promotion): while there was no leader, clients could not send keepalives,
+and their leases must not expire for that. A lease therefore expires at most
+`LEASE_EXPIRY_SLACK_MS` after its TTL ran out since the last keepalive, unless a
+leader change renewed it meanwhile (then up to one more TTL).
+
+A follower answers a lease's remaining time from the replicated deadline, which is
+a lower bound of the real one (keepalives move it forward on the leader first).
 """
 
 from __future__ import annotations
@@ -17,30 +29,42 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncGenerator
+from contextvars import ContextVar
 from typing import Any
 
-from accord.errors import AccordError
+from accord.errors import AccordError, NotLeader
 from accord.kv import (
     Command,
     Envelope,
-    ExpireLeases,
+    ExpireLeaseIds,
     ExpireSessions,
     KVStateMachine,
+    LeaseCheckpoint,
     LeaseGrant,
-    LeaseKeepAlive,
+    RenewAllLeases,
     WatchHub,
     encode_command,
 )
 from accord.kv.errors import KVError, LeaseNotFound
-from accord.kv.results import ErrorResult, GetResult, RangeResult
+from accord.kv.limits import LEASE_IDS_PER_COMMAND_MAX
+from accord.kv.results import ErrorResult, GetResult, LeaseInfo, RangeResult
 from accord.kv.types import Event
 from accord.kv.validate import check_command
+from accord.node.lessor import Lessor
 from accord.node.runtime import Node
 from accord.observability.tracing import Tracing
 
 HOUSEKEEPING_INTERVAL_S = 0.5
+LEASE_EXPIRY_SLACK_MS = 1_000
+"""How late a lease may expire after its deadline: one housekeeping round, plus the
+time `ExpireLeaseIds` takes to commit (documented; not enforced by a timer)."""
 SESSION_IDLE_MS = 10 * 60 * 1000
 """A client session unused this long is forgotten (clients stop retrying far sooner)."""
+
+
+REQUEST_OWNER: ContextVar[str] = ContextVar("accord_request_owner", default="")
+"""Who the request being served is from: set by the security layer once it knows the
+user (each request runs in a task of its own, which has its own copy)."""
 
 
 def now_ms() -> int:
@@ -63,6 +87,7 @@ class KVService:
         self.machine = machine
         self.tracing = tracing
         self.watches = WatchHub(machine)
+        self.lessor = Lessor()
         self._watch_signals: dict[int, asyncio.Event] = {}
         self._housekeeping: asyncio.Task[None] | None = None
         self._closing = False
@@ -88,7 +113,8 @@ class KVService:
         """Propose `command` and return its result; a failing command raises its typed
         KV error (e.g. Compacted, LeaseNotFound)."""
         check_command(command, self.machine.limits)
-        data = encode_command(Envelope(client_id, seq, command, now_ms()))
+        envelope = Envelope(client_id, seq, command, now_ms(), REQUEST_OWNER.get())
+        data = encode_command(envelope)
         if self.tracing is None:
             result = await self.node.propose(data, timeout_s)
         else:
@@ -107,6 +133,31 @@ class KVService:
 
     async def lease_grant(self, ttl_s: int, client_id: int = 0, seq: int = 0) -> Any:
         return await self.execute(LeaseGrant(self._new_lease_id(), ttl_s * 1000), client_id, seq)
+
+    async def lease_keepalive(self, lease_id: int) -> LeaseInfo:
+        """Keep the lease alive for another TTL, answered by the leader from memory (no
+        Raft write); NotLeader on a follower, LeaseNotFound for a lease that is gone
+        or past its deadline."""
+        if not self.node.is_leader:
+            raise NotLeader(self.node.leader_id)
+        # Stamped before the barrier: a leader elected after the barrier confirmed
+        # this one renews every lease later than `now`, so it covers this keepalive.
+        now = now_ms()
+        await self.node.read_barrier()  # still the leader, and every grant applied
+        if not self.node.is_leader:
+            raise NotLeader(self.node.leader_id)
+        info = self.machine.lease_ttl(lease_id)
+        if info is None or self.lease_deadline_ms(info) <= now:
+            raise LeaseNotFound(lease_id)
+        self.lessor.keepalive(lease_id, info.ttl_ms, now)
+        return info
+
+    def lease_deadline_ms(self, info: LeaseInfo) -> int:
+        """The lease's deadline as this node knows it: exact on the leader, a lower
+        bound on a follower (which has only the replicated one)."""
+        if not self.node.is_leader:
+            return info.deadline_ms
+        return self.lessor.deadline_ms(info.lease_id, info.deadline_ms)
 
     # --- reads ----------------------------------------------------------------------------
     async def _barrier(self, linearizable: bool) -> None:
@@ -142,7 +193,7 @@ class KVService:
     def open_watch(self, key: bytes, range_end: bytes = b"", start_revision: int = 0) -> int:
         """Register a watcher (raises Compacted, LimitExceeded, InvalidRequest now);
         then read it with `stream()`."""
-        watch_id = self.watches.watch(key, range_end, start_revision)
+        watch_id = self.watches.watch(key, range_end, start_revision, REQUEST_OWNER.get())
         self._watch_signals[watch_id] = asyncio.Event()
         self._watch_signals[watch_id].set()
         return watch_id
@@ -192,28 +243,30 @@ class KVService:
                     renewed_in_term = term
                 continue
             with contextlib.suppress(AccordError):
-                # The leader's clock decides: the state machine's only moves with commands.
-                now = now_ms()
-                if any(lease.deadline_ms <= now for lease in self.machine.leases()):
-                    await self.execute(ExpireLeases())
+                await self._expire_and_checkpoint()
                 if rounds % 120 == 0 and self.machine.sessions_count:
                     await self.execute(ExpireSessions(SESSION_IDLE_MS))
 
     async def _renew_leases(self) -> bool:
-        """Keep every lease alive once (a new leader's first duty); True when done."""
+        """Renew every lease to its full TTL, in one command (a new leader's first
+        duty); True when committed."""
+        self.lessor.reset()
         try:
-            await self.node.read_barrier()  # applied up to this term: every lease known
-            leases = [lease.lease_id for lease in self.machine.leases()]
-            results = await asyncio.gather(
-                *(self.execute(LeaseKeepAlive(lease_id)) for lease_id in leases),
-                return_exceptions=True,
-            )
+            await self.execute(RenewAllLeases())
         except AccordError:
             return False
-        # A lease revoked meanwhile is fine; anything else: try again next round.
-        return all(
-            not isinstance(r, BaseException) or isinstance(r, LeaseNotFound) for r in results
-        )
+        return True
+
+    async def _expire_and_checkpoint(self) -> None:
+        # The leader's clock decides: the state machine's only moves with commands.
+        now = now_ms()
+        machine = self.machine
+        plan = self.lessor.plan(machine.leases_due(now), machine.lease_deadline, now)
+        step = LEASE_IDS_PER_COMMAND_MAX
+        for start in range(0, len(plan.checkpoints), step):
+            await self.execute(LeaseCheckpoint(tuple(plan.checkpoints[start : start + step])))
+        for start in range(0, len(plan.expired), step):
+            await self.execute(ExpireLeaseIds(tuple(plan.expired[start : start + step])))
 
 
 __all__ = ["KVError", "KVService"]

@@ -54,3 +54,15 @@ class AuthRequestError(SecurityError):
 
     code = "auth_error"
     http_status = 400
+
+
+class LeaseNotOwned(SecurityError):
+    """The lease belongs to another user. Answered exactly like a lease that does not
+    exist (404 `lease_not_found`), so nobody learns which ids other users hold."""
+
+    code = "lease_not_found"
+    http_status = 404
+
+    def __init__(self, lease_id: int) -> None:
+        self.lease_id = lease_id
+        super().__init__(f"lease {lease_id} not found")

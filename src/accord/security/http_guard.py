@@ -11,6 +11,12 @@ The key a rule checks is taken from the same place the handler takes it
 (`request.match_info`, the same query parsing, the same transaction parser), so what
 is authorized is exactly what runs: no decoding differences to slip through.
 
+Leases belong to the user who granted them: the lease routes and every put that
+attaches a key (`?lease=ID`, a transaction's put with `lease`) are refused with 404
+`lease_not_found` for a lease of another user (`AuthService.check_lease_owner`).
+The user is also made the request's owner (`REQUEST_OWNER`), which the per-user
+bounds on leases, sessions and watches count by.
+
 A follower forwards writes to the leader with the client's `Authorization` header; a
 user authenticated by certificate has none, so the guard gives the request a
 short-lived token for that (`FORWARD_AUTHORIZATION`).
@@ -25,7 +31,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from accord.api.http import FORWARD_AUTHORIZATION
-from accord.api.wire import BadRequest, parse_txn
+from accord.api.wire import BadRequest, parse_txn, parse_uint
+from accord.kv import Put, Txn
+from accord.node.service import REQUEST_OWNER
 from accord.security.authstore import READ, WRITE
 from accord.security.errors import RateLimited, SecurityError, Unauthenticated
 from accord.security.ratelimit import RateLimiter
@@ -53,8 +61,8 @@ _RULES: dict[tuple[str, str], str] = {
     ("GET", "/v1/watch"): "_range_read",
     ("POST", "/v1/txn"): "_txn",
     ("POST", "/v1/lease/grant"): "user",
-    ("POST", "/v1/lease/{id}/keepalive"): "user",
-    ("GET", "/v1/lease/{id}"): "user",
+    ("POST", "/v1/lease/{id}/keepalive"): "_lease",
+    ("GET", "/v1/lease/{id}"): "_lease",
     ("DELETE", "/v1/lease/{id}"): "_lease_revoke",
     ("GET", "/v1/cluster/status"): "user",
     ("GET", "/v1/members"): "user",
@@ -96,7 +104,11 @@ class HttpGuard:
             request = await self._admit(request)
         except SecurityError as e:
             return error_response(e)
-        return await handler(request)
+        owner = REQUEST_OWNER.set(request.get(USER_KEY, ""))
+        try:
+            return await handler(request)
+        finally:  # a keep-alive connection serves its next request in this same task
+            REQUEST_OWNER.reset(owner)
 
     async def _admit(self, request: web.Request) -> web.Request:
         remote = request.remote or "?"
@@ -149,6 +161,21 @@ class HttpGuard:
         needs = await getattr(self, rule)(request)
         if needs is not None:
             self.auth.check(user, needs, what, remote)
+        self.auth.check_lease_owner(user, await self._leases_named(request), what, remote)
+
+    async def _leases_named(self, request: web.Request) -> list[int]:
+        """The leases the request inspects, changes or attaches keys to (malformed
+        input: none; the handler answers 400)."""
+        try:
+            if "id" in request.match_info and request.path.startswith("/v1/lease/"):
+                return [parse_uint(request.match_info["id"], "id")]
+            if request.method == "PUT" and request.path.startswith("/v1/kv/"):
+                return [parse_uint(request.query.get("lease", "0"), "lease")]
+            if request.method == "POST" and request.path == "/v1/txn":
+                return txn_leases(parse_txn(json.loads(await request.read())))
+        except Exception:  # the handler's own parsing answers it with a 4xx
+            return []
+        return []
 
     # --- key needs per route (None: malformed; the handler answers 400 the same way) ---
     async def _kv_write(self, request: web.Request) -> list[Need]:
@@ -173,6 +200,9 @@ class HttpGuard:
             return None
         return list(txn_needs(txn))
 
+    async def _lease(self, request: web.Request) -> list[Need]:
+        return []  # any user, but only for their own leases (`_leases_named`)
+
     async def _lease_revoke(self, request: web.Request) -> list[Need]:
         assert self.auth is not None
         try:
@@ -183,3 +213,8 @@ class HttpGuard:
         keys = info.keys if info is not None else ()
         # Revoking deletes every attached key: that takes write on each of them.
         return [(WRITE, key, b"") for key in keys]
+
+
+def txn_leases(txn: Txn) -> list[int]:
+    """The leases a transaction's puts attach keys to."""
+    return [op.lease for op in (*txn.success, *txn.failure) if isinstance(op, Put) and op.lease]

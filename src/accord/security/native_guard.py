@@ -5,6 +5,10 @@ an earlier login) or presents a client certificate naming a user. The token is c
 again before every op, so a password change, a deleted user or the token's expiry
 ends the connection's rights. Which permissions an op needs is decided from the same
 argument fields the op's handler reads (`accord.api.wire.bytes_field`, `parse_txn`).
+Leases are their owner's: `lease_ttl`, `lease_keepalive`, `lease_revoke` and a put
+(or a transaction's put) attaching a key to another user's lease get 404
+`lease_not_found`, as for a lease that does not exist. The user becomes the
+request's owner (`REQUEST_OWNER`) for the per-user bounds.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from typing import Any
 
 from accord.api.native import _Session
 from accord.api.wire import bytes_field, int_field, parse_txn
+from accord.node.service import REQUEST_OWNER
 from accord.security.authstore import READ, WRITE
 from accord.security.errors import RateLimited, Unauthenticated
+from accord.security.http_guard import txn_leases
 from accord.security.ratelimit import RateLimiter
 from accord.security.rbac import Need, txn_needs
 from accord.security.service import AuthService
@@ -22,7 +28,9 @@ from accord.security.tls import certificate_user
 
 Args = dict[str, Any]
 PUBLIC_OPS = frozenset({"health", "ready", "login"})
-USER_OPS = frozenset({"status", "lease_grant", "lease_keepalive", "lease_ttl"})
+USER_OPS = frozenset({"status", "lease_grant"})
+LEASE_OPS = frozenset({"lease_keepalive", "lease_ttl"})
+"""Any user, for their own leases."""
 
 
 def _remote(session: _Session) -> str:
@@ -63,13 +71,28 @@ class NativeGuard:
         if self.auth is None or op in PUBLIC_OPS:
             return
         user = self._user(session)
+        REQUEST_OWNER.set(user)  # this request's task (a watch: until the next op)
         if op in USER_OPS:
             return
-        needs = self._needs(op, args)
-        if needs is None:
-            self.auth.require_root(user, f"native {op}", _remote(session))
-        else:
-            self.auth.check(user, needs, f"native {op}", _remote(session))
+        what, remote = f"native {op}", _remote(session)
+        if op not in LEASE_OPS:
+            needs = self._needs(op, args)
+            if needs is None:
+                self.auth.require_root(user, what, remote)
+            else:
+                self.auth.check(user, needs, what, remote)
+        self.auth.check_lease_owner(user, self._leases_named(op, args), what, remote)
+
+    @staticmethod
+    def _leases_named(op: str, args: Args) -> list[int]:
+        if op in LEASE_OPS or op == "lease_revoke":
+            return [int_field(args, "id")]
+        if op == "put":
+            return [int_field(args, "lease")]
+        if op == "txn":
+            body = {k: v for k, v in args.items() if k not in ("client_id", "seq")}
+            return txn_leases(parse_txn(body))
+        return []
 
     def _limit(self, session: _Session) -> None:
         if self.limiter is not None:

@@ -32,6 +32,7 @@ from accord.security.authstore import (
 from accord.security.config import SecurityConfig
 from accord.security.errors import (
     AuthRequestError,
+    LeaseNotOwned,
     PermissionDenied,
     SecurityError,
     Unauthenticated,
@@ -152,6 +153,20 @@ class AuthService:
             if end:
                 shown = f"[{shown}, {end.decode('utf-8', 'backslashreplace')})"
             raise PermissionDenied(f"user {user!r} may not {permission} {shown!r}")
+
+    def check_lease_owner(self, user: str, lease_ids: list[int], what: str, remote: str) -> None:
+        """Only a lease's owner (and root) may inspect it, keep it alive, revoke it or
+        attach keys to it; to anyone else it does not exist (`LeaseNotOwned`, 404).
+        Lease id 0 ("no lease") and unknown ids pass: the handler answers for them.
+        Checked on this node's applied state: owners never change, and a follower
+        forwards writes to the leader, whose guard checks them again."""
+        if user == ROOT:
+            return
+        for lease_id in lease_ids:
+            info = self.state.kv.lease_ttl(lease_id) if lease_id else None
+            if info is not None and info.owner != user:
+                audit("permission_denied", user=user, request=what, lease=lease_id, remote=remote)
+                raise LeaseNotOwned(lease_id)
 
     def require_root(self, user: str, what: str, remote: str) -> None:
         if user != ROOT:

@@ -1,4 +1,5 @@
-"""The simulated clients' register operations, expressed as real KV commands.
+"""The simulated clients' register operations, expressed as real KV commands, and the
+leader's lease housekeeping as the node service does it.
 
 The simulator runs the real `KVStateMachine`: a write is a `Put`, a compare-and-swap
 is a `Txn` comparing the value (or, for "absent", the version 0) and putting the new
@@ -11,16 +12,34 @@ from __future__ import annotations
 from typing import Any
 
 from accord.kv import (
+    Command,
     Compare,
     CompareOp,
     CompareTarget,
     Envelope,
+    ExpireLeaseIds,
     KVStateMachine,
+    LeaseCheckpoint,
+    LeaseGrant,
     Put,
     Txn,
     encode_command,
 )
-from accord.kv.results import ErrorResult, PutResult, TxnResult
+from accord.kv.results import (
+    ErrorResult,
+    ExpireLeasesResult,
+    LeaseGrantResult,
+    LeasesRenewedResult,
+    PutResult,
+    TxnResult,
+)
+
+LEASE_ROUND_TICKS = 20
+"""A leader's lease housekeeping runs every this many of its ticks."""
+SIM_LEASES_MAX = 6
+"""Leases the simulated leaders keep in the table at most."""
+LEASE_TTLS = (40, 150, 600)
+"""TTLs (simulated time) of the leases granted, in turn."""
 
 
 def _encode_value(value: int) -> bytes:
@@ -52,6 +71,8 @@ def write_outcome(result: Any) -> tuple[bool, Any]:
     (False, "session_expired") when the client must open a new session."""
     if isinstance(result, PutResult):
         return True, True
+    if isinstance(result, LeaseGrantResult | LeasesRenewedResult | ExpireLeasesResult):
+        return True, None  # the leader's own lease commands (or a lost LeaseExists race)
     if isinstance(result, TxnResult):
         return True, result.succeeded
     if isinstance(result, ErrorResult) and result.code == SESSION_EXPIRED:
@@ -66,3 +87,27 @@ def write_outcome(result: Any) -> tuple[bool, Any]:
 def read_value(machine: KVStateMachine, key: str) -> int | None:
     kv = machine.get(key.encode()).kv
     return int(kv.value) if kv is not None else None
+
+
+def lease_round(machine: KVStateMachine, lease_id: int, now: int) -> list[Command]:
+    """A leader's lease housekeeping: grant lease `lease_id` (unless the table is
+    full), checkpoint the lowest
+    lease a full TTL ahead (as a keepalive would), expire the leases past their
+    deadline. The node service's lessor decides the same kinds of commands."""
+    deadlines = sorted(machine.lease_deadlines())
+    commands: list[Command] = []
+    if len(deadlines) < SIM_LEASES_MAX:  # a small table keeps snapshots small
+        commands.append(LeaseGrant(lease_id, LEASE_TTLS[lease_id % len(LEASE_TTLS)]))
+    live = [(i, ttl) for i, ttl, deadline in deadlines if deadline > now]
+    if live:
+        commands.append(LeaseCheckpoint(((live[0][0], now + live[0][1]),)))
+    expired = tuple(machine.leases_due(now))
+    if expired:
+        commands.append(ExpireLeaseIds(expired))
+    return commands
+
+
+def lease_digest(machine: KVStateMachine) -> tuple[tuple[int, int, int], ...]:
+    """The lease table's state (ids, TTLs, deadlines): equal on every replica at one
+    applied index."""
+    return tuple(sorted(machine.lease_deadlines()))

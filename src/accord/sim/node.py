@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from accord.errors import NotLeader, ProposalDropped
-from accord.kv import KVStateMachine, SnapshotJob
+from accord.kv import (
+    Command,
+    Envelope,
+    KVStateMachine,
+    RenewAllLeases,
+    SnapshotJob,
+    encode_command,
+)
 from accord.raft import (
     ConfChange,
     ConfChangeError,
@@ -30,7 +37,14 @@ from accord.raft import (
     Ready,
     Role,
 )
-from accord.sim.kvops import encode_write, read_value, write_outcome
+from accord.sim.kvops import (
+    LEASE_ROUND_TICKS,
+    encode_write,
+    lease_digest,
+    lease_round,
+    read_value,
+    write_outcome,
+)
 from accord.sim.protocol import ClientReply, ClientRequest
 from accord.storage import MemoryStorage
 
@@ -60,6 +74,8 @@ class SimNode:
         self._confirmed_reads: list[tuple[int, ClientRequest]] = []
         self._read_counter = 0
         self._snapshot_job: tuple[int, SnapshotJob] | None = None
+        self._renewed_term = 0
+        self._leader_ticks = 0
 
     # --- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -70,6 +86,7 @@ class SimNode:
         self.machine = KVStateMachine()
         if recovered.snapshot is not None:
             self.machine.restore(recovered.snapshot.data)
+        self._renewed_term = 0
         self._syncing = False
         self._snapshot_job = None
         self._pending_writes.clear()
@@ -91,7 +108,31 @@ class SimNode:
             return
         self.core.tick()
         self._schedule_tick()
+        if self.is_leader:
+            self._lease_housekeeping()
         self.pump()
+
+    def _lease_housekeeping(self) -> None:
+        """As the node service does: a new leader renews every lease in one command;
+        then, now and then, lease grants, checkpoints and expiry."""
+        if self._renewed_term != self.core.term:
+            if self._propose_own(RenewAllLeases()):
+                self._renewed_term = self.core.term
+            return
+        self._leader_ticks += 1
+        # Not once healing starts: the liveness phase waits for an idle log, as clients
+        # go idle then too.
+        if self._leader_ticks % LEASE_ROUND_TICKS == 0 and not self.sim.healing:
+            for command in lease_round(self.machine, self.sim.next_lease_id(), self.sim.now):
+                self._propose_own(command)
+
+    def _propose_own(self, command: Command) -> bool:
+        data = encode_command(Envelope(0, 0, command, self.sim.now))
+        try:
+            self.core.propose(data)
+        except (NotLeader, ProposalDropped):
+            return False
+        return True
 
     # --- inputs ----------------------------------------------------------------------
     def receive(self, payload: Any) -> None:
@@ -177,6 +218,7 @@ class SimNode:
             self.sim.network.send(self.id, m.dst, m)
         if rd.snapshot is not None:
             self.machine.restore(rd.snapshot.data)
+            self.sim.checker.on_state(self, rd.snapshot.index, lease_digest(self.machine))
             self._fail_writes_up_to(rd.snapshot.index)
         for entry in rd.committed_entries[applied:]:
             self._apply(entry.index, entry.term, entry.type, entry.data)
@@ -197,6 +239,7 @@ class SimNode:
         applied, result = True, None
         if kind == EntryType.NORMAL and data:
             applied, result = write_outcome(self.machine.apply(index, data)[0])
+            self.sim.checker.on_state(self, index, lease_digest(self.machine))
         self.sim.checker.on_apply(self, index, term, kind, data)
         pending = self._pending_writes.pop(index, None)
         if pending is None:

@@ -140,6 +140,7 @@ class Simulation:
         self.rng = random.Random(seed)
         self.params = SimParams.draw(self.rng, nodes, steps, debug or DebugFlags())
         self.now = 0
+        self._lease_ids = 0
         self._queue: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
         self.healing = False
@@ -284,6 +285,11 @@ class Simulation:
             self._transfer_random()
         if rng.random() < p.reconfig_rate:
             self._reconfigure_random()
+
+    def next_lease_id(self) -> int:
+        """A lease id no leader has used yet in this run."""
+        self._lease_ids += 1
+        return self._lease_ids
 
     def after_leader_ready(self, node: SimNode) -> None:
         if self.healing or self.leader_crashes >= self.params.leader_crashes_max:

@@ -5,7 +5,9 @@
   written anywhere has one payload and one predecessor term; by induction two logs
   holding the same (index, term) agree on every entry up to it.
 - Leader completeness: a node that becomes leader holds every committed entry.
-- State machine safety: no two nodes apply different entries at one index.
+- State machine safety: no two nodes apply different entries at one index, and the
+  state they compute from them (the lease table: ids, TTLs, deadlines) is the same
+  at every index, whether a node applied the log or installed a snapshot.
 - Commit and apply: a node's commit index never decreases while it runs, its durable
   commit never decreases across restarts, and applied <= committed.
 """
@@ -36,6 +38,7 @@ class SafetyChecker:
         self.commit_seen: dict[int, int] = {}
         self.durable_commit_seen: dict[int, int] = {}
         self.checked_leaders: set[tuple[int, int]] = set()
+        self.state_at: dict[int, object] = {}  # applied index -> lease table digest
 
     def on_start(self, node: SimNode) -> None:
         commit = node.core.log.committed
@@ -82,6 +85,16 @@ class SafetyChecker:
                 "state machine safety",
                 f"node {node.id} applied (term {term}, {data!r}) at {index}; another node "
                 f"applied (term {known[0]}, {known[1]!r})",
+            )
+
+    def on_state(self, node: SimNode, index: int, digest: object) -> None:
+        """`digest`: what `node`'s state machine holds once applied up to `index`."""
+        known = self.state_at.setdefault(index, digest)
+        if known != digest:
+            raise SafetyViolation(
+                "replica determinism",
+                f"node {node.id} at index {index} holds leases {digest!r:.300}; another "
+                f"node held {known!r:.300}",
             )
 
     def after_advance(self, node: SimNode) -> None:
