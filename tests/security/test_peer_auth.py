@@ -3,7 +3,9 @@ certificates bound to node ids. Real sockets, real TLS, real node processes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import socket
 import ssl
 from collections.abc import Iterator
@@ -11,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from accord.node.config import load_config
+from accord.node.config import load_config, render_config
+from accord.security.config import SecurityConfig
 from accord.raft.types import Message, MessageType
 from accord.security.certs import issue
 from accord.testing.cluster import LocalCluster, http, running_cluster
@@ -113,3 +116,24 @@ def test_a_node_certificate_of_another_cluster_is_refused(cluster: LocalCluster)
         reply = _read_reply(s)
     assert reply == HelloReply(REFUSAL_NODE_ID, REFUSAL_REASON)
     assert "names ('another-cluster', 3)" in (cluster.directory / "n2" / "node.log").read_text()
+
+
+def test_a_directory_from_before_peer_tls_gains_it_on_restart(tmp_path: Path) -> None:
+    first = LocalCluster(tmp_path / "old")
+    first.start()
+    first.stop()
+    # What an older `accord up` left: configs without peer settings, no peers/ directory.
+    for path in sorted(first.directory.glob("n*/node.toml")):
+        config = load_config(path, env={})
+        path.write_text(render_config(dataclasses.replace(config, security=SecurityConfig())))
+    shutil.rmtree(first.directory / "peers")
+    again = LocalCluster(first.directory)
+    again.base = first.base  # the configs keep their ports
+    again.start()
+    try:
+        assert http("PUT", f"{again.url(again.leader())}/v1/kv/k", b"v")[0] == 200
+        config = load_config(first.directory / "n2" / "node.toml", env={})
+        assert config.security.peer_cert == first.directory / "peers" / "node-n2.crt"
+    finally:
+        output = again.stop()
+    assert "peer links now use mutual TLS" in output
