@@ -25,3 +25,17 @@ RAFT_APPLY_ENTRIES_MAX = 4096
 """Committed entries handed out in one Ready."""
 RAFT_SNAPSHOT_CHUNK_BYTES = 1 << 20
 """Bytes of snapshot data in one InstallSnapshot message."""
+
+# --- Raft numbers on the wire and on disk ------------------------------------------
+RAFT_TERM_MAX = 1 << 62
+"""Highest term a node accepts from a peer or from its own disk. Far below 2^63, so a
+node at this term can still campaign (term + 1) about 2^62 more times before any
+64-bit encoding overflows; a peer message with a higher term is a protocol error, and
+a hard state beyond it refuses to load."""
+RAFT_INDEX_MAX = 1 << 62
+"""Highest log index (and commit index, reject hint) accepted, for the same reason."""
+RAFT_NODE_ID_MAX = 1 << 62
+"""Highest node id (and Raft group id) a peer message may name."""
+RAFT_SNAPSHOT_BYTES_MAX = 1 << 62
+"""Highest snapshot offset or total size a snapshot chunk may announce (the storage
+limit on snapshot data is far lower; this only keeps arithmetic on them bounded)."""

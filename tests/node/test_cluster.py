@@ -265,6 +265,7 @@ def test_a_node_is_added_promoted_and_another_removed_while_writes_continue(
     import threading
 
     from accord.node.config import NodeConfig, load_config, render_config
+    from accord.testing.peertls import with_peer_tls
 
     acked: list[str] = []
     stop = threading.Event()
@@ -284,6 +285,8 @@ def test_a_node_is_added_promoted_and_another_removed_while_writes_continue(
     thread.start()
     base = cluster.base
     existing = load_config(cluster.directory / "n1" / "node.toml", env={})
+    # The new node's peer certificate, from the cluster's peer CA, naming id 4.
+    security = with_peer_tls(existing.security, cluster.directory, existing.cluster_id, {4: "n4"})
     config = NodeConfig(
         name="n4",
         id=4,
@@ -294,6 +297,7 @@ def test_a_node_is_added_promoted_and_another_removed_while_writes_continue(
         members=existing.members,
         cluster_id=existing.cluster_id,
         join=True,
+        security=security[4],
     )
     (cluster.directory / "n4").mkdir()
     (cluster.directory / "n4" / "node.toml").write_text(render_config(config))

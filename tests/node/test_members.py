@@ -59,6 +59,7 @@ def test_snapshot_restores_members_and_pending_removals() -> None:
 def test_dial_overrides_where_a_node_connects_but_not_the_registry(tmp_path: Path) -> None:
     from accord.node.config import NodeConfig
     from accord.node.server import build_node
+    from accord.security.config import SecurityConfig
 
     members = {i: M[i] for i in (1, 2, 3)}
     config = NodeConfig(
@@ -69,6 +70,7 @@ def test_dial_overrides_where_a_node_connects_but_not_the_registry(tmp_path: Pat
         M[1].peer,
         members=members,
         dial={2: ("127.0.0.1", 9102)},
+        security=SecurityConfig(insecure_peers=True),  # this test is about addresses
     )
     node, _, node_state = build_node(config)
     peers = node.transport.stats().peers  # type: ignore[attr-defined]

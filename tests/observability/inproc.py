@@ -18,6 +18,8 @@ from accord.node.server import Observers, build_node, build_runner
 from accord.node.service import KVService
 from accord.observability.metrics import NodeMetrics
 from accord.observability.tracing import Tracing
+from accord.security.config import SecurityConfig
+from accord.testing.peertls import with_peer_tls
 from accord.testing.ports import free_ports
 
 
@@ -44,6 +46,8 @@ async def inproc_cluster(
         i: Member(i, f"n{i}", ("127.0.0.1", ports[size + i - 1]), ("127.0.0.1", ports[i - 1]))
         for i in range(1, size + 1)
     }
+    names = {i: m.name for i, m in members.items()}
+    security = with_peer_tls(SecurityConfig(), tmp_path, "accord", names)
     nodes: list[InProcNode] = []
     try:
         for member in members.values():
@@ -57,6 +61,7 @@ async def inproc_cluster(
                 tick_ms=20,
                 snapshot_entries=snapshot_entries,
                 slow_request_ms=slow_request_ms,
+                security=security[member.id],
             )
             spans = InMemorySpanExporter()
             observers = Observers(NodeMetrics(), Tracing(member.name, spans, batch=False))

@@ -18,8 +18,11 @@ from accord.security.certs import init_ca, issue
 from accord.security.config import SecurityConfig
 from accord.security.tls import client_tls
 from accord.testing.single import SingleNode
-from accord.transport.codec import Hello, decode_hello_reply, encode_hello
+from accord.transport.codec import Hello, HelloReply, decode_hello_reply, encode_hello
 from accord.transport.framing import FrameDecoder, encode_frame
+from accord.transport.peer import REFUSAL_NODE_ID, REFUSAL_REASON
+
+CLUSTER = "accord-single"
 
 
 def _get(url: str, context: ssl.SSLContext) -> int:
@@ -32,12 +35,14 @@ def _get(url: str, context: ssl.SSLContext) -> int:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("pki")
     init_ca(directory)
-    issue(directory, "n1", node=True)
-    issue(directory, "n9", node=True)
+    issue(directory, "n1", node=True, node_id=1, cluster_id=CLUSTER)
+    issue(directory, "n9", node=True, node_id=9, cluster_id=CLUSTER)
+    issue(directory, "other", node=True, node_id=9, cluster_id="another-cluster")
+    issue(directory, "legacy", node=True)  # names no node id: from before ids
     issue(directory, "alice", node=False)
     foreign = directory / "foreign"
     init_ca(foreign)
-    issue(foreign, "n9", node=True)
+    issue(foreign, "n9", node=True, node_id=9, cluster_id=CLUSTER)
     return directory
 
 
@@ -88,13 +93,13 @@ def test_a_client_without_the_ca_does_not_trust_the_node(node: SingleNode) -> No
         _get(f"{node.url}/health", ssl.create_default_context())
 
 
-def _peer_hello(node: SingleNode, context: ssl.SSLContext) -> bytes:
+def _peer_hello(node: SingleNode, context: ssl.SSLContext, src: int = 9) -> bytes:
     """Dial the Raft port with `context`, send a hello, return what came back."""
     with (
         socket.create_connection(node.config.peer, timeout=5) as raw,
         context.wrap_socket(raw, server_hostname="127.0.0.1") as s,
     ):
-        s.sendall(encode_frame(encode_hello(Hello("accord-single", 9, 1))))
+        s.sendall(encode_frame(encode_hello(Hello(CLUSTER, src, 1))))
         received = b""
         try:
             while chunk := s.recv(4096):
@@ -120,8 +125,8 @@ def test_a_node_certificate_from_the_cluster_ca_is_accepted(node: SingleNode, pk
 
 @pytest.mark.parametrize(
     "stem",
-    ["foreign/ca", "foreign/node-n9", "client-alice"],
-    ids=["self-signed", "foreign-ca", "client-certificate"],
+    ["foreign/ca", "foreign/node-n9", "client-alice", "node-legacy"],
+    ids=["self-signed", "foreign-ca", "client-certificate", "certificate-naming-no-node"],
 )
 def test_other_certificates_cannot_speak_raft(node: SingleNode, pki: Path, stem: str) -> None:
     context = _peer_context(pki / "ca.crt", pki / f"{stem}.crt", pki / f"{stem}.key")
@@ -139,3 +144,36 @@ def test_a_peer_without_a_certificate_is_refused(node: SingleNode, pki: Path) ->
     except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
         return
     assert received == b""
+
+
+def _refusal(received: bytes) -> HelloReply:
+    frames = FrameDecoder(1 << 16).feed(received)
+    assert frames, "no reply"
+    return decode_hello_reply(frames[0])
+
+
+def test_a_node_certificate_claiming_another_id_is_refused(node: SingleNode, pki: Path) -> None:
+    context = _peer_context(pki / "ca.crt", pki / "node-n9.crt", pki / "node-n9.key")
+    reply = _refusal(_peer_hello(node, context, src=3))
+    assert not reply.accepted
+    # The refusal is generic: no cluster id, no node id (the details are in the log).
+    assert reply == HelloReply(REFUSAL_NODE_ID, REFUSAL_REASON)
+    assert CLUSTER not in reply.reason
+
+
+def test_a_node_certificate_of_another_cluster_is_refused(node: SingleNode, pki: Path) -> None:
+    context = _peer_context(pki / "ca.crt", pki / "node-other.crt", pki / "node-other.key")
+    assert _refusal(_peer_hello(node, context)) == HelloReply(REFUSAL_NODE_ID, REFUSAL_REASON)
+    assert "the certificate names ('another-cluster', 9)" in node.log_path.read_text()
+
+
+def test_a_plaintext_dialer_gets_nothing_from_the_peer_port(node: SingleNode) -> None:
+    with socket.create_connection(node.config.peer, timeout=5) as s:
+        s.sendall(encode_frame(encode_hello(Hello(CLUSTER, 9, 1))))
+        received = b""
+        try:
+            while chunk := s.recv(4096):
+                received += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert b"accord" not in received  # at most a TLS alert, never a hello reply

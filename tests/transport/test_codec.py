@@ -7,6 +7,7 @@ a `Message` or raises `ProtocolError`, never anything else.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any
 
 import msgpack
@@ -113,6 +114,93 @@ def with_field(message: Message, position: int, value: object) -> bytes:
 def test_rejects_bad_field(position: int, value: object, reason: str) -> None:
     with pytest.raises(ProtocolError, match=reason):
         decode_message(with_field(HEARTBEAT, position, value))
+
+
+# --- integer bounds ---------------------------------------------------------------
+# Every integer a peer sends, as (name, bound, payload with that field set to a value).
+
+
+def _in_entry(position: int) -> Any:
+    def build(value: int) -> bytes:
+        entry: list[Any] = [9, 11, 0, b"x"]
+        entry[position] = value
+        return with_field(APPEND, 7, [entry])
+
+    return build
+
+
+def _in_chunk(position: int) -> Any:
+    def build(value: int) -> bytes:
+        chunk = fields_of(SNAPSHOT)[12]
+        chunk[position] = value
+        if position == 3:  # the offset must stay inside total_bytes to reach its check
+            chunk[5] = value
+            chunk[4] = b""
+        return with_field(SNAPSHOT, 12, chunk)
+
+    return build
+
+
+def _in_voters(value: int) -> bytes:
+    return with_field(SNAPSHOT, 12, [20, 3, [[value], [], []], 0, b"abc", 6])
+
+
+def _at(position: int) -> Any:
+    return lambda value: with_field(HEARTBEAT, position, value)
+
+
+INTEGER_FIELDS = {
+    "group": (limits.GROUP_ID_MAX, _at(1)),
+    "src": (limits.NODE_ID_MAX, _at(2)),
+    "dst": (limits.NODE_ID_MAX, _at(3)),
+    "term": (limits.TERM_MAX, _at(4)),
+    "log_term": (limits.TERM_MAX, _at(5)),
+    "index": (limits.INDEX_MAX, _at(6)),
+    "commit": (limits.INDEX_MAX, _at(8)),
+    "reject_hint": (limits.INDEX_MAX, _at(10)),
+    "offset": (limits.SNAPSHOT_BYTES_MAX, _at(13)),
+    "entry term": (limits.TERM_MAX, _in_entry(0)),
+    "entry index": (limits.INDEX_MAX, _in_entry(1)),
+    "chunk index": (limits.INDEX_MAX, _in_chunk(0)),
+    "chunk term": (limits.TERM_MAX, _in_chunk(1)),
+    "chunk offset": (limits.SNAPSHOT_BYTES_MAX, _in_chunk(3)),
+    "chunk total_bytes": (limits.SNAPSHOT_BYTES_MAX, _in_chunk(5)),
+    "voters": (limits.NODE_ID_MAX, _in_voters),
+}
+
+
+def test_bounds_are_far_below_two_to_the_63() -> None:
+    for bound, _ in INTEGER_FIELDS.values():
+        assert bound <= 1 << 62
+
+
+@pytest.mark.parametrize("name", sorted(INTEGER_FIELDS))
+def test_every_integer_field_accepts_its_bound(name: str) -> None:
+    bound, build = INTEGER_FIELDS[name]
+    decode_message(build(bound))
+
+
+@pytest.mark.parametrize("value", [(1 << 64) - 1, 1 << 63])
+@pytest.mark.parametrize("name", sorted(INTEGER_FIELDS))
+def test_every_integer_field_refuses_huge_values(name: str, value: int) -> None:
+    _, build = INTEGER_FIELDS[name]
+    with pytest.raises(ProtocolError, match=name):
+        decode_message(build(value))
+
+
+@given(st.sampled_from(sorted(INTEGER_FIELDS)), st.data())
+@settings(max_examples=300)
+def test_any_integer_above_its_bound_is_refused(name: str, data: st.DataObject) -> None:
+    bound, build = INTEGER_FIELDS[name]
+    value = data.draw(st.one_of(st.just(bound + 1), st.integers(bound + 1, (1 << 64) - 1)))
+    with pytest.raises(ProtocolError, match=name):
+        decode_message(build(value))
+
+
+def test_a_heartbeat_with_the_largest_term_decodes_and_encodes_again() -> None:
+    """The crash of a node on term 2^64-1 came from re-encoding term + 1."""
+    top = decode_message(with_field(HEARTBEAT, 4, limits.TERM_MAX))
+    encode_message(dataclasses.replace(top, term=top.term + 1))
 
 
 @pytest.mark.parametrize(

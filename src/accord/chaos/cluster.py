@@ -32,7 +32,9 @@ from typing import IO, Any
 import aiohttp
 
 from accord.chaos.network import ClusterNetwork
-from accord.node.config import NodeConfig, render_config
+from accord.node.config import Member, NodeConfig, render_config
+from accord.security.config import SecurityConfig
+from accord.security.localcluster import create_peer_material
 
 TICK_MS = 50
 ELECTION_TICKS = 10
@@ -109,7 +111,9 @@ class ProcessCluster:
         """Write every node's config (placed by the network) and start them all."""
         members = await self.network.place(self.ids)
         self.directory.mkdir(parents=True, exist_ok=True)
+        peer_files = self._peer_material(members)
         for i, member in members.items():
+            peer_ca, peer_cert, peer_key = peer_files[i]
             config = NodeConfig(
                 name=member.name,
                 id=i,
@@ -127,6 +131,7 @@ class ProcessCluster:
                     for j in self.ids
                     if j != i and (address := self.network.dial(i, j)) is not None
                 },
+                security=SecurityConfig(peer_ca=peer_ca, peer_cert=peer_cert, peer_key=peer_key),
             )
             config = replace(
                 config,
@@ -139,6 +144,17 @@ class ProcessCluster:
         for i in self.ids:
             self.spawn(i)
         self.write_manifest()
+
+    def _peer_material(self, members: dict[int, Member]) -> dict[int, tuple[Path, Path, Path]]:
+        """Peer certificates as `accord up` makes them; the proxy and the namespaces
+        forward TCP, so TLS runs end to end. A certificate is valid for every address
+        a peer dials its node at."""
+        hosts: dict[int, list[str]] = {}
+        for j, member in members.items():
+            dialled = [self.network.dial(i, j) for i in self.ids if i != j]
+            hosts[j] = [member.peer[0], *(a[0] for a in dialled if a is not None)]
+        names = {i: m.name for i, m in members.items()}
+        return create_peer_material(self.directory, "accord-chaos", names, hosts)
 
     def spawn(self, node: int) -> None:
         """Start (or restart) one node process from its config."""

@@ -44,15 +44,39 @@ def init(directory: Path) -> None:
     multiple=True,
     help="more host names or IP addresses for a node certificate (repeatable)",
 )
+@click.option(
+    "--id",
+    "node_id",
+    type=click.IntRange(min=1),
+    help="the node's id (node certificates; peers accept only the id it names)",
+)
+@click.option("--cluster-id", help="the node's cluster_id (node certificates; with --id)")
 def issue_command(
-    directory: Path, node_name: str | None, client_name: str | None, hosts: tuple[str, ...]
+    directory: Path,
+    node_name: str | None,
+    client_name: str | None,
+    hosts: tuple[str, ...],
+    node_id: int | None,
+    cluster_id: str | None,
 ) -> None:
     """Issue a certificate signed by the CA in --dir."""
     if (node_name is None) == (client_name is None):
         raise click.UsageError("give exactly one of --node NAME or --client NAME")
+    if (node_id is None) != (cluster_id is None):
+        raise click.UsageError("--id and --cluster-id go together")
+    if client_name is not None and node_id is not None:
+        raise click.UsageError("--id and --cluster-id are for node certificates")
     try:
         if node_name is not None:
-            cert, key = issue(directory, node_name, node=True, hosts=hosts)
+            cert, key = issue(
+                directory, node_name, node=True, hosts=hosts, node_id=node_id, cluster_id=cluster_id
+            )
+            if node_id is None:
+                click.echo(
+                    "warning: without --id and --cluster-id this certificate names no node, "
+                    "and nodes refuse it on peer links",
+                    err=True,
+                )
         else:
             assert client_name is not None
             cert, key = issue(directory, client_name, node=False)

@@ -1,7 +1,9 @@
 """`accord up`: a local cluster of N node processes on 127.0.0.1.
 
 Each node is a separate `accord node --config DIR/nK/node.toml` process. The same
-`--dir` brings the same cluster back with its data (the configs are reused). Nodes
+`--dir` brings the same cluster back with its data (the configs are reused). Peer
+links always use mutual TLS, with a CA and node certificates made in `DIR/peers/`
+(also for a directory made before that: its configs gain the peer settings). Nodes
 that die are reported, not restarted. SIGINT/SIGTERM stop every node (SIGTERM first,
 so each one hands over leadership and flushes; SIGKILL after a grace period).
 """
@@ -33,7 +35,12 @@ from accord.node.config import (
     render_config,
 )
 from accord.security.config import SecurityConfig
-from accord.security.localcluster import create_secure_material, write_client_env
+from accord.security.localcluster import (
+    PEERS_DIR,
+    create_peer_material,
+    create_secure_material,
+    write_client_env,
+)
 from accord.security.tls import client_tls
 
 STOP_GRACE_S = 10.0
@@ -53,6 +60,7 @@ def _cluster_configs(
             )
         if secure and not load_config(existing[0], env={}).security.tls:
             raise click.UsageError(f"{directory} holds a cluster made without --secure")
+        _add_peer_material(directory, existing)
         return existing
     members = {
         i: Member(
@@ -72,8 +80,19 @@ def _cluster_configs(
         click.echo(f"root password (shown once; also in {directory / 'secure/root.password'}):")
         click.echo(f"  {password}")
         click.echo(f"client settings: source {env_file}")
+    cluster_id = f"accord-{directory.resolve().name}"
+    peer_files = create_peer_material(
+        directory, cluster_id, {i: m.name for i, m in members.items()}
+    )
     paths = []
     for member in members.values():
+        peer_ca, peer_cert, peer_key = peer_files[member.id]
+        node_security = dataclasses.replace(
+            security.get(member.name, SecurityConfig()),
+            peer_ca=peer_ca,
+            peer_cert=peer_cert,
+            peer_key=peer_key,
+        )
         node_dir = directory / member.name
         node_dir.mkdir(parents=True, exist_ok=True)
         config = NodeConfig(
@@ -84,13 +103,30 @@ def _cluster_configs(
             peer=member.peer,
             native=member.native,
             members=members,
-            cluster_id=f"accord-{directory.resolve().name}",
-            security=security.get(member.name, SecurityConfig()),
+            cluster_id=cluster_id,
+            security=node_security,
         )
         path = node_dir / "node.toml"
         path.write_text(render_config(config))
         paths.append(path)
     return paths
+
+
+def _add_peer_material(directory: Path, paths: list[Path]) -> None:
+    """A cluster made before peers were authenticated: give every node a peer
+    certificate now, and point its config at it."""
+    configs = [load_config(path, env={}) for path in paths]
+    if all(c.security.peer_ca is not None or c.security.insecure_peers for c in configs):
+        return
+    nodes = {c.id: c.name for c in configs}
+    peer_files = create_peer_material(directory, configs[0].cluster_id, nodes)
+    for config, path in zip(configs, paths, strict=True):
+        peer_ca, peer_cert, peer_key = peer_files[config.id]
+        security = dataclasses.replace(
+            config.security, peer_ca=peer_ca, peer_cert=peer_cert, peer_key=peer_key
+        )
+        path.write_text(render_config(dataclasses.replace(config, security=security)))
+    click.echo(f"peer links now use mutual TLS (certificates in {directory / PEERS_DIR})")
 
 
 def _status(url: str, context: ssl.SSLContext | None = None) -> dict[str, Any] | None:
@@ -152,8 +188,9 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 @click.option(
     "--secure",
     is_flag=True,
-    help="TLS (mutual between peers), encryption at rest and auth with a root user; "
-    "the CA, certificates, key and root password go to DIR/secure/",
+    help="TLS on the client ports, encryption at rest and auth with a root user; "
+    "the CA, certificates, key and root password go to DIR/secure/ (peer links use "
+    "mutual TLS with or without it, certificates in DIR/peers/)",
 )
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), help="of every node's node.log")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS))

@@ -29,6 +29,11 @@ Example file (what `accord up` writes for each node):
     [dial]                           # optional: where to dial a peer instead of its
     2 = "127.0.0.1:9102"             # registered address (e.g. a fault-injecting proxy)
 
+    [security]                       # mutual TLS between peers (accord.security.config):
+    peer_ca = "/tmp/accord/peers/ca.crt"         # required, unless
+    peer_cert = "/tmp/accord/peers/node-n1.crt"  # insecure_peers = true says the peer
+    peer_key = "/tmp/accord/peers/node-n1.key"   # links may be plaintext
+
 `dial` changes only where this node connects to reach a peer; the member registry,
 which every node replicates, keeps the members' own addresses. The `debug_*` keys are
 deliberate bugs for fault testing (off by default; never set them in production).

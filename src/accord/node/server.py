@@ -28,7 +28,8 @@ from accord.observability.tracing import Tracing, make_tracing
 from accord.raft import DebugFlags, Message, RaftConfig
 from accord.security.atrest import node_cipher
 from accord.security.node_security import NodeSecurity
-from accord.security.nodetls import NodeTls
+from accord.security.nodetls import INSECURE_PEERS_WARNING, NodeTls
+from accord.security.tls import node_identity
 from accord.storage import FileStorage
 from accord.transport import PeerTransport
 
@@ -81,13 +82,15 @@ def build_node(
     security = config.security
     cipher = node_cipher(config.data_dir, security.encryption_key_file, security.encryption_key)
     storage = FileStorage(config.data_dir / "raft", on_sync=on_sync, cipher=cipher)
-    node_tls = NodeTls.build(security)
+    peers = NodeTls.build(security, config.id, config.cluster_id).peers
     peer_tls: dict[str, Any] = {}
-    if node_tls is not None:
+    if peers is None:
+        log.warning(INSECURE_PEERS_WARNING, extra={"event": "insecure_peers"})
+    else:
         peer_tls = {
-            "ssl_server": node_tls.peer_server,
-            "ssl_client": node_tls.outgoing,
-            "accept_certificate": NodeTls.accept_peer,
+            "ssl_server": peers.server,
+            "ssl_client": peers.client,
+            "certificate_identity": node_identity,
         }
     limits = KVLimits(leases_max=config.leases_max, leases_per_user_max=config.leases_per_user_max)
     state = NodeState(KVStateMachine(limits), config.members)
@@ -148,14 +151,14 @@ def build_runner(
     observers: Observers,
     security: NodeSecurity | None = None,
 ) -> web.AppRunner:
-    node_tls = NodeTls.build(config.security)
+    node_tls = NodeTls.build(config.security, config.id, config.cluster_id)
     api = HttpApi(
         service,
         state,
         metrics=observers.metrics,
         tracing=observers.tracing,
         slow_request_ms=config.slow_request_ms,
-        forward_ssl=node_tls.outgoing if node_tls else None,
+        forward_ssl=node_tls.forwarding,
     )
     # handler_cancellation: a watcher that disconnects ends its watch at once.
     options: dict[str, Any] = {"access_log": None, "handler_cancellation": True}
@@ -187,8 +190,7 @@ async def serve(
     await node.start()
     service.start()
     security.start()
-    node_tls = NodeTls.build(config.security)
-    client_ssl = node_tls.client_ports if node_tls else None
+    client_ssl = NodeTls.build(config.security, config.id, config.cluster_id).client_ports
     # The native port first: once the HTTP API answers (what `accord up` and clients
     # wait for), both protocols are served.
     native = NativeServer(service, state, observers.metrics)
@@ -204,12 +206,13 @@ async def serve(
     )
     await site.start()
     log.info(
-        "node %s (id %d) serving clients on %s (native: %s), peers on %s:%d",
+        "node %s (id %d) serving clients on %s (native: %s), peers on %s:%d (%s)",
         config.name,
         config.id,
         config.client_url,
         config.native_url or "off",
         *config.peer,
+        "mutual TLS" if config.security.peer_tls_files else "PLAINTEXT: insecure_peers",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

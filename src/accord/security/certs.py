@@ -7,9 +7,11 @@ Layout of a certificate directory (what `accord certs` writes):
     client-NAME.crt, client-NAME.key   a client; its common name is the user name
 
 Keys are ECDSA P-256 and written 0600. A node certificate's subject alternative names
-are its name, `localhost`, `127.0.0.1` and any `--host` given; its organizational unit
-is `NODE_UNIT`, which is how a node tells a peer's certificate from a client's (both
-come from the same CA, and only nodes may speak Raft).
+are its name, `localhost`, `127.0.0.1` and any `--host` given, and the URI
+`accord://CLUSTER/node/ID` (`node_uri`) naming the node's id and its cluster id: a peer
+may only claim, in its handshake, the id and cluster its certificate names. Its
+organizational unit is `NODE_UNIT`, which is how a node tells a peer's certificate
+from a client's (both may come from the same CA, and only nodes may speak Raft).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,12 +28,46 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from accord.limits import RAFT_NODE_ID_MAX
 from accord.security.errors import SecurityError
 
 NODE_UNIT = "accord-node"
 CLIENT_UNIT = "accord-client"
 CA_DAYS = 3650
 CERT_DAYS = 825
+NODE_URI_SCHEME = "accord"
+
+
+def node_uri(cluster_id: str, node_id: int) -> str:
+    """The URI a node certificate carries: `accord://CLUSTER/node/ID` (the cluster id
+    percent-encoded, so any id the configuration allows fits)."""
+    return f"{NODE_URI_SCHEME}://{urllib.parse.quote(cluster_id, safe='')}/node/{node_id}"
+
+
+def parse_node_uri(uri: str) -> tuple[str, int] | None:
+    """(cluster id, node id) from a `node_uri`, or None for any other URI."""
+    parts = urllib.parse.urlsplit(uri)
+    prefix, _, digits = parts.path.rpartition("/")
+    if parts.scheme != NODE_URI_SCHEME or prefix != "/node" or parts.query or parts.fragment:
+        return None
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 19) or int(digits) <= 0:
+        return None
+    return urllib.parse.unquote(parts.netloc), int(digits)
+
+
+def certificate_identity(path: Path) -> tuple[str, int] | None:
+    """(cluster id, node id) named by the node certificate at `path`, or None."""
+    try:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise SecurityError(f"cannot read the certificate {path}: {exc}") from exc
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    found = {parse_node_uri(u) for u in names.get_values_for_type(x509.UniformResourceIdentifier)}
+    found.discard(None)
+    return found.pop() if len(found) == 1 else None
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -103,23 +140,35 @@ def _load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivate
     return cert, key
 
 
-def _alt_names(name: str, hosts: Sequence[str]) -> list[x509.GeneralName]:
+def _alt_names(
+    name: str, hosts: Sequence[str], identity: tuple[str, int] | None
+) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = []
     for host in dict.fromkeys([name, "localhost", "127.0.0.1", *hosts]):
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
+    if identity is not None:
+        names.append(x509.UniformResourceIdentifier(node_uri(*identity)))
     return names
 
 
 def issue(
-    directory: Path, name: str, *, node: bool, hosts: Sequence[str] = ()
+    directory: Path,
+    name: str,
+    *,
+    node: bool,
+    hosts: Sequence[str] = (),
+    node_id: int | None = None,
+    cluster_id: str | None = None,
 ) -> tuple[Path, Path]:
     """Issue a node (or client) certificate signed by the CA in `directory`;
-    returns the (certificate, key) paths."""
+    returns the (certificate, key) paths. A node certificate names `node_id` and
+    `cluster_id` (both or neither; without them no node accepts it on a peer link)."""
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise SecurityError(f"certificate names use letters, digits, '-', '_', '.': {name!r}")
+    identity = _identity(node, node_id, cluster_id)
     ca_cert, ca_key = _load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
     unit = NODE_UNIT if node else CLIENT_UNIT
@@ -150,7 +199,7 @@ def issue(
     )
     if node:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName(_alt_names(name, hosts)), critical=False
+            x509.SubjectAlternativeName(_alt_names(name, hosts, identity)), critical=False
         )
     cert = builder.sign(ca_key, hashes.SHA256())
     stem = f"{'node' if node else 'client'}-{name}"
@@ -158,3 +207,15 @@ def issue(
     _write_private(key_path, _key_pem(key))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
+
+
+def _identity(node: bool, node_id: int | None, cluster_id: str | None) -> tuple[str, int] | None:
+    if node_id is None and cluster_id is None:
+        return None
+    if not node:
+        raise SecurityError("only a node certificate names a node id and a cluster id")
+    if node_id is None or not cluster_id:
+        raise SecurityError("a node certificate names both a node id and a cluster id")
+    if not 0 < node_id <= RAFT_NODE_ID_MAX:
+        raise SecurityError(f"node id must be in 1..{RAFT_NODE_ID_MAX}, got {node_id}")
+    return cluster_id, node_id

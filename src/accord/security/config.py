@@ -1,5 +1,10 @@
 """The `[security]` table of a node's configuration.
 
+Peer links and client ports are secured separately. A node refuses to start unless
+its peer links use mutual TLS (peer_ca, peer_cert, peer_key; or, when those are
+absent, the tls_* files, so one set of files may serve both) or `insecure_peers` says
+explicitly that they may not. Client ports use TLS only with tls_ca/tls_cert/tls_key.
+
 Every setting can also come from the environment as `ACCORD_<KEY>` (upper-cased), which
 overrides the file, like the node's other settings. Secrets themselves never go into
 the file: the encryption key comes from `encryption_key_file` or `ACCORD_ENCRYPTION_KEY`
@@ -9,9 +14,16 @@ the file: the encryption key comes from `encryption_key_file` or `ACCORD_ENCRYPT
 | key                    | default | meaning                                              |
 |------------------------|---------|------------------------------------------------------|
 | encryption_key_file    | -       | key file for encryption at rest (base64 keys)        |
-| tls_ca                 | -       | CA certificate (PEM) that signs nodes' and clients'   |
-| tls_cert, tls_key      | -       | this node's certificate and key; with tls_ca: TLS on  |
-|                        |         | the HTTP and native ports, mutual TLS between peers   |
+| peer_ca                | tls_ca  | CA certificate (PEM) that signs every node's peer     |
+|                        |         | certificate                                           |
+| peer_cert, peer_key    | tls_*   | this node's certificate (naming its node id and      |
+|                        |         | cluster id, see `accord.security.certs`) and key:     |
+|                        |         | mutual TLS on every peer link                         |
+| insecure_peers         | false   | peer links in plaintext, even with peer_* set:       |
+|                        |         | anyone who reaches the peer port can speak Raft       |
+| tls_ca                 | -       | CA certificate (PEM) that signs clients' certificates |
+| tls_cert, tls_key      | -       | this node's certificate and key for the client ports: |
+|                        |         | with tls_ca, TLS on the HTTP and native ports         |
 | client_cert_auth       | false   | client ports require a certificate from the CA        |
 | auth                   | false   | users, passwords, tokens and RBAC on the client APIs  |
 | root_password_file     | -       | the root user's password when auth is bootstrapped    |
@@ -42,6 +54,10 @@ class SecurityConfig:
     encryption_key_file: Path | None = None
     encryption_key: str | None = None
     """Key text from ACCORD_ENCRYPTION_KEY (never rendered into a file)."""
+    peer_ca: Path | None = None
+    peer_cert: Path | None = None
+    peer_key: Path | None = None
+    insecure_peers: bool = False
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -58,7 +74,19 @@ class SecurityConfig:
 
     @property
     def tls(self) -> bool:
+        """TLS on the client ports (HTTP and native)."""
         return self.tls_cert is not None
+
+    @property
+    def peer_tls_files(self) -> tuple[Path, Path, Path] | None:
+        """(CA, certificate, key) for mutual TLS between peers; None: plaintext peers."""
+        if self.insecure_peers:
+            return None
+        if self.peer_ca and self.peer_cert and self.peer_key:
+            return self.peer_ca, self.peer_cert, self.peer_key
+        if self.tls_ca and self.tls_cert and self.tls_key:
+            return self.tls_ca, self.tls_cert, self.tls_key
+        return None
 
 
 _SECRETS = {"encryption_key": "ACCORD_ENCRYPTION_KEY", "root_password": "ACCORD_ROOT_PASSWORD"}
@@ -113,6 +141,10 @@ def parse_security(raw: Any, env: Mapping[str, str] | None = None) -> SecurityCo
     tls_files = (config.tls_ca, config.tls_cert, config.tls_key)
     if any(tls_files) and not all(tls_files):
         raise SecurityError("security: tls_ca, tls_cert and tls_key go together")
+    peer_files = (config.peer_ca, config.peer_cert, config.peer_key)
+    if any(peer_files) and not all(peer_files):
+        raise SecurityError("security: peer_ca, peer_cert and peer_key go together")
+
     if config.client_cert_auth and not config.tls:
         raise SecurityError("security: client_cert_auth needs TLS (tls_ca, tls_cert, tls_key)")
     if config.connections_max < 1 or config.read_timeout_s <= 0 or config.token_ttl_s < 1:

@@ -1,5 +1,12 @@
-"""`accord up --secure`: everything on for a local cluster, with its material in
-`DIR/secure/`:
+"""The TLS material `accord up` makes for a local cluster.
+
+Always, for mutual TLS between peers (with or without `--secure`), in `DIR/peers/`:
+
+    ca.crt, ca.key                  the peer CA (signs node certificates only)
+    node-nK.crt, node-nK.key        each node's peer certificate, naming its node id
+                                    and cluster id
+
+With `--secure`, everything on for the client ports too, in `DIR/secure/`:
 
     ca.crt, ca.key                  the cluster CA
     node-nK.crt, node-nK.key        each node's certificate (TLS, mutual TLS for peers)
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from accord.security.certs import init_ca, issue
@@ -22,6 +30,34 @@ from accord.security.config import SecurityConfig
 from accord.security.keys import write_key_file
 
 SECURE_DIR = "secure"
+PEERS_DIR = "peers"
+
+
+def create_peer_material(
+    root: Path,
+    cluster_id: str,
+    nodes: Mapping[int, str],
+    hosts: Mapping[int, Sequence[str]] | None = None,
+) -> dict[int, tuple[Path, Path, Path]]:
+    """Each node's (peer CA, certificate, key) under `root/peers/`, for `nodes` (id ->
+    name), valid for 127.0.0.1, localhost and the node's `hosts` (the addresses peers
+    dial it at). The CA is made unless it exists (a directory from before peers were
+    authenticated has none); certificates are issued anew."""
+    directory = root / PEERS_DIR
+    if not (directory / "ca.crt").exists():
+        init_ca(directory, name=f"Accord peer CA ({cluster_id})")
+    files = {}
+    for node_id, name in nodes.items():
+        cert, key = issue(
+            directory,
+            name,
+            node=True,
+            hosts=(hosts or {}).get(node_id, ()),
+            node_id=node_id,
+            cluster_id=cluster_id,
+        )
+        files[node_id] = (directory / "ca.crt", cert, key)
+    return files
 
 
 def _write_private(path: Path, text: str) -> None:

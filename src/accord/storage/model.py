@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from accord.invariant import invariant
+from accord.limits import RAFT_INDEX_MAX, RAFT_TERM_MAX
 from accord.raft.types import NO_NODE, Entry, HardState, Snapshot
 from accord.storage.errors import CorruptionError, LimitExceeded
 from accord.storage.limits import BATCH_BYTES_MAX, SNAPSHOT_DATA_BYTES_MAX, batch_bytes
@@ -265,6 +266,7 @@ def _finish(
     notes: list[str],
     log_name: str,
 ) -> RecoveredState:
+    _check_numbers(hard_state, snapshot, entries, log_name)
     base = snapshot.index if snapshot is not None else 0
     if hard_state.commit < base:
         # A snapshot holds only committed state; its install may have become durable
@@ -277,6 +279,33 @@ def _finish(
             f"hard state commit {hard_state.commit} is beyond the last entry {base + len(entries)}",
         )
     return RecoveredState(hard_state, snapshot, entries, tuple(notes))
+
+
+def _check_numbers(
+    hard_state: HardState, snapshot: Snapshot | None, entries: list[Entry], log_name: str
+) -> None:
+    """Refuse a term or index beyond Raft's bounds: only a peer that broke the protocol
+    (before peers' numbers were bounded) can have put one here, and a node that loaded
+    it could crash on its next election (term + 1) or stall every peer."""
+    terms = [("hard state term", hard_state.term)]
+    indexes = [("hard state commit", hard_state.commit)]
+    if snapshot is not None:
+        terms.append(("snapshot term", snapshot.term))
+        indexes.append(("snapshot index", snapshot.index))
+    if entries:  # terms and indexes only grow along the log
+        terms.append(("last entry term", entries[-1].term))
+        indexes.append(("last entry index", entries[-1].index))
+    for what, value, value_max in [
+        *((w, v, RAFT_TERM_MAX) for w, v in terms),
+        *((w, v, RAFT_INDEX_MAX) for w, v in indexes),
+    ]:
+        if value > value_max:
+            raise CorruptionError(
+                log_name,
+                None,
+                f"{what} {value} is beyond the bound {value_max} (accord.limits); "
+                "this node refuses to run on it: wipe its data and add it back as a new member",
+            )
 
 
 def prepare_save(

@@ -2,7 +2,8 @@
 restart a node with different settings: keys, certificates, users.
 
 `SingleNode(directory)` picks free loopback ports and writes `node.toml` (with any
-extra `[security]` settings); `start(env)` runs the node and waits until it serves,
+extra `[security]` settings, and a peer certificate unless they set one or
+`insecure_peers`); `start(env)` runs the node and waits until it serves,
 `run_to_exit(env)` runs it expecting it to refuse to start, `stop()` sends SIGTERM.
 """
 
@@ -19,6 +20,7 @@ from typing import IO, Any
 from accord.node.config import Member, NodeConfig, render_config
 from accord.security.config import SecurityConfig
 from accord.testing.cluster import DEADLINE_S, http, wait_for
+from accord.testing.peertls import with_peer_tls
 from accord.testing.ports import free_ports
 
 
@@ -34,6 +36,9 @@ class SingleNode:
             client=("127.0.0.1", ports[1]),
             native=("127.0.0.1", ports[2]),
         )
+        security = security or SecurityConfig()
+        if security.peer_tls_files is None and not security.insecure_peers:
+            security = with_peer_tls(security, directory, "accord-single", {1: "n1"})[1]
         self.config = NodeConfig(
             name="n1",
             id=1,
@@ -45,7 +50,7 @@ class SingleNode:
             cluster_id="accord-single",
             tick_ms=20,
             snapshot_entries=5,
-            security=security or SecurityConfig(),
+            security=security,
         )
         self.config_path = directory / "node.toml"
         self.config_path.write_text(render_config(self.config))

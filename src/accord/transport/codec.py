@@ -21,11 +21,13 @@ node can always tell a peer of another version why it refuses it.
 
 Decoding is strict and total: `decode_message` returns a `Message` or raises
 `ProtocolError`, whatever the bytes. Types are checked exactly (a bool is not an int,
-a str is not bytes), integers must be unsigned 64-bit, node ids non-zero, enum values
-known, lengths within `accord.transport.limits`, and the fields must fit the message
-type (a chunk exactly on SNAPSHOT, entries only on APPEND), so nothing a peer sends
-can trip an invariant inside the Raft core. The encoder trusts its input: messages
-come from our own core.
+a str is not bytes), every integer must lie within its bound (terms up to `TERM_MAX`,
+indexes up to `INDEX_MAX`, ids up to `NODE_ID_MAX`, byte counts up to
+`SNAPSHOT_BYTES_MAX`: far below 2^63, so the core can always add one), node ids
+non-zero, enum values known, lengths within `accord.transport.limits`, and the
+fields must fit the message type (a chunk exactly on SNAPSHOT, entries only on
+APPEND), so nothing a peer sends can trip an invariant inside the Raft core. The
+encoder trusts its input: messages come from our own core.
 """
 
 from __future__ import annotations
@@ -49,8 +51,13 @@ from accord.transport.limits import (
     CLUSTER_ID_BYTES_MAX,
     CONF_MEMBERS_MAX,
     CONTEXT_BYTES_MAX,
+    GROUP_ID_MAX,
     HANDSHAKE_BYTES_MAX,
+    INDEX_MAX,
     MESSAGE_ENTRIES_MAX,
+    NODE_ID_MAX,
+    SNAPSHOT_BYTES_MAX,
+    TERM_MAX,
 )
 
 PROTOCOL_MAGIC = "accord"
@@ -62,6 +69,7 @@ CHUNK_FIELDS = 6
 CONF_FIELDS = 3
 
 _E = TypeVar("_E")
+_VERSION_MAX = 1 << 16  # any version number a future release could use
 
 _MESSAGE_TYPES: dict[int, MessageType] = {int(t): t for t in MessageType}
 _ENTRY_TYPES: dict[int, EntryType] = {int(t): t for t in EntryType}
@@ -121,19 +129,19 @@ def decode_message(payload: bytes) -> Message:
         raise ProtocolError("a snapshot chunk belongs on SNAPSHOT messages, and only there")
     return Message(
         type=message_type,
-        group=_uint(group, "group"),
+        group=_uint(group, GROUP_ID_MAX, "group"),
         src=_node(src, "src"),
         dst=_node(dst, "dst"),
-        term=_uint(term, "term"),
-        log_term=_uint(log_term, "log_term"),
-        index=_uint(index, "index"),
+        term=_uint(term, TERM_MAX, "term"),
+        log_term=_uint(log_term, TERM_MAX, "log_term"),
+        index=_uint(index, INDEX_MAX, "index"),
         entries=decoded_entries,
-        commit=_uint(commit, "commit"),
+        commit=_uint(commit, INDEX_MAX, "commit"),
         reject=reject,
-        reject_hint=_uint(reject_hint, "reject_hint"),
+        reject_hint=_uint(reject_hint, INDEX_MAX, "reject_hint"),
         context=_bytes(context, CONTEXT_BYTES_MAX, "context"),
         chunk=decoded_chunk,
-        offset=_uint(offset, "offset"),
+        offset=_uint(offset, SNAPSHOT_BYTES_MAX, "offset"),
     )
 
 
@@ -147,20 +155,20 @@ def _entries(value: object) -> tuple[Entry, ...]:
         if type(data) is not bytes:
             raise ProtocolError(f"entry data: expected bytes, got {type(data).__name__}")
         entry_type = _enum(kind, _ENTRY_TYPES, "entry type")
-        term = _positive(term, "entry term")
-        entries.append(Entry(term, _positive(index, "entry index"), entry_type, data))
+        term = _positive(term, TERM_MAX, "entry term")
+        entries.append(Entry(term, _positive(index, INDEX_MAX, "entry index"), entry_type, data))
     return tuple(entries)
 
 
 def _chunk(value: object) -> SnapshotChunk:
     index, term, conf, offset, data, total = _array(value, CHUNK_FIELDS, "chunk")
     chunk = SnapshotChunk(
-        index=_uint(index, "chunk index"),
-        term=_uint(term, "chunk term"),
+        index=_uint(index, INDEX_MAX, "chunk index"),
+        term=_uint(term, TERM_MAX, "chunk term"),
         conf=_conf(conf),
-        offset=_uint(offset, "chunk offset"),
+        offset=_uint(offset, SNAPSHOT_BYTES_MAX, "chunk offset"),
         data=_bytes(data, None, "chunk data"),
-        total_bytes=_uint(total, "chunk total_bytes"),
+        total_bytes=_uint(total, SNAPSHOT_BYTES_MAX, "chunk total_bytes"),
     )
     if chunk.offset + len(chunk.data) > chunk.total_bytes:
         raise ProtocolError("chunk extends past the snapshot's total_bytes")
@@ -256,13 +264,14 @@ def decode_hello_reply(payload: bytes) -> HelloReply:
         raise ProtocolError("hello reply: not an Accord peer (bad magic)")
     if type(reason) is not str:
         raise ProtocolError("hello reply: reason must be a string")
-    return HelloReply(_uint(node_id, "hello reply node id"), reason, _uint(version, "version"))
+    node = _uint(node_id, NODE_ID_MAX, "hello reply node id")
+    return HelloReply(node, reason, _uint(version, _VERSION_MAX, "version"))
 
 
 def _check_preamble(fields: list[Any]) -> None:
     if len(fields) < 2 or fields[0] != PROTOCOL_MAGIC:
         raise ProtocolError("hello: not an Accord peer (bad magic)")
-    version = _uint(fields[1], "hello version")
+    version = _uint(fields[1], _VERSION_MAX, "hello version")
     if version != PROTOCOL_VERSION:
         raise HandshakeRejected(
             f"protocol version {version} is not supported (this node speaks {PROTOCOL_VERSION})"
@@ -295,21 +304,21 @@ def _array(value: object, length: int | None, what: str) -> list[Any]:
     return value
 
 
-def _uint(value: object, what: str) -> int:
+def _uint(value: object, value_max: int, what: str) -> int:
     # `type(...) is int` rejects bool, which msgpack keeps distinct from integers.
-    if type(value) is not int or value < 0:
-        raise ProtocolError(f"{what}: expected an unsigned integer, got {value!r:.40}")
+    if type(value) is not int or not 0 <= value <= value_max:
+        raise ProtocolError(f"{what}: expected an integer in [0, {value_max}], got {value!r:.40}")
     return value
 
 
-def _positive(value: object, what: str) -> int:
-    if type(value) is not int or value <= 0:
-        raise ProtocolError(f"{what}: expected a positive integer, got {value!r:.40}")
+def _positive(value: object, value_max: int, what: str) -> int:
+    if type(value) is not int or not 0 < value <= value_max:
+        raise ProtocolError(f"{what}: expected an integer in [1, {value_max}], got {value!r:.40}")
     return value
 
 
 def _node(value: object, what: str) -> NodeId:
-    return _positive(value, what)
+    return _positive(value, NODE_ID_MAX, what)
 
 
 def _enum(value: object, table: dict[int, _E], what: str) -> _E:

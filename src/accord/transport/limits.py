@@ -2,8 +2,8 @@
 
 The queue, frame, connection, timeout and backoff bounds are defaults of
 `PeerTransport` arguments (the frame bound also of `FrameDecoder`) and may be
-configured lower. The handshake, cluster id, entry, context and membership bounds are
-part of the wire protocol and fixed. A peer that exceeds a receive bound has broken
+configured lower. The handshake, cluster id, entry, context, membership and integer
+bounds are part of the wire protocol and fixed. A peer that exceeds a receive bound has broken
 the protocol: its connection is closed (`ProtocolError`). A local send that exceeds a
 send bound is dropped and counted: Raft retransmits what it still needs, so losing a
 message is always safe, while an unbounded queue is not.
@@ -42,6 +42,21 @@ CONTEXT_BYTES_MAX = 64 * KIB
 
 CONF_MEMBERS_MAX = 10_000
 """Most node ids one membership list in a snapshot chunk may name."""
+
+# Every integer a peer sends is checked against one of these (they are Raft's own
+# bounds, `accord.limits`): a term, index, id or byte count beyond them is a
+# `ProtocolError`, so no peer can hand the core a number it could not increment,
+# persist or encode again.
+TERM_MAX = _raft_limits.RAFT_TERM_MAX
+"""Highest term (message, entry, snapshot chunk, log_term)."""
+INDEX_MAX = _raft_limits.RAFT_INDEX_MAX
+"""Highest log index (index, commit, reject_hint, entry and chunk indexes)."""
+NODE_ID_MAX = _raft_limits.RAFT_NODE_ID_MAX
+"""Highest node id (src, dst, members, hello ids)."""
+GROUP_ID_MAX = _raft_limits.RAFT_NODE_ID_MAX
+"""Highest Raft group id."""
+SNAPSHOT_BYTES_MAX = _raft_limits.RAFT_SNAPSHOT_BYTES_MAX
+"""Highest snapshot byte offset or total size (chunk offset, total_bytes, offset)."""
 
 QUEUE_MESSAGES_MAX = 4096
 """Messages waiting for one peer's connection. Beyond it, new messages to that peer

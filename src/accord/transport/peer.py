@@ -27,7 +27,10 @@ a `FrameDecoder`, synchronously inside `data_received`, so a connection buffers 
 most one partial frame. Until the handshake succeeds the frame limit is the tiny
 `HANDSHAKE_BYTES_MAX` and a deadline runs. A frame that does not decode, an oversized
 frame, a wrong handshake, or a missed deadline closes that connection only, logged
-with the reason; a refused handshake is answered with the reason first. Decoded
+with the reason; a refused handshake is answered first, with a generic refusal that
+names no cluster and no node. With TLS, a connection whose certificate names no node
+is closed at once, a hello must claim exactly the cluster id and node id the
+certificate names, and a dialler checks the same of the listener it reached. Decoded
 messages go to `on_message` if addressed to this node and sent by the node that shook
 hands; others are dropped and counted.
 
@@ -68,6 +71,12 @@ from accord.transport.framing import FrameDecoder, encode_frame
 logger = logging.getLogger("accord.transport")
 
 Address = tuple[str, int]
+
+REFUSAL_REASON = "handshake refused"
+"""All a refused dialler is told (a peer of another protocol version excepted: it is
+told which version this node speaks)."""
+REFUSAL_NODE_ID = 0
+"""The node id in a refusal: none (node ids are positive)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +219,7 @@ class PeerTransport:
         backoff_s_max: float = limits.RECONNECT_BACKOFF_S_MAX,
         ssl_server: ssl.SSLContext | None = None,
         ssl_client: ssl.SSLContext | None = None,
-        accept_certificate: Callable[[Any], bool] | None = None,
+        certificate_identity: Callable[[Any], tuple[str, NodeId] | None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         _check_config(node_id, cluster_id, queue_messages_max, queue_bytes_max, frame_bytes_max)
@@ -233,8 +242,10 @@ class PeerTransport:
         self._ssl_client = ssl_client
         self._ssl_handshake_timeout_s = handshake_timeout_s if ssl_client is not None else None
         # The TLS handshake proves a certificate comes from the cluster CA; this says
-        # whether its holder may speak Raft (a client's certificate from the same CA may not).
-        self._accept_certificate = accept_certificate
+        # which node (cluster id, node id) it names, if any: a client's certificate from
+        # the same CA names none and may not speak Raft, and a node may only claim, in
+        # its hello or as a listener, the id its certificate names.
+        self._certificate_identity = certificate_identity
         self._rng = rng if rng is not None else random.Random()
         self._state = _TransportState.NEW
         self._server: asyncio.Server | None = None
@@ -429,6 +440,7 @@ class PeerTransport:
             return None
         try:
             async with asyncio.timeout(self._handshake_timeout_s):
+                self._check_listener(link, writer)
                 await self._shake_hands(link, reader, writer)
         except (OSError, TimeoutError, ProtocolError) as exc:
             await _abort(writer)
@@ -439,6 +451,19 @@ class PeerTransport:
             raise
         logger.info("connected to peer %d at %s:%d", link.node_id, host, port)
         return reader, writer
+
+    def _check_listener(self, link: _Link, writer: asyncio.StreamWriter) -> None:
+        """With TLS, the listener we reached must hold the certificate of the node we
+        meant to reach (an address can be reused by another member)."""
+        identify = self._certificate_identity
+        if identify is None:
+            return
+        named = identify(writer.get_extra_info("peercert"))
+        if named != (self.cluster_id, link.node_id):
+            raise HandshakeRejected(
+                f"the listener's certificate names {named}, not node {link.node_id} "
+                f"of cluster {self.cluster_id!r}"
+            )
 
     async def _shake_hands(
         self, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -550,6 +575,8 @@ class _Inbound(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._peer_name = "?"
         self._peer_id: NodeId | None = None
+        self._identity: tuple[str, NodeId] | None = None
+        """(cluster id, node id) the peer's certificate names (TLS only)."""
         self._decoder = FrameDecoder(limits.HANDSHAKE_BYTES_MAX)
         self._timer: asyncio.TimerHandle | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -562,12 +589,18 @@ class _Inbound(asyncio.Protocol):
         if owner._state is _TransportState.STOPPED:
             self._transport.abort()
             return
-        accept = owner._accept_certificate
-        if accept is not None and not accept(transport.get_extra_info("peercert")):
-            owner._counters.handshakes_refused += 1
-            logger.warning("refused connection from %s: not a node certificate", self._peer_name)
-            self._transport.abort()
-            return
+        identify = owner._certificate_identity
+        if identify is not None:
+            self._identity = identify(transport.get_extra_info("peercert"))
+            if self._identity is None:
+                owner._counters.handshakes_refused += 1
+                logger.warning(
+                    "refused connection from %s: not a node certificate naming a node id "
+                    "and cluster id",
+                    self._peer_name,
+                )
+                self._transport.abort()
+                return
         if len(owner._inbound) >= owner._connections_inbound_max:
             owner._counters.inbound_refused += 1
             logger.warning("refused connection from %s: too many connections", self._peer_name)
@@ -614,9 +647,17 @@ class _Inbound(asyncio.Protocol):
         owner = self._owner
         try:
             hello = decode_hello(payload)
+        except HandshakeRejected as exc:  # another protocol version: say which we speak
+            self._refuse(exc.reason, exc.reason)
+            return
+        try:
             _check_hello(hello, owner.node_id, owner.cluster_id)
+            if owner._certificate_identity is not None:
+                _check_identity(hello, self._identity)
         except HandshakeRejected as exc:
-            self._refuse(exc.reason)
+            # The details stay in this node's log: the caller learns neither the
+            # cluster id nor any node id from a refusal.
+            self._refuse(exc.reason, REFUSAL_REASON)
             return
         if extra or self._decoder.buffered_bytes:
             raise ProtocolError("messages sent before the handshake was answered")
@@ -628,11 +669,11 @@ class _Inbound(asyncio.Protocol):
         self._write(encode_frame(encode_hello_reply(reply)))
         logger.info("accepted connection from peer %d (%s)", hello.src, self._peer_name)
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, reason: str, answer: str) -> None:
         owner = self._owner
         owner._counters.handshakes_refused += 1
         logger.warning("refused handshake from %s: %s", self._peer_name, reason)
-        self._write(encode_frame(encode_hello_reply(HelloReply(owner.node_id, reason))))
+        self._write(encode_frame(encode_hello_reply(HelloReply(REFUSAL_NODE_ID, answer))))
         if self._transport is not None:
             self._transport.close()  # close() sends the reply first; abort() would not
 
@@ -671,6 +712,14 @@ def _check_hello(hello: Hello, node_id: NodeId, cluster_id: str) -> None:
         raise HandshakeRejected(f"this is node {node_id}, not node {hello.dst}")
     if hello.src == node_id:
         raise HandshakeRejected(f"the dialler claims this node's own id {node_id}")
+
+
+def _check_identity(hello: Hello, identity: tuple[str, NodeId] | None) -> None:
+    if identity != (hello.cluster_id, hello.src):
+        raise HandshakeRejected(
+            f"the hello claims node {hello.src} of cluster {hello.cluster_id!r}, "
+            f"but the certificate names {identity}"
+        )
 
 
 def _check_config(
