@@ -180,7 +180,7 @@ class AuthService:
         if len(password.encode()) > PASSWORD_BYTES_MAX:
             raise AuthRequestError("password too long")
         await self._propose(
-            actor, "user_add", name, await asyncio.to_thread(hash_password, password)
+            actor, "user_create", name, await asyncio.to_thread(hash_password, password)
         )
 
     async def set_password(self, actor: str, name: str, password: Any) -> None:
