@@ -32,6 +32,7 @@ from accord.node.config import (
     load_config,
     render_config,
 )
+from accord.observability.logs import open_log_file
 from accord.security.config import SecurityConfig
 from accord.security.localcluster import create_secure_material, write_client_env
 from accord.security.tls import client_tls
@@ -185,7 +186,7 @@ def up(
     signal.signal(signal.SIGTERM, on_signal)
     try:
         for path in paths:
-            log_file = open(path.parent / "node.log", "ab")  # noqa: SIM115 - owned by the child
+            log_file = open_log_file(path.parent / "node.log")  # owned by the child
             procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "accord.cli.main", "node", "--config", str(path)],

@@ -43,10 +43,19 @@ from accord.security.tokens import issue_token, verify_token
 log = logging.getLogger("accord.security")
 BOOTSTRAP_INTERVAL_S = 0.5
 _NOT_FOUND = {"user_not_found", "role_not_found", "grant_not_found"}
+_LOGGED_ARGS = {"user_create": 1, "user_passwd": 1}
+"""How many leading arguments of these commands the audit log may show: the user's
+name, not the salted password hash that follows it."""
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _shown_args(op: str, args: tuple[Any, ...]) -> list[Any]:
+    """The arguments of an admin command as the audit log shows them: never a hash."""
+    kept = args[: _LOGGED_ARGS.get(op, len(args))]
+    return [a.decode("utf-8", "backslashreplace") if isinstance(a, bytes) else a for a in kept]
 
 
 def read_root_password(config: SecurityConfig) -> str | None:
@@ -161,7 +170,7 @@ class AuthService:
     # --- administration (root only; the caller checks) ----------------------------------
     async def _propose(self, user: str, op: str, *args: Any) -> None:
         result = await self.node.propose(encode_auth_command(op, *args))
-        shown = [a.decode("utf-8", "backslashreplace") if isinstance(a, bytes) else a for a in args]
+        shown = _shown_args(op, args)
         if not isinstance(result, AuthResult) or not result.ok:
             message = result.message if isinstance(result, AuthResult) else repr(result)
             audit("admin_failed", user=user, op=op, args=shown, reason=message)
