@@ -42,6 +42,8 @@ def test_k_failures_lock_the_pair_and_each_later_failure_doubles_the_lock() -> N
         clock.now_s += locks[-1] if locks else 2.0  # the lock has just ended
         locks.append(fail(limits))
     assert locks == [4.0, 8.0, 10.0]  # doubled, then capped at lockout_max_s
+    clock.now_s += 10.5  # just after the longest lock: not a quiet spell yet
+    assert fail(limits) == 10.0
 
 
 def test_the_lock_is_per_source_and_a_success_clears_it() -> None:
@@ -62,6 +64,9 @@ def test_a_quiet_spell_forgets_the_failures() -> None:
     limits, clock = limiter(failures_max=2, lockout_s=1.0, lockout_max_s=60.0, **NO_BUCKETS)
     fail(limits)
     clock.now_s += 61.0
+    assert fail(limits) == 0.0
+    assert fail(limits) == 1.0
+    clock.now_s += 1.0 + 61.0  # the lock's end, then a quiet spell
     assert fail(limits) == 0.0
 
 

@@ -28,8 +28,8 @@ the file: the encryption key comes from `encryption_key_file` or `ACCORD_ENCRYPT
 | login_failures_max     | 5       | failures in a row for one (user, address) before it  |
 |                        |         | is locked (0: never locked)                          |
 | login_lockout_s        | 5       | the first lock; doubled by each further failure,     |
-| login_lockout_max_s    | 900     | up to this; a success or a quiet spell this long     |
-|                        |         | since the last failure ends it                       |
+| login_lockout_max_s    | 900     | up to this; a success, or a quiet spell this long    |
+|                        |         | after the lock, forgets the failures                 |
 | login_entries_max      | 10000   | addresses, names and pairs the login limits remember |
 """
 

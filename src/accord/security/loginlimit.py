@@ -7,7 +7,7 @@ Each login attempt passes three checks before its password is hashed:
 1. lockout of the (user name, source address) pair: after `failures_max` failures in
    a row the pair is locked for `lockout_s`, doubled by every further failure after
    the lock ends, up to `lockout_max_s`; a success clears it, and so does a quiet
-   spell of `lockout_max_s` since the last failure;
+   spell of `lockout_max_s` after the lock ends (or after the last failure);
 2. a token bucket per source address (`source_rps`, `source_burst`), for every
    attempt: it bounds the hashing work one address can cause and password spraying
    across many names;
@@ -80,7 +80,8 @@ class LoginLimiter:
         now = self._clock()
         record = self._failures.get((user, source))
         if record is not None:
-            if now - record.last_s > self.limits.lockout_max_s:
+            # quiet for lockout_max_s since the lock ended (or the last failure, if none)
+            if now - max(record.last_s, record.locked_until_s) > self.limits.lockout_max_s:
                 del self._failures[(user, source)]
             elif record.locked_until_s > now:
                 raise LoginLocked(record.locked_until_s - now)
