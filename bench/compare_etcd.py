@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from accord.observability.logs import open_log_file
 from accord.testing.cluster import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,7 +67,7 @@ class Started:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, argv: list[str], log: Path, **kw: Any) -> subprocess.Popen[bytes]:
-        out = open(log, "ab")  # noqa: SIM115 - owned by the child
+        out = open_log_file(log)  # owned by the child
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **kw)
         self.procs[name] = proc
         return proc

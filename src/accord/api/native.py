@@ -10,7 +10,8 @@ error answer with request id 0 and closes the connection.
 A request is `[id, op, args]`: a client-chosen integer id (unique among the
 connection's requests in progress), an operation name and a map of arguments. The
 answer is `[id, status, body]`, with the HTTP API's status codes and documents: 200
-and the result, or an error status and `{"error": {"code", "message", ...}}`.
+and the result, or an error status and `{"error": {"code", "message", ...}}` (a 429
+also carries `retry_after_s`).
 Requests are served concurrently and answered as they complete, so a client sends
 many without waiting (pipelining); at most `NATIVE_INFLIGHT_MAX` are in progress per
 connection, beyond that the node stops reading until one completes (backpressure).
@@ -147,6 +148,9 @@ class _Session:
         body: dict[str, Any] = {"code": error.code, "message": str(error)}
         if isinstance(error, NotLeader):
             body.update(self.server.leader_hint(error))
+        retry_after_s = getattr(error, "retry_after_s", None)
+        if retry_after_s is not None:  # a rate limit or login lockout: when to come back
+            body["retry_after_s"] = round(retry_after_s, 3)
         self.send(request_id, status, {"error": body})
         return status
 

@@ -33,6 +33,7 @@ import aiohttp
 
 from accord.chaos.network import ClusterNetwork
 from accord.node.config import Member, NodeConfig, render_config
+from accord.observability.logs import open_log_file
 from accord.security.config import SecurityConfig
 from accord.security.localcluster import create_peer_material
 
@@ -160,7 +161,7 @@ class ProcessCluster:
         """Start (or restart) one node process from its config."""
         proc = self.nodes[node]
         if proc.log_file is None:
-            proc.log_file = proc.log_path.open("ab")
+            proc.log_file = open_log_file(proc.log_path)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         argv = [sys.executable, "-m", "accord.cli.main", "node", "--config", str(proc.config_path)]
         proc.process = subprocess.Popen(

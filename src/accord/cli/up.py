@@ -34,6 +34,7 @@ from accord.node.config import (
     load_config,
     render_config,
 )
+from accord.observability.logs import open_log_file
 from accord.security.config import SecurityConfig
 from accord.security.localcluster import (
     PEERS_DIR,
@@ -222,7 +223,7 @@ def up(
     signal.signal(signal.SIGTERM, on_signal)
     try:
         for path in paths:
-            log_file = open(path.parent / "node.log", "ab")  # noqa: SIM115 - owned by the child
+            log_file = open_log_file(path.parent / "node.log")  # owned by the child
             procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "accord.cli.main", "node", "--config", str(path)],

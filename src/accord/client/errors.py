@@ -154,6 +154,7 @@ _BY_CODE: dict[str, type[ServerError]] = {
     "unauthenticated": Unauthenticated,
     "permission_denied": PermissionDenied,
     "rate_limited": RateLimited,
+    "login_locked": RateLimited,
 }
 
 

@@ -11,13 +11,17 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
 
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FILE_MODE = 0o600
+"""Logs name users and addresses (the audit log too): readable by their owner only."""
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "accord_request_id", default=None
@@ -113,3 +117,15 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level.upper())
     return handler
+
+
+def open_log_file(path: Path) -> BinaryIO:
+    """`path` opened to append, mode `LOG_FILE_MODE` whether new or made before (by an
+    older version, or under a wider umask)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_FILE_MODE)
+    try:
+        os.fchmod(fd, LOG_FILE_MODE)
+    except OSError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "ab")

@@ -16,6 +16,13 @@ unambiguously.
 The first command is `init` (proposed by the leader once auth is enabled): it creates
 the `root` user and the token key. Later `init`s are ignored, so two leaders racing to
 bootstrap are harmless. `root` holds every permission and cannot be deleted.
+
+User ids: `user_create` gives each new user the next value of `next_uid`, a counter
+that only grows and is part of the snapshot, so an id is never given twice, even to a
+user re-created under the same name. Tokens name (user, uid, epoch), so a token of a
+deleted user never works again. `user_add` is the form written before user ids
+existed: log entries and snapshots of that time give their users uid 0, on every
+replica alike (whatever snapshot it restored), so replay stays deterministic.
 """
 
 from __future__ import annotations
@@ -56,6 +63,8 @@ class User:
     roles: set[str] = field(default_factory=set)
     epoch: int = 0
     """Bumped by a password change: tokens carry it, so older tokens stop working."""
+    uid: int = 0
+    """Never reused (see `AuthStore.next_uid`); 0 for users created before user ids."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +95,8 @@ class AuthStore:
         self.secret = b""
         self.users: dict[str, User] = {}
         self.roles: dict[str, dict[bytes, int]] = {}
+        self.next_uid = 1
+        """The id of the next user created; only grows, survives deletions."""
 
     # --- reads ------------------------------------------------------------------------
     def grants_of(self, user: str) -> list[tuple[bytes, int]]:
@@ -135,7 +146,15 @@ class AuthStore:
         self.users[ROOT] = User(str(root_hash))
         return _OK
 
+    def _user_create(self, name: str, password_hash: str) -> AuthResult:
+        result = self._user_add(name, password_hash)
+        if result.ok:
+            self.users[name].uid = self.next_uid
+            self.next_uid += 1
+        return result
+
     def _user_add(self, name: str, password_hash: str) -> AuthResult:
+        """The command before user ids (uid 0); still applied when replaying old logs."""
         if not valid_name(name):
             return _fail(f"bad user name {name!r}")
         if name in self.users:
@@ -212,20 +231,29 @@ class AuthStore:
 
     # --- snapshot -----------------------------------------------------------------------
     def snapshot(self) -> list[Any]:
-        users = {n: [u.password_hash, sorted(u.roles), u.epoch] for n, u in self.users.items()}
+        users = {
+            n: [u.password_hash, sorted(u.roles), u.epoch, u.uid] for n, u in self.users.items()
+        }
         roles = {n: [[p, b] for p, b in sorted(g.items())] for n, g in self.roles.items()}
-        return [self.initialized, self.secret, users, roles]
+        return [self.initialized, self.secret, users, roles, self.next_uid]
 
     def restore(self, data: list[Any]) -> None:
-        initialized, secret, users, roles = data
+        """Also the form before user ids: no `next_uid`, users without a uid (uid 0)."""
+        initialized, secret, users, roles, *next_uid = data
         self.initialized = bool(initialized)
         self.secret = bytes(secret)
-        self.users = {n: User(h, set(r), int(e)) for n, (h, r, e) in users.items()}
+        self.users = {n: _restore_user(*fields) for n, fields in users.items()}
         self.roles = {n: {bytes(p): int(b) for p, b in g} for n, g in roles.items()}
+        self.next_uid = int(next_uid[0]) if next_uid else 1
+
+
+def _restore_user(password_hash: str, roles: list[str], epoch: int, uid: int = 0) -> User:
+    return User(password_hash, set(roles), int(epoch), int(uid))
 
 
 _HANDLERS: dict[str, Any] = {
     "init": AuthStore._init,
+    "user_create": AuthStore._user_create,
     "user_add": AuthStore._user_add,
     "user_del": AuthStore._user_del,
     "user_passwd": AuthStore._user_passwd,

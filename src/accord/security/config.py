@@ -33,6 +33,16 @@ the file: the encryption key comes from `encryption_key_file` or `ACCORD_ENCRYPT
 | rate_limit_burst       | 100     | requests a client may send at once above the rate    |
 | read_timeout_s         | 30      | HTTP headers/body and native partial frames must     |
 |                        |         | arrive within this (slow clients are cut off)        |
+| login_source_rps       | 2       | login attempts per second per source address (0: no  |
+| login_source_burst     | 30      | limit), and how many may come at once                |
+| login_user_rps         | 1       | failed logins per second per user name, known or not |
+| login_user_burst       | 10      | (0: no limit), and how many may come at once         |
+| login_failures_max     | 5       | failures in a row for one (user, address) before it  |
+|                        |         | is locked (0: never locked)                          |
+| login_lockout_s        | 5       | the first lock; doubled by each further failure,     |
+| login_lockout_max_s    | 900     | up to this; a success, or a quiet spell this long    |
+|                        |         | after the lock, forgets the failures                 |
+| login_entries_max      | 10000   | addresses, names and pairs the login limits remember |
 """
 
 from __future__ import annotations
@@ -45,8 +55,10 @@ from pathlib import Path
 from typing import Any
 
 from accord.security.errors import SecurityError
+from accord.security.loginlimit import LoginLimits
 
 TABLE = "security"
+_LOGIN = LoginLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +83,14 @@ class SecurityConfig:
     rate_limit_rps: float = 0.0
     rate_limit_burst: int = 100
     read_timeout_s: float = 30.0
+    login_source_rps: float = _LOGIN.source_rps
+    login_source_burst: int = _LOGIN.source_burst
+    login_user_rps: float = _LOGIN.user_rps
+    login_user_burst: int = _LOGIN.user_burst
+    login_failures_max: int = _LOGIN.failures_max
+    login_lockout_s: float = _LOGIN.lockout_s
+    login_lockout_max_s: float = _LOGIN.lockout_max_s
+    login_entries_max: int = _LOGIN.entries_max
 
     @property
     def tls(self) -> bool:
@@ -87,6 +107,19 @@ class SecurityConfig:
         if self.tls_ca and self.tls_cert and self.tls_key:
             return self.tls_ca, self.tls_cert, self.tls_key
         return None
+
+    @property
+    def login_limits(self) -> LoginLimits:
+        return LoginLimits(
+            source_rps=self.login_source_rps,
+            source_burst=self.login_source_burst,
+            user_rps=self.login_user_rps,
+            user_burst=self.login_user_burst,
+            failures_max=self.login_failures_max,
+            lockout_s=self.login_lockout_s,
+            lockout_max_s=self.login_lockout_max_s,
+            entries_max=self.login_entries_max,
+        )
 
 
 _SECRETS = {"encryption_key": "ACCORD_ENCRYPTION_KEY", "root_password": "ACCORD_ROOT_PASSWORD"}
@@ -149,7 +182,17 @@ def parse_security(raw: Any, env: Mapping[str, str] | None = None) -> SecurityCo
         raise SecurityError("security: client_cert_auth needs TLS (tls_ca, tls_cert, tls_key)")
     if config.connections_max < 1 or config.read_timeout_s <= 0 or config.token_ttl_s < 1:
         raise SecurityError("security: connections_max, read_timeout_s, token_ttl_s must be > 0")
+    _check_login_limits(config.login_limits)
     return config
+
+
+def _check_login_limits(limits: LoginLimits) -> None:
+    if min(limits.source_burst, limits.user_burst, limits.entries_max) < 1:
+        raise SecurityError(
+            "security: login_source_burst, login_user_burst, login_entries_max must be > 0"
+        )
+    if limits.failures_max and not 0 < limits.lockout_s <= limits.lockout_max_s:
+        raise SecurityError("security: need 0 < login_lockout_s <= login_lockout_max_s")
 
 
 def render_security(config: SecurityConfig) -> str:

@@ -44,9 +44,9 @@ class RateLimited(SecurityError):
     code = "rate_limited"
     http_status = 429
 
-    def __init__(self, retry_after_s: float) -> None:
+    def __init__(self, retry_after_s: float, what: str = "too many requests") -> None:
         self.retry_after_s = retry_after_s
-        super().__init__(f"too many requests; retry after {retry_after_s:.3g}s")
+        super().__init__(f"{what}; retry after {retry_after_s:.3g}s")
 
 
 class AuthRequestError(SecurityError):
@@ -66,3 +66,13 @@ class LeaseNotOwned(SecurityError):
     def __init__(self, lease_id: int) -> None:
         self.lease_id = lease_id
         super().__init__(f"lease {lease_id} not found")
+
+
+class LoginLocked(RateLimited):
+    """Too many failed logins in a row for this user from this address; the lock ends
+    after `retry_after_s` (and grows with each further failure)."""
+
+    code = "login_locked"
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(retry_after_s, "too many failed logins")

@@ -2,6 +2,7 @@
 roles and grants (root only; the guard enforces it).
 
     POST   /v1/auth/login                      {"user", "password"} → {"token", "expires_at_ms"}
+                                               (429 rate_limited / login_locked, Retry-After)
     GET    /v1/auth/whoami                     → {"user"}
     GET    /v1/auth                            → {"users": {name: [roles]}, "roles": {...}}
     POST   /v1/auth/users                      {"name", "password"}
@@ -27,7 +28,8 @@ from typing import Any
 from aiohttp import web
 
 from accord.api.wire import BadRequest
-from accord.security.http_guard import USER_KEY, Handler, HttpGuard
+from accord.security.errors import RateLimited
+from accord.security.http_guard import USER_KEY, Handler, HttpGuard, error_response
 from accord.security.openapi import with_auth
 from accord.security.service import AuthService
 
@@ -74,9 +76,13 @@ class AuthRoutes:
 
     async def login(self, request: web.Request) -> web.Response:
         body = await _body(request, {"user", "password"})
-        token, expires_ms = await self.auth.login(
-            body.get("user"), body.get("password"), request.remote or "?"
-        )
+        remote = request.remote or "?"
+        try:
+            token, expires_ms = await self.auth.login(
+                body.get("user"), body.get("password"), remote, remote
+            )
+        except RateLimited as e:  # the login limits: 429 with Retry-After
+            return error_response(e)
         return web.json_response({"token": token, "expires_at_ms": expires_ms})
 
     async def whoami(self, request: web.Request) -> web.Response:

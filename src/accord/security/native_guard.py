@@ -60,8 +60,9 @@ class NativeGuard:
                 raise Unauthenticated("token must be a string")
             session.user, session.token = self.auth.user_of_token(token), token
             return {"user": session.user}
+        remote = _remote(session)
         token, expires_ms = await self.auth.login(
-            args.get("user"), args.get("password"), _remote(session)
+            args.get("user"), args.get("password"), remote, remote.rpartition(":")[0]
         )
         session.user, session.token = self.auth.user_of_token(token), token
         return {"token": token, "expires_at_ms": expires_ms, "user": session.user}

@@ -14,6 +14,11 @@ _ERROR = {
     "description": "error",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
+_RETRY_LATER = {
+    "description": "rate_limited or login_locked: too many attempts; retry after Retry-After",
+    "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+    "content": _ERROR["content"],
+}
 _OK = {"200": {"description": "done"}}
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 _ROLE = {"name": "role", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -34,7 +39,11 @@ AUTH_PATHS: dict[str, Any] = {
         "post": {
             "summary": "Log in: a token for the Authorization: Bearer header",
             "requestBody": _body("user", "password"),
-            "responses": {"200": {"description": "token and expires_at_ms"}, "401": _ERROR},
+            "responses": {
+                "200": {"description": "token and expires_at_ms"},
+                "401": _ERROR,
+                "429": _RETRY_LATER,
+            },
         }
     },
     "/v1/auth/whoami": {"get": {"summary": "The authenticated user", "responses": _OK}},

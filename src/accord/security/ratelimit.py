@@ -42,3 +42,9 @@ class RateLimiter:
         while len(self._buckets) > self._clients_max:
             self._buckets.popitem(last=False)
         return wait_s
+
+    def refund(self, client: str) -> None:
+        """Give back the request `acquire` took (the login limit counts failures only)."""
+        entry = self._buckets.get(client)
+        if entry is not None:
+            self._buckets[client] = (min(self._burst, entry[0] + 1.0), entry[1])

@@ -37,6 +37,7 @@ from accord.security.errors import (
     SecurityError,
     Unauthenticated,
 )
+from accord.security.loginlimit import LoginLimiter
 from accord.security.passwords import PASSWORD_BYTES_MAX, hash_password, verify_password
 from accord.security.rbac import Need, first_denied
 from accord.security.tokens import issue_token, verify_token
@@ -44,10 +45,23 @@ from accord.security.tokens import issue_token, verify_token
 log = logging.getLogger("accord.security")
 BOOTSTRAP_INTERVAL_S = 0.5
 _NOT_FOUND = {"user_not_found", "role_not_found", "grant_not_found"}
+_LOGGED_ARGS = {"user_create": 1, "user_passwd": 1}
+"""How many leading arguments of these commands the audit log may show: the user's
+name, not the salted password hash that follows it."""
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _shown_args(op: str, args: tuple[Any, ...]) -> list[Any]:
+    """The arguments of an admin command as the audit log shows them: never a hash."""
+    kept = args[: _LOGGED_ARGS.get(op, len(args))]
+    return [a.decode("utf-8", "backslashreplace") if isinstance(a, bytes) else a for a in kept]
+
+
+def _locked(locked_s: float) -> dict[str, float]:
+    return {"locked_for_s": round(locked_s, 3)} if locked_s > 0 else {}
 
 
 def read_root_password(config: SecurityConfig) -> str | None:
@@ -73,6 +87,8 @@ class AuthService:
         self.config = config
         self._root_password = read_root_password(config)
         self._bootstrap: asyncio.Task[None] | None = None
+        self.limiter = LoginLimiter(config.login_limits)
+        self._dummy_hash = hash_password(secrets.token_urlsafe(16))
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -105,21 +121,33 @@ class AuthService:
         self._root_password = None  # not needed any more
 
     # --- authentication -------------------------------------------------------------------
-    async def login(self, user: Any, password: Any, remote: str) -> tuple[str, int]:
+    async def login(self, user: Any, password: Any, remote: str, source: str) -> tuple[str, int]:
+        """A token for `user`; `source` (the caller's address) keys the login limits."""
         store = self.state.auth
         if not isinstance(user, str) or not isinstance(password, str):
             raise Unauthenticated("login needs a user and a password (strings)")
         if not store.initialized:
             raise Unauthenticated("auth is not bootstrapped yet; retry shortly")
+        name = user if valid_name(user) else ""  # the limits' key; no user has such a name
+        self.limiter.admit(name, source)
         record = store.users.get(user)
-        ok = (
-            record is not None
-            and len(password.encode()) <= PASSWORD_BYTES_MAX
-            and await asyncio.to_thread(verify_password, password, record.password_hash)
+        # An unknown user is checked against a dummy hash of the same cost, so the
+        # answer takes as long as for a known user and does not tell them apart.
+        stored = record.password_hash if record is not None else self._dummy_hash
+        ok = len(password.encode()) <= PASSWORD_BYTES_MAX and await asyncio.to_thread(
+            verify_password, password, stored
         )
-        if not ok or user not in self.state.auth.users:
-            audit("login_failed", user=user, remote=remote)
+        current = self.state.auth.users.get(user)  # deleted or changed while hashing?
+        unchanged = (
+            record is not None
+            and current is not None
+            and (current.uid, current.password_hash) == (record.uid, record.password_hash)
+        )
+        if not (ok and unchanged):
+            locked_s = self.limiter.failed(name, source)
+            audit("login_failed", user=user, remote=remote, **_locked(locked_s))
             raise Unauthenticated("wrong user name or password")
+        self.limiter.succeeded(name, source)
         audit("login", user=user, remote=remote)
         return issue_token(self.state.auth, user, now_ms(), self.config.token_ttl_s)
 
@@ -176,7 +204,7 @@ class AuthService:
     # --- administration (root only; the caller checks) ----------------------------------
     async def _propose(self, user: str, op: str, *args: Any) -> None:
         result = await self.node.propose(encode_auth_command(op, *args))
-        shown = [a.decode("utf-8", "backslashreplace") if isinstance(a, bytes) else a for a in args]
+        shown = _shown_args(op, args)
         if not isinstance(result, AuthResult) or not result.ok:
             message = result.message if isinstance(result, AuthResult) else repr(result)
             audit("admin_failed", user=user, op=op, args=shown, reason=message)
@@ -195,7 +223,7 @@ class AuthService:
         if len(password.encode()) > PASSWORD_BYTES_MAX:
             raise AuthRequestError("password too long")
         await self._propose(
-            actor, "user_add", name, await asyncio.to_thread(hash_password, password)
+            actor, "user_create", name, await asyncio.to_thread(hash_password, password)
         )
 
     async def set_password(self, actor: str, name: str, password: Any) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from accord.node.config import Member, NodeConfig, render_config
+from accord.observability.logs import open_log_file
 from accord.security.config import SecurityConfig
 from accord.testing.cluster import DEADLINE_S, http, wait_for
 from accord.testing.peertls import with_peer_tls
@@ -90,7 +91,7 @@ class SingleNode:
         # A file, not a pipe: a pipe nobody reads while the node runs fills up, and then
         # the node blocks in its next log write.
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log_file:
+        with open_log_file(self.log_path) as log_file:
             self.proc = self._spawn(env, log_file)
         proc = self.proc
 
