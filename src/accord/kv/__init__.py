@@ -12,9 +12,10 @@ The node runtime drives it through a small surface:
 - `snapshot()` / `restore()` for Raft snapshots (then `WatchHub.resync()`).
 
 Module map: `commands` (commands and their encoding), `results`, `types` (key-values,
-events, key ranges), `errors`, `limits`, `validate` (static checks the API layer can
-run before proposing), `mvcc` (the versioned key index), `leases`, `sessions`,
-`machine` (`KVStateMachine`), `watch` (`WatchHub`).
+events, key ranges), `errors`, `limits`, `budget` (what one request's reads may still
+return), `validate` (static checks the API layer can run before proposing), `mvcc`
+(the versioned key index), `leases`, `sessions`, `machine` (`KVStateMachine`),
+`watch` (`WatchHub`).
 """
 
 from accord.kv.commands import (
@@ -50,6 +51,7 @@ from accord.kv.errors import (
     LeaseNotFound,
     LimitExceeded,
     QuotaExceeded,
+    ResponseTooLarge,
     SessionExpired,
     StaleRequest,
     WatchCancelled,
@@ -126,6 +128,7 @@ __all__ = [
     "QuotaExceeded",
     "Range",
     "RangeResult",
+    "ResponseTooLarge",
     "Result",
     "SessionExpired",
     "SnapshotJob",

@@ -25,12 +25,16 @@ snapshot jumps the state without events; every watcher then catches up from
 history).
 
 Bounds: at most `watchers_max` watchers (one more raises `LimitExceeded`) and at
-most `queue_events_max` untaken events per watcher. A synced watcher whose next
-revision would overflow its queue is cancelled; so is one whose next revision alone
-has more matching events than a queue holds, and one whose cursor falls behind a
-compaction (`Compacted`). A cancelled watcher's `take()` returns the events still
-queued together with the reason (`WatchUpdate.cancelled`), after which the watcher
-is gone; the reason names the revision a new watcher should resume from.
+most `queue_events_max` untaken events, `response_bytes_max` worth (the machine's
+limit, as `event_bytes()` counts), per watcher; a catch-up reads no more than that
+from history at once, and ends the watcher with `ResponseTooLarge` if one revision
+alone is over the byte bound. A synced watcher whose next revision would overflow
+its queue is cancelled (the consumer fell behind, as etcd cancels slow watchers);
+so is one whose next revision alone has more matching events than a queue holds,
+and one whose cursor falls behind a compaction (`Compacted`). A cancelled watcher's
+`take()` returns the events still queued together with the reason
+(`WatchUpdate.cancelled`), after which the watcher is gone; the reason names the
+revision a new watcher should resume from.
 
 Events of one revision arrive in key order, in both modes.
 """
@@ -47,11 +51,13 @@ from accord.kv.errors import (
     InvalidRequest,
     KVError,
     LimitExceeded,
+    ResponseTooLarge,
     WatchCancelled,
     WatchNotFound,
 )
 from accord.kv.limits import WATCH_QUEUE_EVENTS_MAX, WATCHERS_MAX
 from accord.kv.machine import KVStateMachine
+from accord.kv.mvcc import event_bytes
 from accord.kv.types import Event, in_range
 from accord.kv.validate import check_command
 
@@ -67,7 +73,16 @@ class WatchUpdate:
 
 
 class _Watcher:
-    __slots__ = ("error", "key", "next_revision", "queue", "range_end", "synced", "watch_id")
+    __slots__ = (
+        "error",
+        "key",
+        "next_revision",
+        "queue",
+        "queue_bytes",
+        "range_end",
+        "synced",
+        "watch_id",
+    )
 
     def __init__(
         self, watch_id: int, key: bytes, range_end: bytes, next_revision: int, synced: bool
@@ -78,6 +93,9 @@ class _Watcher:
         self.next_revision = next_revision
         self.synced = synced
         self.queue: list[Event] = []
+        self.queue_bytes = 0
+        """What the queued events cost, as `event_bytes()` counts (catch-up chunks and
+        live events alike stay within `queue_bytes_max`)."""
         self.error: KVError | None = None
 
 
@@ -95,6 +113,7 @@ class WatchHub:
         self._machine = machine
         self._watchers_max = watchers_max
         self._queue_events_max = queue_events_max
+        self._queue_bytes_max = machine.limits.response_bytes_max
         self._watchers: dict[int, _Watcher] = {}
         self._by_key: dict[bytes, dict[int, _Watcher]] = {}  # single-key watchers
         self._by_range: dict[int, _Watcher] = {}  # range watchers
@@ -199,6 +218,8 @@ class WatchHub:
             if not watcher.synced or watcher.error or revision < watcher.next_revision:
                 continue  # catching up (history has it), ended, or already delivered
             touched.add(watch_id)
+            matched_bytes = sum(event_bytes(e) for e in matched)
+            queued_bytes = watcher.queue_bytes + matched_bytes
             if len(watcher.queue) + len(matched) > self._queue_events_max:
                 reason = (
                     f"the consumer fell behind: {len(watcher.queue)} events queued and "
@@ -207,7 +228,15 @@ class WatchHub:
                 )
                 watcher.error = WatchCancelled(watch_id, reason, revision)
                 continue
+            if queued_bytes > self._queue_bytes_max:
+                reason = (
+                    f"the consumer fell behind: {queued_bytes} bytes of events queued at "
+                    f"revision {revision}, over the limit of {self._queue_bytes_max}"
+                )
+                watcher.error = WatchCancelled(watch_id, reason, revision)
+                continue
             watcher.queue += matched
+            watcher.queue_bytes = queued_bytes
             watcher.next_revision = revision + 1
 
     # --- handing events out ------------------------------------------------------------
@@ -222,6 +251,7 @@ class WatchHub:
             self._catch_up(watcher)
         events = tuple(watcher.queue)
         watcher.queue.clear()
+        watcher.queue_bytes = 0
         if watcher.error is not None:
             self._remove(watcher)
         return WatchUpdate(watch_id, events, watcher.error)
@@ -235,7 +265,7 @@ class WatchHub:
             events, next_revision = machine.history(
                 watcher.key, watcher.range_end, watcher.next_revision, self._queue_events_max
             )
-        except Compacted as exc:
+        except (Compacted, ResponseTooLarge) as exc:
             watcher.error = exc
             return
         if not events and next_revision <= machine.revision:
@@ -246,5 +276,6 @@ class WatchHub:
             watcher.error = WatchCancelled(watcher.watch_id, reason, next_revision)
             return
         watcher.queue += events
+        watcher.queue_bytes = sum(event_bytes(e) for e in events)
         watcher.next_revision = next_revision
         watcher.synced = next_revision > machine.revision
