@@ -17,6 +17,8 @@ Example file (what `accord up` writes for each node):
     tracing = "off"                  # or "console", "otlp" (OTEL_* variables)
     slow_request_ms = 1000           # requests slower than this are logged
     slow_fsync_ms = 100              # WAL syncs slower than this are logged
+    response_bytes_max = 16777216    # what one range, txn or watch chunk may return
+    read_keys_scanned_max = 100000   # keys the reads of one request may visit
 
     [members.1]
     name = "n1"
@@ -26,6 +28,10 @@ Example file (what `accord up` writes for each node):
 
     [dial]                           # optional: where to dial a peer instead of its
     2 = "127.0.0.1:9102"             # registered address (e.g. a fault-injecting proxy)
+
+`response_bytes_max` and `read_keys_scanned_max` are state machine bounds
+(`accord.kv.limits`): give every member of a cluster the same values, or members could
+disagree about which transactions fail.
 
 `dial` changes only where this node connects to reach a peer; the member registry,
 which every node replicates, keeps the members' own addresses. The `debug_*` keys are
@@ -47,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from accord.errors import AccordError
+from accord.kv.limits import READ_KEYS_SCANNED_MAX, RESPONSE_BYTES_MAX, RESPONSE_BYTES_MIN
 from accord.security.config import SecurityConfig, parse_security, render_security
 
 SCALAR_KEYS = {
@@ -66,6 +73,8 @@ SCALAR_KEYS = {
     "tracing": str,
     "slow_request_ms": int,
     "slow_fsync_ms": int,
+    "response_bytes_max": int,
+    "read_keys_scanned_max": int,
     "debug_unsafe_local_reads": bool,
     "debug_ack_before_fsync": bool,
 }
@@ -122,6 +131,10 @@ class NodeConfig:
     """Where request spans go: nowhere, stdout, or an OTLP collector."""
     slow_request_ms: int = 1000
     slow_fsync_ms: int = 100
+    response_bytes_max: int = RESPONSE_BYTES_MAX
+    """What the reads of one request may return (see `accord.kv.limits`)."""
+    read_keys_scanned_max: int = READ_KEYS_SCANNED_MAX
+    """Keys the reads of one request may visit (see `accord.kv.limits`)."""
     dial: dict[int, tuple[str, int]] = field(default_factory=dict)
     """Member id -> the address this node dials to reach that member, instead of the
     member's registered peer address (fault testing puts a proxy there)."""
@@ -254,6 +267,10 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         raise ConfigError("slow_request_ms and slow_fsync_ms: must be at least 1")
     if values.get("snapshot_entries", 10_000) < 1:
         raise ConfigError("snapshot_entries: must be at least 1")
+    if values.get("response_bytes_max", RESPONSE_BYTES_MAX) < RESPONSE_BYTES_MIN:
+        raise ConfigError(f"response_bytes_max: must be at least {RESPONSE_BYTES_MIN}")
+    if values.get("read_keys_scanned_max", READ_KEYS_SCANNED_MAX) < 1:
+        raise ConfigError("read_keys_scanned_max: must be at least 1")
     _check_observability(values)
     members = _members(raw.get("members", {}))
     config = NodeConfig(
@@ -274,6 +291,8 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         tracing=values.get("tracing", "off"),
         slow_request_ms=values.get("slow_request_ms", 1000),
         slow_fsync_ms=values.get("slow_fsync_ms", 100),
+        response_bytes_max=values.get("response_bytes_max", RESPONSE_BYTES_MAX),
+        read_keys_scanned_max=values.get("read_keys_scanned_max", READ_KEYS_SCANNED_MAX),
         dial=_dial(raw.get("dial", {})),
         debug_unsafe_local_reads=values.get("debug_unsafe_local_reads", False),
         debug_ack_before_fsync=values.get("debug_ack_before_fsync", False),
@@ -331,6 +350,8 @@ def render_config(config: NodeConfig) -> str:
         f"tracing = {q(config.tracing)}",
         f"slow_request_ms = {config.slow_request_ms}",
         f"slow_fsync_ms = {config.slow_fsync_ms}",
+        f"response_bytes_max = {config.response_bytes_max}",
+        f"read_keys_scanned_max = {config.read_keys_scanned_max}",
     ]
     for key in ("debug_unsafe_local_reads", "debug_ack_before_fsync"):
         if getattr(config, key):

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from accord.api.http import HttpApi
 from accord.api.native import NativeServer
-from accord.kv import KVStateMachine
+from accord.kv import KVLimits, KVStateMachine
 from accord.node.config import NodeConfig
 from accord.node.members import NodeState
 from accord.node.observe import sample_node
@@ -89,7 +89,11 @@ def build_node(
             "ssl_client": node_tls.outgoing,
             "accept_certificate": NodeTls.accept_peer,
         }
-    state = NodeState(KVStateMachine(), config.members)
+    limits = KVLimits(
+        response_bytes_max=config.response_bytes_max,
+        read_keys_scanned_max=config.read_keys_scanned_max,
+    )
+    state = NodeState(KVStateMachine(limits), config.members)
     transports: list[PeerTransport] = []
 
     def dial_addresses() -> dict[int, tuple[str, int]]:
