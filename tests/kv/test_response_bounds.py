@@ -197,3 +197,14 @@ def test_a_range_result_is_what_the_budget_allowed() -> None:
     machine = store(KVLimits(response_bytes_max=bound_for(2))).machine
     page = machine.range(b"k", ALL_KEYS_END, limit=2)
     assert isinstance(page, RangeResult) and page.more and page.count == 5
+
+
+def test_a_live_revision_over_the_bound_ends_a_watch_with_the_code() -> None:
+    driver = Driver(limits=KVLimits(response_bytes_max=2 * event_bytes_of_put()))
+    hub = WatchHub(driver.machine)
+    watch_id = hub.watch(b"k", ALL_KEYS_END)
+    many = Txn((), tuple(Put(f"k{i}".encode(), VALUE) for i in range(3)), ())
+    hub.feed(driver.send(many)[1])
+    update = hub.take(watch_id)
+    assert update.events == () and isinstance(update.cancelled, ResponseTooLarge)
+    assert not hub.pending(watch_id)

@@ -9,6 +9,7 @@ import json
 import socket
 import struct
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from accord import Client, Op, ResponseTooLarge
 from accord.client.native import parse_native_url
-from accord.kv.limits import TXN_RANGE_OPS_MAX, VALUE_BYTES_MAX
+from accord.kv.limits import RESPONSE_BYTES_MAX, TXN_RANGE_OPS_MAX, VALUE_BYTES_MAX
 from accord.testing.cluster import LocalCluster, http, running_cluster, wait_for
 
 VALUES = 5
@@ -182,3 +183,52 @@ def test_a_native_client_that_never_reads_holds_bounded_memory(cluster: LocalClu
     finally:
         link.close()
     wait_for(lambda: rss_bytes(pid) - rss < RSS_GROWTH_BYTES_MAX, "memory after the close", 10)
+
+
+def put_values(cluster: LocalCluster, prefix: str, count: int) -> list[bytes]:
+    leader = cluster.leader()
+    keys = [f"{prefix}{i:02}".encode() for i in range(count)]
+    for key in keys:
+        url = f"{cluster.url(leader)}/v1/kv/{key.decode()}"
+        assert http("PUT", url, b"w" * VALUE_BYTES_MAX, timeout=10)[0] == 200
+    return keys
+
+
+def test_an_http_watch_catches_up_in_lines_within_the_bound(cluster: LocalCluster) -> None:
+    keys = put_values(cluster, "catchup/", 20)  # 20 MiB of history: more than one line
+    leader = cluster.leader()
+    url = f"{cluster.url(leader)}/v1/watch?prefix=catchup/&start_revision=2"
+    seen: list[bytes] = []
+    lines = 0
+    with urllib.request.urlopen(url, timeout=10) as stream:
+        while len(seen) < len(keys):
+            line = stream.readline()
+            assert len(line) < RESPONSE_BYTES_MAX * 4 // 3, len(line)
+            batch = json.loads(line)
+            assert "events" in batch, batch
+            seen += [event["kv"]["key"].encode() for event in batch["events"]]
+            lines += 1
+    assert seen == keys and lines > 1
+
+
+def test_a_slow_http_watcher_is_cancelled_with_a_clear_error(cluster: LocalCluster) -> None:
+    leader = cluster.leader()
+    host, port = cluster.url(leader).removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # a reader that is slow
+    sock.settimeout(10)
+    sock.connect((host, int(port)))
+    try:
+        sock.sendall(f"GET /v1/watch?prefix=slow/ HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        received = sock.recv(1 << 12)
+        assert received.startswith(b"HTTP/1.1 200"), received
+        put_values(cluster, "slow/", 40)  # 40 MiB of events, never read meanwhile
+        deadline = time.monotonic() + 20
+        while b"watch_cancelled" not in received[-(1 << 16) :]:
+            assert time.monotonic() < deadline, "no watch_cancelled line"
+            chunk = sock.recv(1 << 20)
+            assert chunk, "the stream ended without an error line"
+            received += chunk
+    finally:
+        sock.close()
+    assert b"fell behind" in received[-(1 << 16) :]

@@ -246,8 +246,8 @@ def spec() -> dict[str, Any]:
                     "description": "Each line holds whole revisions, at most "
                     "response_bytes_max of events. A watcher that falls that far behind is "
                     "ended with a watch_cancelled line naming the revision to resume from; "
-                    "a catch-up from start_revision that meets one revision larger than the "
-                    "bound ends with a response_too_large line.",
+                    "a revision whose events alone are over the bound (live or in a catch-up "
+                    "from start_revision) ends it with a response_too_large line.",
                     "parameters": watch_params,
                     "responses": _responses(
                         {"description": "application/x-ndjson stream"}, 400, 410

@@ -27,14 +27,14 @@ history).
 Bounds: at most `watchers_max` watchers (one more raises `LimitExceeded`) and at
 most `queue_events_max` untaken events, `response_bytes_max` worth (the machine's
 limit, as `event_bytes()` counts), per watcher; a catch-up reads no more than that
-from history at once, and ends the watcher with `ResponseTooLarge` if one revision
-alone is over the byte bound. A synced watcher whose next revision would overflow
-its queue is cancelled (the consumer fell behind, as etcd cancels slow watchers);
-so is one whose next revision alone has more matching events than a queue holds,
-and one whose cursor falls behind a compaction (`Compacted`). A cancelled watcher's
-`take()` returns the events still queued together with the reason
-(`WatchUpdate.cancelled`), after which the watcher is gone; the reason names the
-revision a new watcher should resume from.
+from history at once. A revision whose matching events alone are over the byte bound
+ends the watcher with `ResponseTooLarge`, live or from history. A synced watcher
+whose next revision would overflow its queue is cancelled (the consumer fell behind,
+as etcd cancels slow watchers); so is one whose next revision alone has more
+matching events than a queue holds, and one whose cursor falls behind a compaction
+(`Compacted`). A cancelled watcher's `take()` returns the events still queued
+together with the reason (`WatchUpdate.cancelled`), after which the watcher is gone;
+the reason names the revision a new watcher should resume from.
 
 Events of one revision arrive in key order, in both modes.
 """
@@ -227,6 +227,9 @@ class WatchHub:
                     f"{self._queue_events_max}"
                 )
                 watcher.error = WatchCancelled(watch_id, reason, revision)
+                continue
+            if matched_bytes > self._queue_bytes_max:  # no reader could take it whole
+                watcher.error = ResponseTooLarge(matched_bytes, self._queue_bytes_max, 0, 0)
                 continue
             if queued_bytes > self._queue_bytes_max:
                 reason = (
