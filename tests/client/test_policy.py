@@ -16,6 +16,7 @@ from accord.client.errors import (
     InvalidRequest,
     LeaseNotFound,
     LimitExceeded,
+    ResponseTooLarge,
     ServerError,
     SessionExpired,
     Unavailable,
@@ -341,3 +342,12 @@ def test_error_codes_map_to_typed_exceptions(status: int, code: str, expected: t
 def test_not_leader_keeps_the_leader_hint() -> None:
     error = error_from_answer(503, {"code": "not_leader", "message": "m", "leader": {"id": 3}})
     assert isinstance(error, NotLeader) and error.leader_hint == 3
+
+
+def test_response_too_large_says_how_many_keys_fit() -> None:
+    body = {"code": "response_too_large", "message": "m", "op": 2, "keys": 7, "limit_bytes": 99}
+    error = error_from_answer(413, body)
+    assert isinstance(error, ResponseTooLarge) and isinstance(error, LimitExceeded)
+    assert (error.op, error.keys, error.limit_bytes, error.status) == (2, 7, 99, 413)
+    malformed = error_from_answer(413, {"code": "response_too_large", "keys": "many"})
+    assert isinstance(malformed, ResponseTooLarge) and malformed.keys == 0

@@ -74,6 +74,7 @@ SAMPLE_ARGUMENTS: dict[str, tuple[int | str | bytes, ...]] = {
     "too_many_sessions": ("sessions", 5, 4),
     "too_many_watches": ("watchers", 5, 4),
     "quota_exceeded": (10, 5),
+    "response_too_large": (17, 16, 3, 2),
     "compacted": (1, 2),
     "future_revision": (9, 2),
     "lease_not_found": (4,),

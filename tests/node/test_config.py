@@ -130,3 +130,14 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_joining_node_need_not_be_a_member(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, BASE), env={"ACCORD_ID": "4", "ACCORD_JOIN": "true"})
     assert config.join and config.id == 4
+
+
+def test_the_state_machine_read_bounds_are_settings(tmp_path: Path) -> None:
+    path = write(tmp_path, "response_bytes_max = 33554432\n" + BASE)
+    config = load_config(path, env={"ACCORD_READ_KEYS_SCANNED_MAX": "5000"})
+    assert (config.response_bytes_max, config.read_keys_scanned_max) == (32 << 20, 5000)
+    assert load_config(write(tmp_path, render_config(config)), env={}) == config
+    with pytest.raises(ConfigError, match="response_bytes_max"):
+        load_config(path, env={"ACCORD_RESPONSE_BYTES_MAX": str(1 << 20)})
+    with pytest.raises(ConfigError, match="read_keys_scanned_max"):
+        load_config(path, env={"ACCORD_READ_KEYS_SCANNED_MAX": "0"})

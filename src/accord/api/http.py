@@ -26,6 +26,7 @@ from aiohttp import web
 from accord.api.openapi import spec
 from accord.api.wire import (
     BadRequest,
+    error_extra,
     event_doc,
     http_status,
     lease_ttl_doc,
@@ -203,7 +204,7 @@ class HttpApi:
         except BadRequest as e:
             return error_response(400, e.code, str(e))
         except AccordError as e:
-            return error_response(http_status(e), e.code, str(e))
+            return error_response(http_status(e), e.code, str(e), **error_extra(e))
         except web.HTTPRequestEntityTooLarge as e:
             return error_response(413, "request_too_large", str(e.text))
         except web.HTTPException as e:

@@ -15,6 +15,9 @@ also carries `retry_after_s`).
 Requests are served concurrently and answered as they complete, so a client sends
 many without waiting (pipelining); at most `NATIVE_INFLIGHT_MAX` are in progress per
 connection, beyond that the node stops reading until one completes (backpressure).
+Answers are written one at a time and only while the connection's unsent bytes are
+below `NATIVE_WRITE_BUFFER_BYTES_HIGH`; above it the node also stops reading, so a
+client that sends without reading holds a bounded amount of the node's memory.
 
 Keys and values are msgpack binary both ways (`key`, `value`, ...). Writes carry the
 client's session as `client_id` and `seq` in their arguments (exactly-once retries, as
@@ -62,6 +65,7 @@ import msgpack
 from accord.api.wire import (
     BadRequest,
     bytes_field,
+    error_extra,
     event_doc,
     http_status,
     int_field,
@@ -91,6 +95,11 @@ NATIVE_INFLIGHT_MAX = 512
 """Requests in progress per connection before the node stops reading from it."""
 NATIVE_WATCHES_MAX = 64
 """Open watches per connection."""
+NATIVE_WRITE_BUFFER_BYTES_HIGH = 1 << 20
+"""Answer bytes a connection's transport may hold unsent (a slow reader's) before the
+node stops writing answers to it and stops reading its requests. An answer is written
+only below this mark, one at a time, so a connection holds at most this plus one
+answer (at most `response_bytes_max` of key-values) unsent."""
 NATIVE_LISTEN_BACKLOG = 1024
 """Connections queued before they are accepted (many clients connecting at once)."""
 READ_BYTES = 1 << 16
@@ -133,6 +142,8 @@ class _Session:
         self.reader = reader
         self.writer = writer
         self.slots = asyncio.Semaphore(NATIVE_INFLIGHT_MAX)
+        self.write_turn = asyncio.Lock()
+        """Held while an answer waits for the write buffer to drain, then is written."""
         self.tasks: set[asyncio.Task[None]] = set()
         self.watches: dict[int, asyncio.Task[None]] = {}
         self.user: str | None = None
@@ -143,15 +154,26 @@ class _Session:
         if not self.writer.is_closing():
             self.writer.write(encode_frame(msgpack.packb([request_id, status, body])))
 
-    def send_error(self, request_id: int, error: AccordError) -> int:
-        status = http_status(error)
-        body: dict[str, Any] = {"code": error.code, "message": str(error)}
+    async def reply(self, request_id: int, status: int, body: Any) -> None:
+        """Send an answer once the unsent bytes are below the high-water mark, one
+        answer at a time (so waiting answers never pile up in the transport)."""
+        async with self.write_turn:
+            with contextlib.suppress(ConnectionError):  # the reader loop sees it too
+                await self.writer.drain()
+                self.send(request_id, status, body)
+
+    def error_body(self, error: AccordError) -> tuple[int, dict[str, Any]]:
+        body: dict[str, Any] = {"code": error.code, "message": str(error), **error_extra(error)}
         if isinstance(error, NotLeader):
             body.update(self.server.leader_hint(error))
         retry_after_s = getattr(error, "retry_after_s", None)
         if retry_after_s is not None:  # a rate limit or login lockout: when to come back
             body["retry_after_s"] = round(retry_after_s, 3)
-        self.send(request_id, status, {"error": body})
+        return http_status(error), {"error": body}
+
+    def send_error(self, request_id: int, error: AccordError) -> int:
+        status, body = self.error_body(error)
+        self.send(request_id, status, body)
         return status
 
     async def run(self) -> None:
@@ -159,6 +181,7 @@ class _Session:
         handshaken = False
         if self.server.guard is not None:
             self.server.guard.connected(self)
+        self.writer.transport.set_write_buffer_limits(high=NATIVE_WRITE_BUFFER_BYTES_HIGH)
         try:
             while data := await self._read(handshaken, decoder):
                 for frame in decoder.feed(data):
@@ -167,6 +190,7 @@ class _Session:
                         handshaken = True
                         continue
                     await self.slots.acquire()  # backpressure: stop reading while full
+                    await self.writer.drain()  # and while answers wait to be read
                     self._dispatch(frame)
                 await self.writer.drain()
         except (BadRequest, TransportError) as e:  # the stream cannot go on
@@ -242,14 +266,15 @@ class _Session:
                     guard.check(self, op, args)
                 body = await handler(args)
         except AccordError as e:
-            status = self.send_error(request_id, e)
+            status, error_body = self.error_body(e)
+            await self.reply(request_id, status, error_body)
         except Exception as e:  # a bug: answer in the protocol's format, and log it
             log.exception("unexpected error serving native op %r", op)
             error = {"code": "internal", "message": f"internal error: {type(e).__name__}"}
-            self.send(request_id, 500, {"error": error})
+            await self.reply(request_id, 500, {"error": error})
         else:
             status = 200
-            self.send(request_id, 200, body)
+            await self.reply(request_id, 200, body)
         finally:
             metrics = self.server.metrics
             if metrics is not None:
@@ -289,12 +314,13 @@ class _Session:
         service = self.server.service
         events = service.stream(watch_id)
         try:
-            async for batch in events:
-                self.send(request_id, STREAMING, {"events": [event_doc(e, True) for e in batch]})
-                await self.writer.drain()  # a slow reader falls behind, not our memory
-            self.send(request_id, 200, {})
+            async for batch in events:  # a slow reader falls behind, not our memory
+                await self.reply(
+                    request_id, STREAMING, {"events": [event_doc(e, True) for e in batch]}
+                )
+            await self.reply(request_id, 200, {})
         except AccordError as e:
-            self.send_error(request_id, e)
+            await self.reply(request_id, *self.error_body(e))
         except ConnectionError:
             pass
         finally:

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from accord.kv.limits import (
+    READ_KEYS_SCANNED_MAX,
+    RESPONSE_BYTES_MAX,
+    RESPONSE_KV_OVERHEAD_BYTES,
+    RESPONSE_OP_OVERHEAD_BYTES,
+    TXN_RANGE_OPS_MAX,
+)
+
 _ERROR = {
     "description": "error",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -34,6 +42,19 @@ _REVISION = {
     "in": "query",
     "schema": {"type": "integer", "minimum": 1},
     "description": "read the store as of this revision",
+}
+
+
+_TOO_LARGE = {
+    "description": "response_too_large: the answer would exceed the node's "
+    f"response_bytes_max (default {RESPONSE_BYTES_MAX >> 20} MiB; key and value bytes "
+    f"plus {RESPONSE_KV_OVERHEAD_BYTES} per key-value and {RESPONSE_OP_OVERHEAD_BYTES} "
+    "per op); nothing was applied. error.keys key-values of op error.op fit: ask that "
+    "range with a limit of at most that many and continue from the key after the last "
+    "one returned while more is true. limit_exceeded: a request's reads visited more than "
+    f"read_keys_scanned_max keys (default {READ_KEYS_SCANNED_MAX:,}), a transaction "
+    f"branch has more than {TXN_RANGE_OPS_MAX} range ops, or another documented bound",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 
 
@@ -74,6 +95,19 @@ SCHEMAS: dict[str, Any] = {
                     "code": {"type": "string"},
                     "message": {"type": "string"},
                     "leader": {"type": "object", "description": "present with code not_leader"},
+                    "op": {
+                        "type": "integer",
+                        "description": "response_too_large: the op (0-based) where counting "
+                        "stopped; 0 for a range",
+                    },
+                    "keys": {
+                        "type": "integer",
+                        "description": "response_too_large: key-values of that op that fit",
+                    },
+                    "limit_bytes": {
+                        "type": "integer",
+                        "description": "response_too_large: the node's response_bytes_max",
+                    },
                 },
             }
         },
@@ -88,8 +122,15 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "revision": {"type": "integer"},
-            "count": {"type": "integer"},
-            "more": {"type": "boolean"},
+            "count": {
+                "type": "integer",
+                "description": "every key in the range at this revision, whatever the limit",
+            },
+            "more": {
+                "type": "boolean",
+                "description": "the limit left keys out: continue from the key after the "
+                "last one in kvs (and at this revision, for a consistent view)",
+            },
             "kvs": {"type": "array", "items": _KV},
         },
     },
@@ -183,19 +224,30 @@ def spec() -> dict[str, Any]:
                 "get": {
                     "summary": "Read a range or prefix of keys",
                     "parameters": range_params,
-                    "responses": _responses({"description": "keys", **_json("RangeResult")}),
+                    "responses": {
+                        **_responses({"description": "keys", **_json("RangeResult")}),
+                        "413": _TOO_LARGE,
+                    },
                 }
             },
             "/v1/txn": {
                 "post": {
                     "summary": "Compare, then apply success or failure ops",
                     "requestBody": _json("Txn"),
-                    "responses": _responses({"description": "outcome", **_json("TxnResult")}),
+                    "responses": {
+                        **_responses({"description": "outcome", **_json("TxnResult")}),
+                        "413": _TOO_LARGE,
+                    },
                 }
             },
             "/v1/watch": {
                 "get": {
                     "summary": "Stream of events (JSON lines) on a key, range or prefix",
+                    "description": "Each line holds whole revisions, at most "
+                    "response_bytes_max of events. A watcher that falls that far behind is "
+                    "ended with a watch_cancelled line naming the revision to resume from; "
+                    "a revision whose events alone are over the bound (live or in a catch-up "
+                    "from start_revision) ends it with a response_too_large line.",
                     "parameters": watch_params,
                     "responses": _responses(
                         {"description": "application/x-ndjson stream"}, 400, 410

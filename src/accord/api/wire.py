@@ -38,6 +38,7 @@ _STATUS: dict[type[AccordError], int] = {
     kv_errors.TooManyLeases: 429,
     kv_errors.TooManySessions: 429,
     kv_errors.TooManyWatches: 429,
+    kv_errors.ResponseTooLarge: 413,
     kv_errors.QuotaExceeded: 507,
     kv_errors.Compacted: 410,
     kv_errors.LeaseNotFound: 404,
@@ -53,6 +54,15 @@ def http_status(error: AccordError) -> int:
     if isinstance(error, BadRequest):
         return 400
     return _STATUS.get(type(error), getattr(error, "http_status", 500))
+
+
+def error_extra(error: AccordError) -> dict[str, Any]:
+    """Fields an error answer carries beside code and message: for
+    `response_too_large`, how to continue (`keys`: how many key-values of op `op` fit,
+    so that range asked with that `limit` would have been answered)."""
+    if isinstance(error, kv_errors.ResponseTooLarge):
+        return {"limit_bytes": error.limit_bytes, "op": error.op, "keys": error.keys}
+    return {}
 
 
 # --- results ---------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from urllib.parse import quote, urlencode
 from accord.client._connection import STATUS_REQUEST, Connection, Request, make_connection
 from accord.client.auth import Credentials
 from accord.client.endpoints import normalize_url
-from accord.client.errors import InvalidRequest
+from accord.client.errors import InvalidRequest, ResponseTooLarge
 from accord.client.limits import (
     ATTEMPT_TIMEOUT_S,
     BACKOFF_BASE_S,
@@ -283,8 +283,64 @@ class AsyncClient:
         timeout_s: float | None = None,
     ) -> RangeResult:
         """Keys in `[key, range_end)` (just `key` without `range_end`), or with
-        `prefix`, or every key if neither is given; in key order, at most `limit`."""
+        `prefix`, or every key if neither is given; in key order, at most `limit`.
+
+        A range whose answer would exceed the node's `response_bytes_max` is read in
+        pages as large as fit, every page at the revision of the first, and returned
+        whole (`timeout_s` applies to each page). Pass a `limit` to bound what this
+        process holds; continue from the key after the last one while `more`."""
         start, end = key_range(key, range_end, prefix)
+        page = (limit, revision, serializable, timeout_s)
+        try:
+            return await self._range_page(start, end, prefix, count_only, *page)
+        except ResponseTooLarge as e:
+            if count_only:
+                raise
+            return await self._range_pages(start, end, max(e.keys, 1), *page)
+
+    async def _range_pages(
+        self,
+        start: bytes,
+        end: bytes,
+        page_limit: int,
+        limit: int,
+        revision: int,
+        serializable: bool,
+        timeout_s: float | None,
+    ) -> RangeResult:
+        """`range()` in pages of at most `page_limit` keys (fewer when a page of that
+        many does not fit either), each starting after the last key of the one before."""
+        kvs: list[KeyValue] = []
+        count = 0
+        while True:
+            want = page_limit if limit == 0 else min(page_limit, limit - len(kvs))
+            try:
+                got = await self._range_page(
+                    start, end, None, False, want, revision, serializable, timeout_s
+                )
+            except ResponseTooLarge as e:
+                if want == 1:
+                    raise
+                page_limit = max(min(e.keys, want - 1), 1)
+                continue
+            if revision == 0:
+                revision, count = got.revision, got.count  # the first page's: the whole range
+            kvs += got.kvs
+            if not got.more or not got.kvs or len(kvs) == limit:
+                return RangeResult(revision, tuple(kvs), count, count > len(kvs))
+            start = got.kvs[-1].key + b"\0"
+
+    async def _range_page(
+        self,
+        start: bytes,
+        end: bytes,
+        prefix: Key | None,
+        count_only: bool,
+        limit: int,
+        revision: int,
+        serializable: bool,
+        timeout_s: float | None,
+    ) -> RangeResult:
         keys = _range_query(start, end, None if prefix is None else to_bytes(prefix))
         if keys is None and not self._native:
             op = Op.range(start, end or None, limit=limit, revision=revision)

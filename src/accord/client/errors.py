@@ -69,6 +69,30 @@ class TooManyWatches(LimitExceeded):
     code = "too_many_watches"
 
 
+class ResponseTooLarge(LimitExceeded):
+    """The answer would exceed the node's `response_bytes_max` (413): nothing was
+    applied. `keys` key-values of op `op` (0 for a lone range) fit; ask for at most
+    that many (`limit`) and continue after the last key returned. `AsyncClient.range`
+    does this by itself."""
+
+    code = "response_too_large"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        status: int = 0,
+        op: int = 0,
+        keys: int = 0,
+        limit_bytes: int = 0,
+    ) -> None:
+        super().__init__(message, code=code, status=status)
+        self.op = op
+        self.keys = keys
+        self.limit_bytes = limit_bytes
+
+
 class QuotaExceeded(LimitExceeded):
     """The store is over its space quota (507): delete keys and compact."""
 
@@ -146,6 +170,7 @@ _BY_CODE: dict[str, type[ServerError]] = {
     "too_many_leases": TooManyLeases,
     "too_many_sessions": TooManySessions,
     "too_many_watches": TooManyWatches,
+    "response_too_large": ResponseTooLarge,
     "compacted": Compacted,
     "lease_not_found": LeaseNotFound,
     "lease_exists": LeaseExists,
@@ -180,6 +205,9 @@ def error_from_answer(status: int, error: dict[str, Any]) -> AccordError:
         return ProposalDropped(message)
     if code == "deadline_exceeded" or status == 504:
         return DeadlineExceeded(message)
+    if code == "response_too_large":
+        fields = {name: _count(error.get(name)) for name in ("op", "keys", "limit_bytes")}
+        return ResponseTooLarge(message, code=code, status=status, **fields)
     cls = _BY_CODE.get(code)
     if cls is None:
         cls = InvalidRequest if 400 <= status < 500 else ServerError
@@ -213,3 +241,8 @@ __all__ = [
     "TooManyWatches",
     "Unavailable",
 ]
+
+
+def _count(value: Any) -> int:
+    """A non-negative integer field of an error answer (0 if missing or malformed)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0

@@ -12,9 +12,10 @@ The node runtime drives it through a small surface:
 - `snapshot()` / `restore()` for Raft snapshots (then `WatchHub.resync()`).
 
 Module map: `commands` (commands and their encoding), `results`, `types` (key-values,
-events, key ranges), `errors`, `limits`, `validate` (static checks the API layer can
-run before proposing), `mvcc` (the versioned key index), `leases`, `sessions`,
-`machine` (`KVStateMachine`), `watch` (`WatchHub`).
+events, key ranges), `errors`, `limits`, `budget` (what one request's reads may still
+return), `validate` (static checks the API layer can run before proposing), `mvcc`
+(the versioned key index), `leases`, `sessions`, `machine` (`KVStateMachine`),
+`watch` (`WatchHub`).
 """
 
 from accord.kv.commands import (
@@ -53,6 +54,7 @@ from accord.kv.errors import (
     LeaseNotFound,
     LimitExceeded,
     QuotaExceeded,
+    ResponseTooLarge,
     SessionExpired,
     StaleRequest,
     TooManyLeases,
@@ -137,6 +139,7 @@ __all__ = [
     "Range",
     "RangeResult",
     "RenewAllLeases",
+    "ResponseTooLarge",
     "Result",
     "SessionExpired",
     "SnapshotJob",

@@ -109,6 +109,30 @@ class TooManyWatches(LimitExceeded):
     code = "too_many_watches"
 
 
+class ResponseTooLarge(KVError):
+    """The reads of one request would return more than `response_bytes_max`; nothing
+    was applied. Counting stopped at op `op` (0-based; 0 for a lone range) after `keys`
+    of its key-values fit: ask that range for at most `keys` keys (`limit`), or split
+    the request, and continue after the last key returned while `more` is true. A watch
+    ends with it when one revision's events for it alone are over the bound."""
+
+    code = "response_too_large"
+    fields = ("size_bytes", "limit_bytes", "op", "keys")
+
+    def __init__(self, size_bytes: int, limit_bytes: int, op: int, keys: int) -> None:
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
+        self.op = op
+        self.keys = keys
+        super().__init__(
+            f"the response would exceed {limit_bytes} bytes (at least {size_bytes}) at op "
+            f"{op}, after {keys} of its keys; read fewer keys per request: give the range a "
+            f"limit of at most {max(keys, 1)} and continue from the key after the last one "
+            "returned while the answer says more: true (a watch cannot deliver a revision "
+            "this large: raise response_bytes_max)"
+        )
+
+
 class QuotaExceeded(KVError):
     """The store's history is over its byte quota: puts are refused until keys are
     deleted and old revisions compacted."""
@@ -245,6 +269,7 @@ ERROR_CLASSES: dict[str, type[KVError]] = {
         TooManyLeases,
         TooManySessions,
         TooManyWatches,
+        ResponseTooLarge,
         QuotaExceeded,
         Compacted,
         FutureRevision,

@@ -85,6 +85,37 @@ INT64_MAX = (1 << 63) - 1
 UINT64_MAX = (1 << 64) - 1
 """Client ids and sequence numbers are unsigned 64-bit integers."""
 
+RESPONSE_BYTES_MAX = 16 * MIB
+"""What the reads of one request may return: a range, a transaction (summed over all
+its ops) or one catch-up chunk of a watch. Counted while the response is built, as
+`response_kv_bytes()` per key-value plus `RESPONSE_OP_OVERHEAD_BYTES` per op; a read
+that would go over is refused with `ResponseTooLarge` (HTTP 413). 16 MiB is four
+times the request limit and holds sixteen values of the largest size, so one page of
+a range always fits; the JSON form is at most 4/3 of it for binary values (base64)."""
+
+RESPONSE_BYTES_MIN = 2 * MIB
+"""Smallest `response_bytes_max` a node accepts: one key-value of the largest sizes
+must always fit, or some keys could never be read."""
+
+RESPONSE_KV_OVERHEAD_BYTES = 64
+"""What one key-value in a response is charged on top of its key and value (its
+revisions, version and lease, and the encoding around them)."""
+
+RESPONSE_OP_OVERHEAD_BYTES = 64
+"""What one op's result in a response is charged, whatever it returns."""
+
+TXN_RANGE_OPS_MAX = 32
+"""Range ops in one branch of a transaction (gets are not counted): each may scan a
+large part of the store on every replica."""
+
+READ_KEYS_SCANNED_MAX = 100_000
+"""Keys the reads of one request (a range, or every read of a transaction) may visit,
+counted or returned; one more is refused with `LimitExceeded`. Bounds the time the
+state machine (on every replica, for a transaction) spends in one request: about
+50 ms per 100,000 keys, well inside an election timeout. It applies to `count_only`
+ranges and to ranges with a small `limit` too, since `count` visits every key; count
+a larger range in pieces."""
+
 WATCHERS_MAX = 10_000
 """Watchers one `WatchHub` holds; registering one more raises `LimitExceeded`."""
 
@@ -95,6 +126,11 @@ WATCH_QUEUE_EVENTS_MAX = 1_000
 """Events queued for one watcher that its consumer has not taken yet. A watcher that
 falls further behind is cancelled (with the revision to resume from); a revision
 with more matching events than this can never be delivered whole and also cancels."""
+
+
+def response_kv_bytes(key: bytes, value: bytes) -> int:
+    """What one key-value in a response is charged against `response_bytes_max`."""
+    return len(key) + len(value) + RESPONSE_KV_OVERHEAD_BYTES
 
 
 def version_bytes(key: bytes, value: bytes) -> int:
@@ -118,3 +154,6 @@ class KVLimits:
     sessions_per_user_max: int = SESSIONS_PER_USER_MAX
     session_idle_ms_min: int = SESSION_IDLE_MS_MIN
     store_bytes_max: int = STORE_BYTES_MAX
+    response_bytes_max: int = RESPONSE_BYTES_MAX
+    txn_range_ops_max: int = TXN_RANGE_OPS_MAX
+    read_keys_scanned_max: int = READ_KEYS_SCANNED_MAX

@@ -27,6 +27,10 @@ The order of work for one entry:
    trace but the error result;
 4. record the result in the client's session.
 
+What reads return is bounded as it is built (`budget.py`): response bytes
+(`response_bytes_max`) and keys visited (`read_keys_scanned_max`) per request, the
+sum over every op of a transaction; going over fails the whole command.
+
 Writes (a put, a delete, a transaction's branch, a lease revocation, lease expiry)
 happen at revision `revision + 1`, which becomes the store's revision only if
 something was written. All results a transaction returns carry the revision it ended
@@ -51,6 +55,7 @@ from typing import Any, TypeAlias
 
 from accord.invariant import invariant
 from accord.kv import _wire
+from accord.kv.budget import ReadBudget
 from accord.kv.commands import (
     Command,
     Compact,
@@ -108,7 +113,7 @@ from accord.kv.results import (
     TxnResult,
 )
 from accord.kv.sessions import SessionTable
-from accord.kv.types import Event, KeyValue
+from accord.kv.types import Event, KeyValue, in_range
 from accord.kv.validate import check_command, check_request_id
 
 SNAPSHOT_FORMAT = 1
@@ -263,12 +268,21 @@ class KVStateMachine:
         return actual > expected  # type: ignore[operator]
 
     def _run_ops(self, ops: Sequence[TxnOp]) -> tuple[list[OpResult], list[Event]]:
-        """Run `ops` at one revision, each seeing the writes before it; all-or-nothing."""
+        """Run `ops` at one revision, each seeing the writes before it; all-or-nothing.
+
+        The response is charged to a `ReadBudget` as it is built. Ops that only read
+        are charged while they run (a refusal then leaves nothing to undo); a branch
+        that writes has its reads charged by `_charge_reads` before anything runs."""
+        budget = ReadBudget.of(self._limits)
+        if any(isinstance(op, Put | DeleteRange) for op in ops):
+            self._charge_reads(ops, budget)
+            budget = ReadBudget.unbounded()
         self._check_ops(ops)
         revision = self._store.revision + 1
         events: list[Event] = []
         responses: list[OpResult] = []
-        for op in ops:
+        for index, op in enumerate(ops):
+            budget.start_op(index)
             if isinstance(op, Put):
                 responses.append(self._put(op, revision, events))
             elif isinstance(op, DeleteRange):
@@ -277,9 +291,27 @@ class KVStateMachine:
                     DeleteResult(revision, len(prev), tuple(prev) if op.prev_kv else ())
                 )
             else:
-                responses.append(self._read(op, latest=revision))
+                responses.append(self._read(op, revision, budget))
         final = self._finish(revision, events)
         return [r if r.revision == final else replace(r, revision=final) for r in responses], events
+
+    def _charge_reads(self, ops: Sequence[TxnOp], budget: ReadBudget) -> None:
+        """Charge what the ops of a writing branch will return, before any runs, as
+        reads of the committed store plus, for a read at the latest revision, every
+        key an earlier op of the branch puts in its range (an upper bound: a put may
+        replace a key the read counted, or a delete remove one)."""
+        puts: list[Put] = []
+        for index, op in enumerate(ops):
+            budget.start_op(index)
+            if isinstance(op, Put):
+                puts.append(op)
+            elif isinstance(op, Get | Range):
+                self._read(op, self._store.revision, budget)
+                if op.revision == 0 and not (isinstance(op, Range) and op.count_only):
+                    end = op.range_end if isinstance(op, Range) else b""
+                    for put in puts:
+                        if in_range(put.key, op.key, end):
+                            budget.take(put.key, put.value, 0)
 
     def _check_ops(self, ops: Sequence[TxnOp]) -> None:
         """Raise whatever would make `ops` fail, before any of them runs."""
@@ -320,13 +352,19 @@ class KVStateMachine:
         events += deleted
         return prev_kvs
 
-    def _read(self, op: Get | Range, *, latest: int) -> OpResult:
-        """Serve a read; the revision 0 means `latest` (which includes the writes of
-        the open transaction). Results carry `latest` as their revision."""
+    def _read(self, op: Get | Range, latest: int, budget: ReadBudget) -> OpResult:
+        """Serve a read, charging it to `budget`; the revision 0 means `latest` (which
+        includes the writes of the open transaction). Results carry `latest` as their
+        revision."""
         at = latest if op.revision == 0 else self._store.resolve(op.revision)
         if isinstance(op, Get):
-            return GetResult(latest, self._store.get(op.key, at))
-        kvs, count = self._store.range(op.key, op.range_end, at, op.limit, op.count_only)
+            budget.scan()
+            kv = self._store.get(op.key, at)
+            if kv is not None:
+                budget.take(kv.key, kv.value, 0)
+            return GetResult(latest, kv)
+        store = self._store
+        kvs, count = store.range(op.key, op.range_end, at, op.limit, op.count_only, budget)
         return RangeResult(latest, tuple(kvs), count, not op.count_only and count > len(kvs))
 
     def _finish(self, revision: int, events: list[Event]) -> int:
@@ -413,12 +451,17 @@ class KVStateMachine:
         return ExpireSessionsResult(self._sessions.expire(self._clock_ms, command.idle_ms)), []
 
     # --- reads for the runtime -----------------------------------------------------------
+    def _budget(self) -> ReadBudget:
+        budget = ReadBudget.of(self._limits)
+        budget.start_op(0)
+        return budget
+
     def get(self, key: bytes, revision: int = 0) -> GetResult:
         """The key's version at `revision` (0: latest). Raises `Compacted`,
         `FutureRevision`, `InvalidRequest` or `LimitExceeded`."""
         op = Get(key, revision)
         check_command(op, self._limits)
-        result = self._read(op, latest=self._store.revision)
+        result = self._read(op, self._store.revision, self._budget())
         assert isinstance(result, GetResult)
         return result
 
@@ -433,16 +476,19 @@ class KVStateMachine:
         """Live keys in the range at `revision` (0: latest); see `types` for ranges."""
         op = Range(key, range_end, revision, limit, count_only)
         check_command(op, self._limits)
-        result = self._read(op, latest=self._store.revision)
+        result = self._read(op, self._store.revision, self._budget())
         assert isinstance(result, RangeResult)
         return result
 
     def history(
         self, key: bytes, range_end: bytes, start_revision: int, events_max: int
     ) -> tuple[list[Event], int]:
-        """Events in the range from `start_revision` on (see `MVCCStore.history`);
-        raises `Compacted` when `start_revision <= compact_revision`."""
-        return self._store.history(key, range_end, start_revision, events_max)
+        """Events in the range from `start_revision` on, at most `events_max` of them
+        and `limits.response_bytes_max` worth (see `MVCCStore.history`); raises
+        `Compacted` when `start_revision <= compact_revision`, `ResponseTooLarge` when
+        its first revision alone is over the byte bound."""
+        bytes_max = self._limits.response_bytes_max
+        return self._store.history(key, range_end, start_revision, events_max, bytes_max)
 
     def lease_ttl(self, lease_id: int, *, keys: bool = False) -> LeaseInfo | None:
         """The lease (with its keys if asked), or `None` if there is no such lease."""

@@ -45,8 +45,9 @@ from sortedcontainers import SortedDict
 
 from accord.invariant import invariant
 from accord.kv import _wire
-from accord.kv.errors import Compacted, FutureRevision
-from accord.kv.limits import version_bytes
+from accord.kv.budget import ReadBudget
+from accord.kv.errors import Compacted, FutureRevision, ResponseTooLarge
+from accord.kv.limits import response_kv_bytes, version_bytes
 from accord.kv.types import ALL_KEYS_END, Event, EventType, KeyValue, tombstone
 
 
@@ -84,6 +85,13 @@ class _History:
                 prev = None
             kind = EventType.DELETE if kv.version == 0 else EventType.PUT
             yield kv.mod_revision, self.key, Event(kind, kv, prev)
+
+
+def event_bytes(event: Event) -> int:
+    """What one event costs a watch's catch-up chunk (its key-value and previous one)."""
+    kv, prev = event.kv, event.prev_kv
+    prev_bytes = 0 if prev is None else response_kv_bytes(prev.key, prev.value)
+    return response_kv_bytes(kv.key, kv.value) + prev_bytes
 
 
 EncodedKey: TypeAlias = list[Any]
@@ -130,30 +138,42 @@ class MVCCStore:
         return None if history is None else history.latest()
 
     def range(
-        self, key: bytes, range_end: bytes, at: int, limit: int, count_only: bool
+        self,
+        key: bytes,
+        range_end: bytes,
+        at: int,
+        limit: int,
+        count_only: bool,
+        budget: ReadBudget,
     ) -> tuple[list[KeyValue], int]:
         """The live versions at `at` in the range (at most `limit`, 0: all; none if
-        `count_only`) and how many there are in all."""
+        `count_only`) and how many there are in all; each key visited and each
+        version returned is charged to `budget` first, which raises when it is spent."""
         kvs: list[KeyValue] = []
         count = 0
         for history in self._histories(key, range_end):
+            budget.scan()
             kv = history.at(at)
             if kv is None:
                 continue
             count += 1
             if not count_only and (limit == 0 or len(kvs) < limit):
+                budget.take(kv.key, kv.value, len(kvs))
                 kvs.append(kv)
         return kvs, count
 
     def history(
-        self, key: bytes, range_end: bytes, start: int, events_max: int
+        self, key: bytes, range_end: bytes, start: int, events_max: int, bytes_max: int
     ) -> tuple[list[Event], int]:
         """Events in the range from revision `start` on, in revision order (by key
-        within a revision), whole revisions only and at most `events_max` of them.
+        within a revision), whole revisions only, at most `events_max` of them and at
+        most `bytes_max` of them as `event_bytes()` counts. Reading stops at the first
+        revision that would go over either bound, so no more is ever held.
 
         Returns the events and the first revision not returned: `revision + 1` when
         everything was returned. No events with a next revision `<= revision` means
-        the first revision alone has more than `events_max` matching events.
+        the first revision alone has more than `events_max` matching events; one
+        alone over `bytes_max` raises `ResponseTooLarge`.
         """
         if start <= self.compact_revision:
             raise Compacted(start, self.compact_revision)
@@ -161,6 +181,7 @@ class MVCCStore:
         events: list[Event] = []
         batch: list[Event] = []
         batch_revision = 0
+        size_bytes = 0
         for revision, _, event in heapq.merge(*streams):
             if revision != batch_revision:
                 if len(events) + len(batch) > events_max:
@@ -168,6 +189,11 @@ class MVCCStore:
                 events += batch
                 batch = []
                 batch_revision = revision
+            size_bytes += event_bytes(event)
+            if size_bytes > bytes_max:
+                if not events:
+                    raise ResponseTooLarge(size_bytes, bytes_max, 0, len(batch))
+                return events, batch_revision
             batch.append(event)
         if len(events) + len(batch) > events_max:
             return events, batch_revision

@@ -122,6 +122,9 @@ def _check_txn(txn: Txn, limits: KVLimits) -> None:
     for branch in (txn.success, txn.failure):
         if len(branch) > limits.txn_ops_max:
             raise LimitExceeded("transaction ops", len(branch), limits.txn_ops_max)
+        ranges = sum(isinstance(op, Range) for op in branch)
+        if ranges > limits.txn_range_ops_max:
+            raise LimitExceeded("transaction range ops", ranges, limits.txn_range_ops_max)
         for op in branch:
             _check_op(op, limits)
         _check_disjoint_writes(branch)

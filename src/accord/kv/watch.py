@@ -26,12 +26,16 @@ history).
 
 Bounds: at most `watchers_max` watchers, and `watchers_per_user_max` of one owner
 (the user who opened them; `""` for every anonymous client), one more raises
-`TooManyWatches`; and at most `queue_events_max` untaken events per watcher. A
-synced watcher whose next revision would overflow its queue is cancelled; so is one
-whose next revision alone has more matching events than a queue holds, and one whose
-cursor falls behind a compaction (`Compacted`). A cancelled watcher's `take()` returns
-the events still queued together with the reason (`WatchUpdate.cancelled`), after which the watcher
-is gone; the reason names the revision a new watcher should resume from.
+`TooManyWatches`; and at most `queue_events_max` untaken events, `response_bytes_max`
+worth (the machine's limit, as `event_bytes()` counts), per watcher; a catch-up reads
+no more than that from history at once. A revision whose matching events alone are
+over the byte bound ends the watcher with `ResponseTooLarge`, live or from history. A
+synced watcher whose next revision would overflow its queue is cancelled (the consumer
+fell behind, as etcd cancels slow watchers); so is one whose next revision alone has
+more matching events than a queue holds, and one whose cursor falls behind a
+compaction (`Compacted`). A cancelled watcher's `take()` returns the events still
+queued together with the reason (`WatchUpdate.cancelled`), after which the watcher is
+gone; the reason names the revision a new watcher should resume from.
 
 Events of one revision arrive in key order, in both modes.
 """
@@ -47,12 +51,14 @@ from accord.kv.errors import (
     Compacted,
     InvalidRequest,
     KVError,
+    ResponseTooLarge,
     TooManyWatches,
     WatchCancelled,
     WatchNotFound,
 )
 from accord.kv.limits import WATCH_QUEUE_EVENTS_MAX, WATCHERS_MAX, WATCHERS_PER_USER_MAX
 from accord.kv.machine import KVStateMachine
+from accord.kv.mvcc import event_bytes
 from accord.kv.types import Event, in_range
 from accord.kv.validate import check_command
 
@@ -68,7 +74,16 @@ class WatchUpdate:
 
 
 class _Watcher:
-    __slots__ = ("error", "key", "next_revision", "queue", "range_end", "synced", "watch_id")
+    __slots__ = (
+        "error",
+        "key",
+        "next_revision",
+        "queue",
+        "queue_bytes",
+        "range_end",
+        "synced",
+        "watch_id",
+    )
 
     def __init__(
         self, watch_id: int, key: bytes, range_end: bytes, next_revision: int, synced: bool
@@ -79,6 +94,9 @@ class _Watcher:
         self.next_revision = next_revision
         self.synced = synced
         self.queue: list[Event] = []
+        self.queue_bytes = 0
+        """What the queued events cost, as `event_bytes()` counts (catch-up chunks and
+        live events alike stay within `queue_bytes_max`)."""
         self.error: KVError | None = None
 
 
@@ -100,6 +118,7 @@ class WatchHub:
         self._owner_of: dict[int, str] = {}
         self._per_owner: dict[str, int] = {}
         self._queue_events_max = queue_events_max
+        self._queue_bytes_max = machine.limits.response_bytes_max
         self._watchers: dict[int, _Watcher] = {}
         self._by_key: dict[bytes, dict[int, _Watcher]] = {}  # single-key watchers
         self._by_range: dict[int, _Watcher] = {}  # range watchers
@@ -217,6 +236,8 @@ class WatchHub:
             if not watcher.synced or watcher.error or revision < watcher.next_revision:
                 continue  # catching up (history has it), ended, or already delivered
             touched.add(watch_id)
+            matched_bytes = sum(event_bytes(e) for e in matched)
+            queued_bytes = watcher.queue_bytes + matched_bytes
             if len(watcher.queue) + len(matched) > self._queue_events_max:
                 reason = (
                     f"the consumer fell behind: {len(watcher.queue)} events queued and "
@@ -225,7 +246,18 @@ class WatchHub:
                 )
                 watcher.error = WatchCancelled(watch_id, reason, revision)
                 continue
+            if matched_bytes > self._queue_bytes_max:  # no reader could take it whole
+                watcher.error = ResponseTooLarge(matched_bytes, self._queue_bytes_max, 0, 0)
+                continue
+            if queued_bytes > self._queue_bytes_max:
+                reason = (
+                    f"the consumer fell behind: {queued_bytes} bytes of events queued at "
+                    f"revision {revision}, over the limit of {self._queue_bytes_max}"
+                )
+                watcher.error = WatchCancelled(watch_id, reason, revision)
+                continue
             watcher.queue += matched
+            watcher.queue_bytes = queued_bytes
             watcher.next_revision = revision + 1
 
     # --- handing events out ------------------------------------------------------------
@@ -240,6 +272,7 @@ class WatchHub:
             self._catch_up(watcher)
         events = tuple(watcher.queue)
         watcher.queue.clear()
+        watcher.queue_bytes = 0
         if watcher.error is not None:
             self._remove(watcher)
         return WatchUpdate(watch_id, events, watcher.error)
@@ -253,7 +286,7 @@ class WatchHub:
             events, next_revision = machine.history(
                 watcher.key, watcher.range_end, watcher.next_revision, self._queue_events_max
             )
-        except Compacted as exc:
+        except (Compacted, ResponseTooLarge) as exc:
             watcher.error = exc
             return
         if not events and next_revision <= machine.revision:
@@ -264,5 +297,6 @@ class WatchHub:
             watcher.error = WatchCancelled(watcher.watch_id, reason, next_revision)
             return
         watcher.queue += events
+        watcher.queue_bytes = sum(event_bytes(e) for e in events)
         watcher.next_revision = next_revision
         watcher.synced = next_revision > machine.revision

@@ -19,6 +19,8 @@ Example file (what `accord up` writes for each node):
     slow_fsync_ms = 100              # WAL syncs slower than this are logged
     leases_max = 1000000             # leases in the cluster (same on every node)
     leases_per_user_max = 100000     # leases one user holds (same on every node)
+    response_bytes_max = 16777216    # what one range, txn or watch chunk may return
+    read_keys_scanned_max = 100000   # keys the reads of one request may visit
 
     [members.1]
     name = "n1"
@@ -33,6 +35,10 @@ Example file (what `accord up` writes for each node):
     peer_ca = "/tmp/accord/peers/ca.crt"         # required, unless
     peer_cert = "/tmp/accord/peers/node-n1.crt"  # insecure_peers = true says the peer
     peer_key = "/tmp/accord/peers/node-n1.key"   # links may be plaintext
+
+`response_bytes_max` and `read_keys_scanned_max` are state machine bounds
+(`accord.kv.limits`): give every member of a cluster the same values, or members could
+disagree about which transactions fail.
 
 `dial` changes only where this node connects to reach a peer; the member registry,
 which every node replicates, keeps the members' own addresses. The `debug_*` keys are
@@ -54,7 +60,13 @@ from pathlib import Path
 from typing import Any
 
 from accord.errors import AccordError
-from accord.kv.limits import LEASES_MAX, LEASES_PER_USER_MAX
+from accord.kv.limits import (
+    LEASES_MAX,
+    LEASES_PER_USER_MAX,
+    READ_KEYS_SCANNED_MAX,
+    RESPONSE_BYTES_MAX,
+    RESPONSE_BYTES_MIN,
+)
 from accord.security.config import SecurityConfig, parse_security, render_security
 
 SCALAR_KEYS = {
@@ -76,6 +88,8 @@ SCALAR_KEYS = {
     "slow_fsync_ms": int,
     "leases_max": int,
     "leases_per_user_max": int,
+    "response_bytes_max": int,
+    "read_keys_scanned_max": int,
     "debug_unsafe_local_reads": bool,
     "debug_ack_before_fsync": bool,
 }
@@ -137,6 +151,10 @@ class NodeConfig:
     a cluster must have the same value (as for `leases_per_user_max`)."""
     leases_per_user_max: int = LEASES_PER_USER_MAX
     """Leases one user holds at once (with auth off, all clients together)."""
+    response_bytes_max: int = RESPONSE_BYTES_MAX
+    """What the reads of one request may return (see `accord.kv.limits`)."""
+    read_keys_scanned_max: int = READ_KEYS_SCANNED_MAX
+    """Keys the reads of one request may visit (see `accord.kv.limits`)."""
     dial: dict[int, tuple[str, int]] = field(default_factory=dict)
     """Member id -> the address this node dials to reach that member, instead of the
     member's registered peer address (fault testing puts a proxy there)."""
@@ -271,6 +289,10 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         raise ConfigError("snapshot_entries: must be at least 1")
     if values.get("leases_max", 1) < 1 or values.get("leases_per_user_max", 1) < 1:
         raise ConfigError("leases_max and leases_per_user_max: must be at least 1")
+    if values.get("response_bytes_max", RESPONSE_BYTES_MAX) < RESPONSE_BYTES_MIN:
+        raise ConfigError(f"response_bytes_max: must be at least {RESPONSE_BYTES_MIN}")
+    if values.get("read_keys_scanned_max", READ_KEYS_SCANNED_MAX) < 1:
+        raise ConfigError("read_keys_scanned_max: must be at least 1")
     _check_observability(values)
     members = _members(raw.get("members", {}))
     config = NodeConfig(
@@ -293,6 +315,8 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         slow_fsync_ms=values.get("slow_fsync_ms", 100),
         leases_max=values.get("leases_max", LEASES_MAX),
         leases_per_user_max=values.get("leases_per_user_max", LEASES_PER_USER_MAX),
+        response_bytes_max=values.get("response_bytes_max", RESPONSE_BYTES_MAX),
+        read_keys_scanned_max=values.get("read_keys_scanned_max", READ_KEYS_SCANNED_MAX),
         dial=_dial(raw.get("dial", {})),
         debug_unsafe_local_reads=values.get("debug_unsafe_local_reads", False),
         debug_ack_before_fsync=values.get("debug_ack_before_fsync", False),
@@ -352,6 +376,8 @@ def render_config(config: NodeConfig) -> str:
         f"slow_fsync_ms = {config.slow_fsync_ms}",
         f"leases_max = {config.leases_max}",
         f"leases_per_user_max = {config.leases_per_user_max}",
+        f"response_bytes_max = {config.response_bytes_max}",
+        f"read_keys_scanned_max = {config.read_keys_scanned_max}",
     ]
     for key in ("debug_unsafe_local_reads", "debug_ack_before_fsync"):
         if getattr(config, key):

@@ -92,7 +92,12 @@ def build_node(
             "ssl_client": peers.client,
             "certificate_identity": node_identity,
         }
-    limits = KVLimits(leases_max=config.leases_max, leases_per_user_max=config.leases_per_user_max)
+    limits = KVLimits(
+        leases_max=config.leases_max,
+        leases_per_user_max=config.leases_per_user_max,
+        response_bytes_max=config.response_bytes_max,
+        read_keys_scanned_max=config.read_keys_scanned_max,
+    )
     state = NodeState(KVStateMachine(limits), config.members)
     transports: list[PeerTransport] = []
 
