@@ -21,6 +21,9 @@ the file: the encryption key comes from `encryption_key_file` or `ACCORD_ENCRYPT
 | rate_limit_burst       | 100     | requests a client may send at once above the rate    |
 | read_timeout_s         | 30      | HTTP headers/body and native partial frames must     |
 |                        |         | arrive within this (slow clients are cut off)        |
+| idle_timeout_s         | 30      | a connection with no request in progress (HTTP:      |
+|                        |         | none begun, native: none in flight and no watch)     |
+|                        |         | for this long is closed                              |
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class SecurityConfig:
     rate_limit_rps: float = 0.0
     rate_limit_burst: int = 100
     read_timeout_s: float = 30.0
+    idle_timeout_s: float = 30.0
 
     @property
     def tls(self) -> bool:
@@ -115,8 +119,11 @@ def parse_security(raw: Any, env: Mapping[str, str] | None = None) -> SecurityCo
         raise SecurityError("security: tls_ca, tls_cert and tls_key go together")
     if config.client_cert_auth and not config.tls:
         raise SecurityError("security: client_cert_auth needs TLS (tls_ca, tls_cert, tls_key)")
-    if config.connections_max < 1 or config.read_timeout_s <= 0 or config.token_ttl_s < 1:
-        raise SecurityError("security: connections_max, read_timeout_s, token_ttl_s must be > 0")
+    timeouts_s = (config.read_timeout_s, config.idle_timeout_s)
+    if config.connections_max < 1 or min(timeouts_s) <= 0 or config.token_ttl_s < 1:
+        raise SecurityError(
+            "security: connections_max, read_timeout_s, idle_timeout_s, token_ttl_s must be > 0"
+        )
     return config
 
 
