@@ -59,11 +59,14 @@ from typing import Any, Protocol
 import msgpack
 
 from accord.api.wire import (
+    LEASE_TTL_S_MAX,
     BadRequest,
+    bool_field,
     bytes_field,
     event_doc,
     http_status,
     int_field,
+    lease_id_field,
     lease_ttl_doc,
     only_fields,
     parse_txn,
@@ -255,6 +258,10 @@ class _Session:
             self.send_error(0, e)
             return
         request_id, op, args = request
+        if not all(isinstance(name, str) for name in args):  # msgpack allows binary keys
+            self.slots.release()
+            self.send_error(request_id, BadRequest("argument names must be strings"))
+            return
         if op == "watch":
             self.slots.release()  # a watch lives long; it has its own limit
             self._open_watch(request_id, args)
@@ -475,7 +482,7 @@ class NativeServer:
         result = await self.service.get(
             bytes_field(args, "key"),
             int_field(args, "revision"),
-            linearizable=args.get("serializable") is not True,
+            linearizable=not bool_field(args, "serializable"),
         )
         return result_doc(result, True)
 
@@ -487,34 +494,32 @@ class NativeServer:
             bytes_field(args, "range_end", required=False),
             revision=int_field(args, "revision"),
             limit=int_field(args, "limit"),
-            count_only=args.get("count_only") is True,
-            linearizable=args.get("serializable") is not True,
+            count_only=bool_field(args, "count_only"),
+            linearizable=not bool_field(args, "serializable"),
         )
         return result_doc(result, True)
 
     async def lease_grant(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"ttl", "client_id", "seq"}, "lease_grant")
-        ttl = int_field(args, "ttl")
-        if ttl < 1:
-            raise BadRequest("ttl must be a positive number of seconds")
+        ttl = int_field(args, "ttl", minimum=1, maximum=LEASE_TTL_S_MAX)
         result = await self.service.lease_grant(ttl, *self._session(args))
         return {"id": result.lease_id, "ttl": result.ttl_ms // 1000}
 
     async def lease_keepalive(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"id", "client_id", "seq"}, "lease_keepalive")
-        lease_id = int_field(args, "id")
+        lease_id = lease_id_field(args)
         result = await self.service.execute(LeaseKeepAlive(lease_id), *self._session(args))
         return {"id": lease_id, "ttl": result.ttl_ms // 1000}
 
     async def lease_revoke(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"id", "client_id", "seq"}, "lease_revoke")
-        command = LeaseRevoke(int_field(args, "id"))
+        command = LeaseRevoke(lease_id_field(args))
         result = await self.service.execute(command, *self._session(args))
         return {"revision": result.revision}
 
     async def lease_ttl(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"id"}, "lease_ttl")
-        return await lease_ttl_doc(self.service, int_field(args, "id"), binary=True)
+        return await lease_ttl_doc(self.service, lease_id_field(args), binary=True)
 
     async def status(self, args: Args) -> dict[str, Any]:
         only_fields(args, set(), "status")

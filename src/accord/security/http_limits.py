@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger("accord.security")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -235,8 +236,22 @@ class _GatedServer:
         return getattr(self._server, name)
 
 
+class MalformedRequestLogger(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server logger, except that a request its parser refuses (a URL over
+    8190 bytes, a bad header, an overflowing Content-Length: answered 400 by aiohttp)
+    is one warning line: a client's mistake, not a traceback in the node's log."""
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        if isinstance(error, HttpProcessingError):
+            log.warning("refused a malformed HTTP request: %s", str(error.message)[:200])
+            return
+        self.logger.exception(msg, *args, **kwargs)
+
+
 class GatedAppRunner(web.AppRunner):
     def __init__(self, app: web.Application, gate: ConnectionGate, **kwargs: Any) -> None:
+        kwargs.setdefault("logger", MalformedRequestLogger(logging.getLogger("aiohttp.server")))
         super().__init__(app, **kwargs)
         self._gate = gate
 
