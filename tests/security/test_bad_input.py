@@ -55,7 +55,7 @@ def _error_code(body: bytes) -> str:
         (
             "/v1/txn",
             f'{{"compare": [{{"key": "a", "target": "version", "op": "==", "value": {HUGE}}}]}}',
-        ),  # fmt: skip
+        ),
         ("/v1/txn", '{"success": [{"delete": {"key": "a", "limit": 1}}]}'),
         ("/v1/members", f'{{"id": {HUGE}, {MEMBER}}}'),
         ("/v1/members", f'{{"id": {2**64}, {MEMBER}}}'),
