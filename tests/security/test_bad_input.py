@@ -152,3 +152,22 @@ def _native(node: SingleNode, requests: list[list[Any]]) -> list[list[Any]]:
 def test_native_bad_arguments_are_400(node: SingleNode, request_: list[Any]) -> None:
     [answer] = _native(node, [request_])
     assert answer[0] == 1 and answer[1] == 400, answer
+
+
+def test_the_openapi_bounds_are_the_ones_the_server_enforces(node: SingleNode) -> None:
+    status, body, _ = http("GET", f"{node.url}/v1/openapi.json")
+    assert status == 200
+    paths = json.loads(body)["paths"]
+    grant = paths["/v1/lease/grant"]["post"]["requestBody"]
+    ttl = grant["content"]["application/json"]["schema"]["properties"]["ttl"]
+    for value, expected in [(ttl["minimum"] - 1, 400), (ttl["maximum"] + 1, 400), (2, 200)]:
+        answer = http("POST", f"{node.url}/v1/lease/grant", json.dumps({"ttl": value}).encode())
+        assert answer[0] == expected, (value, answer)
+    lease_id = paths["/v1/lease/{id}"]["get"]["parameters"][0]["schema"]
+    assert http("GET", f"{node.url}/v1/lease/{lease_id['minimum'] - 1}")[0] == 400
+    assert http("GET", f"{node.url}/v1/lease/{lease_id['maximum'] + 1}")[0] == 400
+    revision = paths["/v1/range"]["get"]["parameters"][-1]["schema"]
+    assert http("GET", f"{node.url}/v1/range?key=a&revision={revision['maximum'] + 1}")[0] == 400
+    assert "400" in paths["/v1/txn"]["post"]["responses"]
+    assert paths["/v1/txn"]["post"]["requestBody"]["required"] is True
+    assert http("POST", f"{node.url}/v1/txn", b"")[0] == 400
