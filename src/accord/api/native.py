@@ -43,7 +43,9 @@ frames, then one final frame: an error, or 200 when the node stops. `cancel` wit
 With auth on (`accord.security`), every op but `health` and `login` needs a logged-in
 connection (or a client certificate naming a user) and the permissions the HTTP API
 asks for; a frame or hello that does not arrive within `read_timeout_s` closes the
-connection.
+connection, and so does `idle_timeout_s` after the hello with no request in flight
+and no watch open. At `connections_max` open connections a new one closes the
+longest-idle connection, or is closed itself if none is idle.
 """
 
 from __future__ import annotations
