@@ -5,6 +5,7 @@ connection closes the longest-idle one to take its place."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from http.client import HTTPConnection
 import msgpack
 import pytest
 
+from accord.client.native import NativePool
 from accord.security.config import SecurityConfig
 from accord.testing.cluster import http
 from accord.testing.single import SingleNode
@@ -167,3 +169,24 @@ def wait_for_served(node: SingleNode) -> None:
             pass
         time.sleep(0.05)
     pytest.fail("no client served after the watches closed")
+
+
+def test_the_client_reopens_a_native_link_before_the_node_closes_it(node: SingleNode) -> None:
+    async def run() -> None:
+        pool = NativePool()
+        pool.link_idle_s_max = IDLE_TIMEOUT_S / 3  # as the default stays below the node's
+        url = f"accord://{node.native_address[0]}:{node.native_address[1]}"
+        try:
+            first = await pool.link(url)
+            assert (await first.call("health", {}))[0] == 200
+            deadline = time.monotonic() + 10
+            while first.idle_s() < pool.link_idle_s_max:  # idle past the client's bound
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            second = await pool.link(url)
+            assert second is not first and first.dead
+            assert (await second.call("health", {}))[0] == 200
+        finally:
+            await pool.close()
+
+    asyncio.run(run())
