@@ -30,14 +30,25 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleNode]:
 
 def _raw(node: SingleNode, head: bytes) -> tuple[int, bytes, bytes]:
     """Send the request line and headers `head` as they are (and no body); (status,
-    head, body) of the answer."""
+    head, body) of the answer, read up to its Content-Length (a node that refused a
+    declared body may linger a while before closing, draining it)."""
     with socket.create_connection(node.config.client, timeout=10) as s:
         s.sendall(head + b"Host: x\r\nConnection: close\r\n\r\n")
         answer = b""
-        while chunk := s.recv(65536):
+        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _length(answer):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), head, body
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 1 << 30  # no length: until the node closes
 
 
 def _error_code(body: bytes) -> str:
@@ -69,12 +80,17 @@ def test_out_of_range_numbers_and_fields_are_400(node: SingleNode, path: str, bo
     assert json.loads(answer)["error"]["code"] in ("bad_request", "invalid_request")
 
 
-def test_a_content_length_beyond_64_bits_is_refused_not_read_as_empty(node: SingleNode) -> None:
-    status, _, body = _raw(
-        node,
-        b"PUT /v1/kv/cl HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n",
-    )
-    assert status == 413 and _error_code(body) == "request_too_large"
+@pytest.mark.parametrize("length", ["18446744073709551615", "5000000", "1" + "0" * 30])
+def test_a_declared_body_over_the_limit_is_413_before_any_is_read(
+    node: SingleNode, length: str
+) -> None:
+    # 2^64-1 reaches aiohttp as "no body": it once stored an empty value (200).
+    head = f"PUT /v1/kv/cl HTTP/1.1\r\nContent-Length: {length}\r\n".encode()
+    status, _, body = _raw(node, head)
+    if len(length) > 20:
+        assert status == 400  # the HTTP parser's own refusal: it overflows 64 bits
+    else:
+        assert status == 413 and _error_code(body) == "request_too_large"
     assert http("GET", f"{node.url}/v1/kv/cl")[0] == 404  # nothing was stored
 
 

@@ -113,17 +113,24 @@ def check_request(request: web.Request) -> None:
     the request limit (a Content-Length the parser cannot hold is declared too: 2^64-1
     reaches aiohttp as "no body" but must not be read as an empty one), and only the
     query parameters its route reads."""
-    declared = request.headers.get("Content-Length")
-    if declared is not None and (
-        not declared.isdigit() or len(declared) > 12 or int(declared) > REQUEST_BYTES_MAX
-    ):
-        raise RequestTooLarge(f"Content-Length {declared[:24]} exceeds {REQUEST_BYTES_MAX} bytes")
+    too_large = declared_too_large(request)
+    if too_large is not None:
+        raise RequestTooLarge(too_large)
     route = request.match_info.route.name
     if route is None or route not in request.app[API_ROUTES]:
         return  # not a route of this API (auth routes, unmatched paths: their own rules)
     unknown = set(request.query) - QUERY_PARAMS.get(route, frozenset())
     if unknown:
         raise BadRequest(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+
+
+def declared_too_large(request: web.Request) -> str | None:
+    """Why the body the request declares is over its size limit (None: it is not)."""
+    declared = request.headers.get("Content-Length")
+    limit = request.client_max_size
+    if declared is None or (declared.isdigit() and len(declared) <= 12 and int(declared) <= limit):
+        return None
+    return f"Content-Length {declared[:24]} exceeds the limit of {limit} bytes"
 
 
 def query_bool(raw: str, name: str) -> bool:

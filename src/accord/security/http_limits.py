@@ -28,6 +28,8 @@ from typing import Any, cast
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from accord.api.http import declared_too_large
+
 log = logging.getLogger("accord.security")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STREAMING_PATHS = frozenset({"/v1/watch"})
@@ -200,6 +202,10 @@ class ConnectionGate:
         if protocol is not None:
             protocol.request_started()
         try:
+            too_large = declared_too_large(request)
+            if too_large is not None:  # refused before waiting for a byte of it
+                body = {"error": {"code": "request_too_large", "message": too_large}}
+                return web.json_response(body, status=413, headers={"Connection": "close"})
             # A body that has not all arrived yet must do so in time (most have: they
             # came with the headers, and reading them waits for nothing).
             if (
