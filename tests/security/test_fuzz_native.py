@@ -35,11 +35,10 @@ scalars = st.one_of(
     st.binary(max_size=40),
     st.text(max_size=40),
 )
+map_keys = st.one_of(st.text(max_size=12), st.binary(max_size=12))  # msgpack allows both
 values = st.recursive(
     scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
-    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(map_keys, inner, max_size=4),
     max_leaves=12,
 )
 field_names = st.sampled_from(
@@ -50,7 +49,11 @@ field_names = st.sampled_from(
 requests = st.tuples(
     st.one_of(st.integers(min_value=0, max_value=2**63), values),
     st.one_of(st.sampled_from(OPS), values),
-    st.one_of(st.dictionaries(field_names, values, max_size=6), values),
+    st.one_of(
+        st.dictionaries(field_names, values, max_size=6),
+        st.dictionaries(field_names | field_names.map(str.encode), values, max_size=6),
+        values,
+    ),
 )
 
 

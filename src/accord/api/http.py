@@ -25,14 +25,21 @@ from aiohttp import web
 
 from accord.api.openapi import spec
 from accord.api.wire import (
+    LEASE_TTL_S_MAX,
+    MEMBER_ID_MAX,
     BadRequest,
     error_extra,
     event_doc,
     http_status,
+    int_field,
     lease_ttl_doc,
     only_fields,
+    parse_json,
+    parse_lease_id,
     parse_txn,
     parse_uint,
+    path_bytes,
+    query_bytes,
     result_doc,
     status_doc,
 )
@@ -70,6 +77,20 @@ CORS = {"Access-Control-Allow-Origin": "*"}
 the others."""
 SLOW_REQUEST_EXEMPT = frozenset({"watch"})
 """Operations that are long by nature (a watch stream lasts as long as the client)."""
+QUERY_PARAMS: dict[str, frozenset[str]] = {
+    "kv_put": frozenset({"lease"}),
+    "kv_get": frozenset({"revision", "consistency"}),
+    "range": frozenset(
+        {"key", "range_end", "prefix", "limit", "count_only", "revision", "consistency"}
+    ),
+    "watch": frozenset({"key", "range_end", "prefix", "start_revision"}),
+}
+"""The query parameters each route reads; any other is refused (400), on every route
+of this API (a route not named here takes none), so a misspelt option is never
+silently ignored."""
+KV_PATH = "/v1/kv/"
+API_ROUTES = web.AppKey("accord_api_routes", frozenset[str])
+"""The names of the routes `HttpApi.app()` adds (others are added by other packages)."""
 FORWARD_AUTHORIZATION = "accord_forward_authorization"
 """Request key: the Authorization a forwarded request carries when the client's own
 headers have none (a user authenticated by TLS certificate)."""
@@ -84,6 +105,51 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> web.Re
 def dashboard_page() -> bytes:
     """The dashboard: one self-contained page (package data, no external assets)."""
     return (resources.files("accord") / "api" / "dashboard" / "index.html").read_bytes()
+
+
+# --- request checks shared by every route ----------------------------------------------
+def check_request(request: web.Request) -> None:
+    """What every request must satisfy before its handler runs: a declared body within
+    the request limit (a Content-Length the parser cannot hold is declared too: 2^64-1
+    reaches aiohttp as "no body" but must not be read as an empty one), and only the
+    query parameters its route reads."""
+    too_large = declared_too_large(request)
+    if too_large is not None:
+        raise RequestTooLarge(too_large)
+    route = request.match_info.route.name
+    if route is None or route not in request.app[API_ROUTES]:
+        return  # not a route of this API (auth routes, unmatched paths: their own rules)
+    unknown = set(request.query) - QUERY_PARAMS.get(route, frozenset())
+    if unknown:
+        raise BadRequest(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+
+
+def declared_too_large(request: web.Request) -> str | None:
+    """Why the body the request declares is over its size limit (None: it is not)."""
+    declared = request.headers.get("Content-Length")
+    limit = request.client_max_size
+    if declared is None or (declared.isdigit() and len(declared) <= 12 and int(declared) <= limit):
+        return None
+    return f"Content-Length {declared[:24]} exceeds the limit of {limit} bytes"
+
+
+def query_bool(raw: str, name: str) -> bool:
+    if raw.lower() not in ("true", "false", "1", "0"):
+        raise BadRequest(f"{name} must be true or false")
+    return raw.lower() in ("true", "1")
+
+
+def kv_path_key(request: web.Request) -> bytes:
+    """The key of a `/v1/kv/{key}` request, from the raw path: percent-escapes decode
+    to raw bytes (`accord.api.wire.path_bytes`)."""
+    raw = request.rel_url.raw_path
+    if not raw.startswith(KV_PATH):
+        raise BadRequest(f"a key URL starts with {KV_PATH}")
+    return path_bytes(raw[len(KV_PATH) :])
+
+
+class RequestTooLarge(BadRequest):
+    code = "request_too_large"
 
 
 # --- the application -------------------------------------------------------------------
@@ -134,6 +200,7 @@ class HttpApi:
         r.add_get("/metrics", self.metrics_text, name="metrics")
         r.add_get("/", self.dashboard, name="dashboard")
         r.add_get("/v1/openapi.json", self.openapi, name="openapi")
+        app[API_ROUTES] = frozenset(route.name for route in r.routes() if route.name)
         app.on_cleanup.append(self._close_client)
         return app
 
@@ -198,9 +265,14 @@ class HttpApi:
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            check_request(request)
             return await handler(request)
         except NotLeader as e:
             return await self._not_leader(request, e)
+        except RequestTooLarge as e:  # the body stays unread: the connection cannot go on
+            response = error_response(413, e.code, str(e))
+            response.force_close()
+            return response
         except BadRequest as e:
             return error_response(400, e.code, str(e))
         except AccordError as e:
@@ -208,7 +280,10 @@ class HttpApi:
         except web.HTTPRequestEntityTooLarge as e:
             return error_response(413, "request_too_large", str(e.text))
         except web.HTTPException as e:
-            return error_response(e.status, "http_error", e.reason)
+            response = error_response(e.status, "http_error", e.reason)
+            if "Allow" in e.headers:  # 405: the methods the route has
+                response.headers["Allow"] = e.headers["Allow"]
+            return response
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as e:  # a bug: answer in the API's format, and log it
@@ -271,7 +346,7 @@ class HttpApi:
     # --- handlers -------------------------------------------------------------------------
     @staticmethod
     def _key(request: web.Request) -> bytes:
-        return request.match_info["key"].encode()
+        return kv_path_key(request)
 
     @staticmethod
     def _linearizable(request: web.Request) -> bool:
@@ -296,12 +371,12 @@ class HttpApi:
 
     @staticmethod
     def _key_range(request: web.Request) -> tuple[bytes, bytes]:
-        q = request.query
+        q = query_bytes(request.rel_url.raw_query_string)  # keys are bytes, as in paths
         if "prefix" in q:
-            key = q["prefix"].encode()
+            key = q["prefix"]
             return key, prefix_end(key)
         if "key" in q:
-            return q["key"].encode(), q.get("range_end", "").encode()
+            return q["key"], q.get("range_end", b"")
         raise BadRequest("give key (and range_end) or prefix")
 
     @staticmethod
@@ -340,49 +415,27 @@ class HttpApi:
 
     async def range(self, request: web.Request) -> web.Response:
         q = request.query
-        unknown = set(q) - {
-            "key",
-            "range_end",
-            "prefix",
-            "limit",
-            "count_only",
-            "revision",
-            "consistency",
-        }
-        if unknown:
-            raise BadRequest(f"unknown parameter(s): {', '.join(sorted(unknown))}")
         key, end = self._key_range(request)
         result = await self.service.range(
             key,
             end,
             revision=self._query_int(request, "revision"),
             limit=self._query_int(request, "limit"),
-            count_only=q.get("count_only", "false").lower() in ("1", "true"),
+            count_only=query_bool(q.get("count_only", "false"), "count_only"),
             linearizable=self._linearizable(request),
         )
         return web.json_response(result_doc(result))
 
     async def txn(self, request: web.Request) -> web.Response:
-        try:
-            raw = json.loads(await request.read())
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise BadRequest(f"body is not valid JSON: {e}") from e
+        raw = parse_json(await request.read())
         result = await self.service.execute(parse_txn(raw), *self._request_id(request))
         return web.json_response(result_doc(result))
 
     async def _json_body(self, request: web.Request, allowed: set[str]) -> dict[str, Any]:
-        try:
-            raw = json.loads(await request.read() or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-            raise BadRequest(f"body is not valid JSON: {e}") from e
-        return only_fields(raw, allowed, "request body")
+        return only_fields(parse_json(await request.read() or b"{}"), allowed, "request body")
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
         """A stream of JSON lines, one per batch of events, in revision order."""
-        q = request.query
-        unknown = set(q) - {"key", "range_end", "prefix", "start_revision"}
-        if unknown:
-            raise BadRequest(f"unknown parameter(s): {', '.join(sorted(unknown))}")
         key, end = self._key_range(request)
         start_revision = self._query_int(request, "start_revision")
         watch_id = self.service.open_watch(key, end, start_revision)
@@ -405,26 +458,24 @@ class HttpApi:
 
     async def lease_grant(self, request: web.Request) -> web.Response:
         body = await self._json_body(request, {"ttl"})
-        ttl = body.get("ttl")
-        if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl < 1:
-            raise BadRequest("ttl must be a positive number of seconds")
+        ttl = int_field(body, "ttl", minimum=1, maximum=LEASE_TTL_S_MAX)
         result = await self.service.lease_grant(ttl, *self._request_id(request))
         return web.json_response({"id": result.lease_id, "ttl": result.ttl_ms // 1000})
 
     async def lease_keepalive(self, request: web.Request) -> web.Response:
         # Answered by the leader without a Raft write (a follower forwards it there), so
         # a client's session headers, if any, are not used.
-        lease_id = parse_uint(request.match_info["id"], "id")
+        lease_id = parse_lease_id(request.match_info["id"])
         info = await self.service.lease_keepalive(lease_id)
         return web.json_response({"id": lease_id, "ttl": info.ttl_ms // 1000})
 
     async def lease_revoke(self, request: web.Request) -> web.Response:
-        command = LeaseRevoke(parse_uint(request.match_info["id"], "id"))
+        command = LeaseRevoke(parse_lease_id(request.match_info["id"]))
         result = await self.service.execute(command, *self._request_id(request))
         return web.json_response({"revision": result.revision})
 
     async def lease_get(self, request: web.Request) -> web.Response:
-        lease_id = parse_uint(request.match_info["id"], "id")
+        lease_id = parse_lease_id(request.match_info["id"])
         return web.json_response(await lease_ttl_doc(self.service, lease_id))
 
     async def members(self, request: web.Request) -> web.Response:
@@ -440,9 +491,7 @@ class HttpApi:
         """Add a member (as a learner unless "voter": true); its addresses are
         replicated with the change, so every node can reach it."""
         body = await self._json_body(request, {"id", "name", "peer", "client", "native", "voter"})
-        member_id = body.get("id")
-        if not isinstance(member_id, int) or isinstance(member_id, bool) or member_id <= 0:
-            raise BadRequest("id must be a positive integer")
+        member_id = int_field(body, "id", minimum=1, maximum=MEMBER_ID_MAX)
         for name in ("name", "peer", "client"):
             if not isinstance(body.get(name), str):
                 raise BadRequest(f"{name} must be a string")
@@ -462,11 +511,13 @@ class HttpApi:
         return web.json_response({"members": member_roles(self.service.node, self.state)})
 
     async def member_promote(self, request: web.Request) -> web.Response:
-        await promote_member(self.service.node, parse_uint(request.match_info["id"], "id"))
+        member_id = parse_uint(request.match_info["id"], "id", minimum=1)
+        await promote_member(self.service.node, member_id)
         return web.json_response({"members": member_roles(self.service.node, self.state)})
 
     async def member_remove(self, request: web.Request) -> web.Response:
-        await remove_member(self.service.node, parse_uint(request.match_info["id"], "id"))
+        member_id = parse_uint(request.match_info["id"], "id", minimum=1)
+        await remove_member(self.service.node, member_id)
         return web.json_response({"members": member_roles(self.service.node, self.state)})
 
     async def status(self, request: web.Request) -> web.Response:

@@ -47,7 +47,9 @@ frames, then one final frame: an error, or 200 when the node stops. `cancel` wit
 With auth on (`accord.security`), every op but `health` and `login` needs a logged-in
 connection (or a client certificate naming a user) and the permissions the HTTP API
 asks for; a frame or hello that does not arrive within `read_timeout_s` closes the
-connection.
+connection, and so does `idle_timeout_s` after the hello with no request in flight
+and no watch open. At `connections_max` open connections a new one closes the
+longest-idle connection, or is closed itself if none is idle.
 """
 
 from __future__ import annotations
@@ -63,12 +65,15 @@ from typing import Any, Protocol
 import msgpack
 
 from accord.api.wire import (
+    LEASE_TTL_S_MAX,
     BadRequest,
+    bool_field,
     bytes_field,
     error_extra,
     event_doc,
     http_status,
     int_field,
+    lease_id_field,
     lease_ttl_doc,
     only_fields,
     parse_txn,
@@ -149,6 +154,13 @@ class _Session:
         self.user: str | None = None
         """Who is logged in on this connection (set by the server's guard, if any)."""
         self.token: str | None = None
+        self.handshaken = False
+        self.idle_since = asyncio.get_running_loop().time()
+        """When the last request in flight ended (or the connection opened)."""
+        self._deadline: asyncio.Timeout | None = None
+        """The timeout of the read in progress (moved when the connection goes idle)."""
+        self.idle_wait = False
+        """The read in progress is between frames (its timeout, if any, is the idle one)."""
 
     def send(self, request_id: int, status: int, body: Any) -> None:
         if not self.writer.is_closing():
@@ -176,18 +188,28 @@ class _Session:
         self.send(request_id, status, body)
         return status
 
+    @property
+    def evictable(self) -> bool:
+        """No request in flight, no watch open, nothing left to write: closing it
+        loses no work the node has begun."""
+        transport = self.writer.transport
+        return not self.tasks and not self.watches and transport.get_write_buffer_size() == 0
+
+    def close(self) -> None:
+        """Close at once (the server makes room for a new connection)."""
+        self.writer.transport.abort()
+
     async def run(self) -> None:
         decoder = FrameDecoder(NATIVE_FRAME_BYTES_MAX)
-        handshaken = False
         if self.server.guard is not None:
             self.server.guard.connected(self)
         self.writer.transport.set_write_buffer_limits(high=NATIVE_WRITE_BUFFER_BYTES_HIGH)
         try:
-            while data := await self._read(handshaken, decoder):
+            while data := await self._read(decoder):
                 for frame in decoder.feed(data):
-                    if not handshaken:
+                    if not self.handshaken:
                         self._hello(frame)
-                        handshaken = True
+                        self.handshaken = True
                         continue
                     await self.slots.acquire()  # backpressure: stop reading while full
                     await self.writer.drain()  # and while answers wait to be read
@@ -197,8 +219,12 @@ class _Session:
             self.send(0, 400, {"error": {"code": "bad_request", "message": str(e)}})
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away
-        except TimeoutError:  # a slow client: a frame (or the hello) took too long
-            self.send(0, 408, {"error": {"code": "timeout", "message": "frame read timed out"}})
+        except TimeoutError:
+            if self.idle_wait:
+                log.info("closing an idle native connection")
+            else:  # a slow client: a frame (or the hello) took too long
+                error = {"code": "timeout", "message": "frame read timed out"}
+                self.send(0, 408, {"error": error})
         finally:
             for task in [*self.tasks, *self.watches.values()]:
                 task.cancel()
@@ -206,13 +232,38 @@ class _Session:
                 self.writer.close()
                 await self.writer.wait_closed()
 
-    async def _read(self, handshaken: bool, decoder: FrameDecoder) -> bytes:
+    async def _read(self, decoder: FrameDecoder) -> bytes:
         """The next bytes; within `read_timeout_s` while a frame (or the hello) is
-        incomplete, so a slow client cannot hold a connection with a trickle. An idle
-        connection between frames is fine: watches are long and quiet."""
-        partial = not handshaken or decoder.buffered_bytes > 0
-        async with asyncio.timeout(self.server.read_timeout_s if partial else None):
-            return await self.reader.read(READ_BYTES)
+        incomplete, so a slow client cannot hold a connection with a trickle; within
+        `idle_timeout_s` of its last request while the connection is idle (no request
+        in flight, no watch: watches are long and quiet). A read that began with
+        requests in flight gets the idle deadline when the last one ends."""
+        partial = not self.handshaken or decoder.buffered_bytes > 0
+        self.idle_wait = not partial
+        when = None
+        if partial and self.server.read_timeout_s is not None:
+            when = asyncio.get_running_loop().time() + self.server.read_timeout_s
+        elif not partial and self._idle() and self.server.idle_timeout_s is not None:
+            when = self.idle_since + self.server.idle_timeout_s
+        async with asyncio.timeout_at(when) as deadline:
+            self._deadline = deadline
+            try:
+                return await self.reader.read(READ_BYTES)
+            finally:
+                self._deadline = None
+
+    def _idle(self) -> bool:
+        return self.handshaken and not self.tasks and not self.watches
+
+    def _went_idle(self) -> None:
+        """The last request or watch ended: the read in progress gets the idle timeout."""
+        if not self._idle():
+            return
+        loop = asyncio.get_running_loop()
+        self.idle_since = loop.time()
+        idle_timeout_s = self.server.idle_timeout_s
+        if self._deadline is not None and self.idle_wait and idle_timeout_s is not None:
+            self._deadline.reschedule(self.idle_since + idle_timeout_s)
 
     def _hello(self, frame: bytes) -> None:
         hello = _unpack(frame)
@@ -237,6 +288,10 @@ class _Session:
             self.send_error(0, e)
             return
         request_id, op, args = request
+        if not all(isinstance(name, str) for name in args):  # msgpack allows binary keys
+            self.slots.release()
+            self.send_error(request_id, BadRequest("argument names must be strings"))
+            return
         if op == "watch":
             self.slots.release()  # a watch lives long; it has its own limit
             self._open_watch(request_id, args)
@@ -248,6 +303,7 @@ class _Session:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         self.slots.release()
+        self._went_idle()
 
     async def _serve(self, request_id: int, op: str, args: Args) -> None:
         handler = self.server.handlers.get(op)
@@ -307,6 +363,7 @@ class _Session:
         def forget(done: asyncio.Task[None]) -> None:
             if self.watches.get(request_id) is done:
                 del self.watches[request_id]
+                self._went_idle()
 
         task.add_done_callback(forget)
 
@@ -352,13 +409,16 @@ class NativeServer:
         self.state = state
         self.metrics = metrics
         self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
+        self._sessions: dict[asyncio.Task[None], _Session] = {}
         self.guard: SessionGuard | None = None
         """Authentication and authorization (accord.security); None: every op allowed."""
         self.read_timeout_s: float | None = None
         """Most time a started frame (or the hello) may take to arrive (None: no limit)."""
+        self.idle_timeout_s: float | None = None
+        """Most time a connection may stay idle after the hello (None: no limit)."""
         self.connections_max: int | None = None
-        """Open connections beyond this are closed at once (None: no limit)."""
+        """At this many open connections, a new one closes the longest-idle one, or is
+        closed at once if every connection has work in flight (None: no limit)."""
         self.handlers: dict[str, Callable[[Args], Awaitable[Any]]] = {
             "put": self.put,
             "delete": self.delete,
@@ -396,15 +456,27 @@ class NativeServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if self.connections_max is not None and len(self._sessions) >= self.connections_max:
-            log.warning("refused a native connection: %d open", len(self._sessions))
+        full = self.connections_max is not None and len(self._sessions) >= self.connections_max
+        if full and not self._evict_idlest():
+            log.warning("refused a native connection: %d open, none idle", len(self._sessions))
             writer.close()
             return
-        self._sessions.add(task)
+        session = _Session(self, reader, writer)
+        self._sessions[task] = session
         try:
-            await _Session(self, reader, writer).run()
+            await session.run()
         finally:
-            self._sessions.discard(task)
+            self._sessions.pop(task, None)
+
+    def _evict_idlest(self) -> bool:
+        """Close the connection idle the longest to make room; False if none is."""
+        candidates = [(s.idle_since, t) for t, s in self._sessions.items() if s.evictable]
+        if not candidates:
+            return False
+        _, task = min(candidates, key=lambda c: c[0])
+        log.info("closing the longest-idle native connection to admit a new one")
+        self._sessions.pop(task).close()
+        return True
 
     def leader_hint(self, error: NotLeader) -> dict[str, Any]:
         leader = error.leader_hint or self.service.node.leader_id
@@ -442,7 +514,7 @@ class NativeServer:
         result = await self.service.get(
             bytes_field(args, "key"),
             int_field(args, "revision"),
-            linearizable=args.get("serializable") is not True,
+            linearizable=not bool_field(args, "serializable"),
         )
         return result_doc(result, True)
 
@@ -454,35 +526,33 @@ class NativeServer:
             bytes_field(args, "range_end", required=False),
             revision=int_field(args, "revision"),
             limit=int_field(args, "limit"),
-            count_only=args.get("count_only") is True,
-            linearizable=args.get("serializable") is not True,
+            count_only=bool_field(args, "count_only"),
+            linearizable=not bool_field(args, "serializable"),
         )
         return result_doc(result, True)
 
     async def lease_grant(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"ttl", "client_id", "seq"}, "lease_grant")
-        ttl = int_field(args, "ttl")
-        if ttl < 1:
-            raise BadRequest("ttl must be a positive number of seconds")
+        ttl = int_field(args, "ttl", minimum=1, maximum=LEASE_TTL_S_MAX)
         result = await self.service.lease_grant(ttl, *self._session(args))
         return {"id": result.lease_id, "ttl": result.ttl_ms // 1000}
 
     async def lease_keepalive(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"id", "client_id", "seq"}, "lease_keepalive")
         self._session(args)  # accepted for older clients; a keepalive is not logged
-        lease_id = int_field(args, "id")
+        lease_id = lease_id_field(args)
         info = await self.service.lease_keepalive(lease_id)
         return {"id": lease_id, "ttl": info.ttl_ms // 1000}
 
     async def lease_revoke(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"id", "client_id", "seq"}, "lease_revoke")
-        command = LeaseRevoke(int_field(args, "id"))
+        command = LeaseRevoke(lease_id_field(args))
         result = await self.service.execute(command, *self._session(args))
         return {"revision": result.revision}
 
     async def lease_ttl(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"id"}, "lease_ttl")
-        return await lease_ttl_doc(self.service, int_field(args, "id"), binary=True)
+        return await lease_ttl_doc(self.service, lease_id_field(args), binary=True)
 
     async def status(self, args: Args) -> dict[str, Any]:
         only_fields(args, set(), "status")

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from accord.api.wire import INT_MAX, LEASE_TTL_S_MAX, MEMBER_ID_MAX
 from accord.kv.limits import (
+    LEASE_ID_MAX,
     READ_KEYS_SCANNED_MAX,
     RESPONSE_BYTES_MAX,
     RESPONSE_KV_OVERHEAD_BYTES,
     RESPONSE_OP_OVERHEAD_BYTES,
+    TXN_COMPARES_MAX,
+    TXN_OPS_MAX,
     TXN_RANGE_OPS_MAX,
 )
 
+_UINT = {"type": "integer", "minimum": 0, "maximum": INT_MAX}
+"""Every integer the server reads is in 0..2^63-1 (narrower where a field says so)."""
 _ERROR = {
     "description": "error",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -25,8 +31,8 @@ _KEY_PARAM = {
     "in": "path",
     "required": True,
     "schema": {"type": "string"},
-    "description": "the key (UTF-8, URL-encoded); keys that are not UTF-8 are reached "
-    "through /v1/txn with key_b64",
+    "description": "the key, percent-encoded: escapes decode to raw bytes (%FF is the "
+    "byte 0xff, not text), as in the key, range_end and prefix query parameters",
 }
 _CONSISTENCY = {
     "name": "consistency",
@@ -35,13 +41,24 @@ _CONSISTENCY = {
     "description": "linearizable (default) confirms leadership first; serializable reads "
     "this node's local state at once, possibly stale",
 }
-_LEASE_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
-"""A numeric path id (of a lease or a member)."""
+_LEASE_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": LEASE_ID_MAX},
+    "description": "a lease id (0 names no lease: 400)",
+}
+_MEMBER_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": MEMBER_ID_MAX},
+}
 _REVISION = {
     "name": "revision",
     "in": "query",
-    "schema": {"type": "integer", "minimum": 1},
-    "description": "read the store as of this revision",
+    "schema": _UINT,
+    "description": "read the store as of this revision (0 or absent: the current one)",
 }
 
 
@@ -63,10 +80,72 @@ def _json(schema: str) -> dict[str, Any]:
 
 
 def _responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
+    """`ok` and the error statuses (default: every one an API call may answer: 400 bad
+    input, unknown query parameter; 404; 405 with Allow; 408 body too slow; 413 a
+    request over the size limit; 503 no leader; 504 outcome unknown)."""
     responses: dict[str, Any] = {"200": ok}
-    for status in errors or (400, 404, 413, 503):
+    for status in errors or (400, 404, 405, 408, 413, 503, 504):
         responses[str(status)] = _ERROR
     return responses
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+_KEY_FIELDS = {
+    "key": {"type": "string"},
+    "key_b64": {"type": "string", "contentEncoding": "base64"},
+    "range_end": {"type": "string"},
+    "range_end_b64": {"type": "string", "contentEncoding": "base64"},
+}
+_PUT_OP = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        **{k: v for k, v in _KEY_FIELDS.items() if k.startswith("key")},
+        "value": {"type": "string"},
+        "value_b64": {"type": "string", "contentEncoding": "base64"},
+        "lease": _UINT,
+    },
+}
+_GET_OP = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        **{k: v for k, v in _KEY_FIELDS.items() if k.startswith("key")},
+        "revision": _UINT,
+    },
+}
+_RANGE_OP = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {**_KEY_FIELDS, "revision": _UINT, "limit": _UINT},
+}
+_DELETE_OP = {"type": "object", "additionalProperties": False, "properties": _KEY_FIELDS}
+_TXN_OP = {
+    "type": "object",
+    "description": "exactly one of put, get, delete, range",
+    "minProperties": 1,
+    "maxProperties": 1,
+    "additionalProperties": False,
+    "properties": {"put": _PUT_OP, "get": _GET_OP, "delete": _DELETE_OP, "range": _RANGE_OP},
+}
+_COMPARE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["target", "op"],
+    "description": "value compares bytes (value or value_b64); the other targets an "
+    "integer in 0..2^63-1",
+    "properties": {
+        "key": {"type": "string"},
+        "key_b64": {"type": "string", "contentEncoding": "base64"},
+        "target": {"enum": ["value", "version", "create_revision", "mod_revision"]},
+        "op": {"enum": ["==", "!=", "<", ">"]},
+        "value": {"oneOf": [{"type": "string"}, _UINT]},
+        "value_b64": {"type": "string", "contentEncoding": "base64"},
+    },
+}
 
 
 _KV = {
@@ -136,10 +215,12 @@ SCHEMAS: dict[str, Any] = {
     },
     "Txn": {
         "type": "object",
+        "description": "a JSON object (an empty body is 400; {} is an empty transaction)",
+        "additionalProperties": False,
         "properties": {
-            "compare": {"type": "array", "items": {"type": "object"}},
-            "success": {"type": "array", "items": {"type": "object"}},
-            "failure": {"type": "array", "items": {"type": "object"}},
+            "compare": {"type": "array", "items": _COMPARE, "maxItems": TXN_COMPARES_MAX},
+            "success": {"type": "array", "items": _TXN_OP, "maxItems": TXN_OPS_MAX},
+            "failure": {"type": "array", "items": _TXN_OP, "maxItems": TXN_OPS_MAX},
         },
     },
     "TxnResult": {
@@ -175,7 +256,12 @@ def spec() -> dict[str, Any]:
             "summary": "Write a value (the raw request body)",
             "parameters": [
                 _KEY_PARAM,
-                {"name": "lease", "in": "query", "schema": {"type": "integer"}},
+                {
+                    "name": "lease",
+                    "in": "query",
+                    "schema": _UINT,
+                    "description": "attach the key to this lease (0 or absent: none)",
+                },
             ],
             "requestBody": {
                 "content": {
@@ -208,12 +294,12 @@ def spec() -> dict[str, Any]:
         {"name": "key", "in": "query", "schema": {"type": "string"}},
         {"name": "range_end", "in": "query", "schema": {"type": "string"}},
         {"name": "prefix", "in": "query", "schema": {"type": "string"}},
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+        {"name": "limit", "in": "query", "schema": _UINT},
         {"name": "count_only", "in": "query", "schema": {"type": "boolean"}},
         _CONSISTENCY,
         _REVISION,
     ]
-    start_revision = {"name": "start_revision", "in": "query", "schema": {"type": "integer"}}
+    start_revision = {"name": "start_revision", "in": "query", "schema": _UINT}
     watch_params = [*range_params[:3], start_revision]
     return {
         "openapi": "3.1.0",
@@ -233,7 +319,7 @@ def spec() -> dict[str, Any]:
             "/v1/txn": {
                 "post": {
                     "summary": "Compare, then apply success or failure ops",
-                    "requestBody": _json("Txn"),
+                    "requestBody": {"required": True, **_json("Txn")},
                     "responses": {
                         **_responses({"description": "outcome", **_json("TxnResult")}),
                         "413": _TOO_LARGE,
@@ -258,18 +344,30 @@ def spec() -> dict[str, Any]:
                 "post": {
                     "summary": 'Grant a lease: body {"ttl": seconds}; 429 too_many_leases '
                     "beyond leases_max or the user's leases_per_user_max",
-                    "requestBody": {
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "properties": {"ttl": {"type": "integer"}},
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["ttl"],
+                            "properties": {
+                                "ttl": {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "maximum": LEASE_TTL_S_MAX,
                                 }
-                            }
+                            },
                         }
-                    },
+                    ),
                     "responses": _responses(
-                        {"description": "granted", **_json("Lease")}, 400, 404, 413, 429, 503
+                        {"description": "granted", **_json("Lease")},
+                        400,
+                        404,
+                        405,
+                        408,
+                        413,
+                        429,
+                        503,
+                        504,
                     ),
                 }
             },
@@ -300,23 +398,35 @@ def spec() -> dict[str, Any]:
                 "post": {
                     "summary": "Add a member (a learner unless voter is true): body "
                     "{id, name, peer, client, native (optional), voter}",
-                    "requestBody": {
-                        "content": {"application/json": {"schema": {"type": "object"}}}
-                    },
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["id", "name", "peer", "client"],
+                            "properties": {
+                                "id": {"type": "integer", "minimum": 1, "maximum": MEMBER_ID_MAX},
+                                "name": {"type": "string"},
+                                "peer": {"type": "string", "description": "host:port"},
+                                "client": {"type": "string", "description": "host:port"},
+                                "native": {"type": "string", "description": "host:port"},
+                                "voter": {"type": "boolean"},
+                            },
+                        }
+                    ),
                     "responses": _responses({"description": "members"}),
                 },
             },
             "/v1/members/{id}": {
                 "delete": {
                     "summary": "Remove a member (the leader too)",
-                    "parameters": [_LEASE_ID],
+                    "parameters": [_MEMBER_ID],
                     "responses": _responses({"description": "members"}),
                 }
             },
             "/v1/members/{id}/promote": {
                 "post": {
                     "summary": "Promote a learner to voter",
-                    "parameters": [_LEASE_ID],
+                    "parameters": [_MEMBER_ID],
                     "responses": _responses({"description": "members"}),
                 }
             },

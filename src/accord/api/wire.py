@@ -10,11 +10,14 @@ encoders take `binary=True` for the native form.
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from accord.errors import AccordError, DeadlineExceeded, NotLeader, ProposalDropped
 from accord.kv import Compare, CompareOp, CompareTarget, DeleteRange, Get, Put, Range, Txn
 from accord.kv import errors as kv_errors
+from accord.kv.limits import LEASE_ID_MAX, LEASE_TTL_MS_MAX
 from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, TxnResult
 from accord.kv.types import Event, KeyValue
 from accord.node.members import NodeState, member_roles
@@ -142,10 +145,21 @@ def bytes_field(obj: dict[str, Any], name: str, required: bool = True) -> bytes:
 def only_fields(obj: Any, allowed: set[str], what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise BadRequest(f"{what} must be a JSON object")
+    if not all(isinstance(name, str) for name in obj):  # msgpack maps may have others
+        raise BadRequest(f"field names in {what} must be strings")
     unknown = set(obj) - allowed
     if unknown:
         raise BadRequest(f"unknown field(s) in {what}: {', '.join(sorted(unknown))}")
     return obj
+
+
+def bool_field(obj: dict[str, Any], name: str) -> bool:
+    """A boolean field, False when absent; anything but true or false is refused
+    (not read as false)."""
+    value = obj.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name} must be true or false")
+    return value
 
 
 _KEY_FIELDS = {"key", "key_b64", "range_end", "range_end_b64"}
@@ -162,7 +176,8 @@ def parse_txn_op(raw: Any) -> Put | Get | Range | DeleteRange:
     if kind == "get":
         body = only_fields(body, {"key", "key_b64", "revision"}, "get")
         return Get(bytes_field(body, "key"), int_field(body, "revision"))
-    body = only_fields(body, _KEY_FIELDS | {"revision", "limit"}, kind)
+    fields = _KEY_FIELDS if kind == "delete" else _KEY_FIELDS | {"revision", "limit"}
+    body = only_fields(body, fields, kind)
     key, end = bytes_field(body, "key"), bytes_field(body, "range_end", required=False)
     if kind == "delete":
         return DeleteRange(key, end)
@@ -170,21 +185,78 @@ def parse_txn_op(raw: Any) -> Put | Get | Range | DeleteRange:
 
 
 INT_MAX = (1 << 63) - 1
+"""Every integer a request carries is in 0..INT_MAX (narrower where a field says so)."""
 DIGITS_MAX = 19
+"""Digits of INT_MAX: a longer number is refused before it is converted."""
+LEASE_TTL_S_MAX = LEASE_TTL_MS_MAX // 1000
+MEMBER_ID_MAX = INT_MAX
 
 
-def int_field(obj: dict[str, Any], name: str) -> int:
+def int_field(obj: dict[str, Any], name: str, minimum: int = 0, maximum: int = INT_MAX) -> int:
+    """An integer field in minimum..maximum (0 when absent, if 0 is allowed)."""
     value = obj.get(name, 0)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT_MAX:
-        raise BadRequest(f"{name} must be an integer in 0..{INT_MAX}")
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise BadRequest(f"{name} must be an integer in {minimum}..{maximum}")
     return value
 
 
-def parse_uint(raw: str, name: str) -> int:
-    """A decimal integer in 0..INT_MAX from a query string, header or path."""
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= DIGITS_MAX) or int(raw) > INT_MAX:
-        raise BadRequest(f"{name} must be an integer in 0..{INT_MAX}")
+def parse_uint(raw: str, name: str, minimum: int = 0) -> int:
+    """A decimal integer in minimum..INT_MAX from a query string, header or path."""
+    digits = raw.isascii() and raw.isdigit() and len(raw) <= DIGITS_MAX
+    if not digits or not minimum <= int(raw) <= INT_MAX:
+        raise BadRequest(f"{name} must be an integer in {minimum}..{INT_MAX}")
     return int(raw)
+
+
+def lease_id_field(obj: dict[str, Any], name: str = "id") -> int:
+    """A lease id: 1..LEASE_ID_MAX (0 means "no lease" and names none)."""
+    return int_field(obj, name, minimum=1, maximum=LEASE_ID_MAX)
+
+
+def parse_lease_id(raw: str) -> int:
+    return parse_uint(raw, "lease id", minimum=1)
+
+
+def _json_int(text: str) -> int:
+    # Called by the JSON decoder before it converts: a 5000-digit number never becomes
+    # an int (Python refuses those with a ValueError, and slowly).
+    if len(text.lstrip("-")) > DIGITS_MAX:
+        raise BadRequest(f"integer {text[:24]}... is out of range (at most {INT_MAX})")
+    return int(text)
+
+
+def _json_constant(name: str) -> Any:
+    raise BadRequest(f"{name} is not JSON")
+
+
+def parse_json(data: bytes) -> Any:
+    """A request body as JSON, integers bounded before conversion; BadRequest if not."""
+    try:
+        return json.loads(data, parse_int=_json_int, parse_constant=_json_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # JSONDecodeError too
+        raise BadRequest(f"body is not valid JSON: {e}") from e
+
+
+def path_bytes(raw: str) -> bytes:
+    """A key from the raw (still percent-encoded) URL path or query: escapes decode to
+    raw bytes, so `%FF` is the byte 0xff and not text (the query's keys follow the
+    same rule, see `query_bytes`)."""
+    return unquote_to_bytes(raw)
+
+
+def query_bytes(raw_query: str) -> dict[str, bytes]:
+    """The raw query string's parameters, values decoded to bytes (`+` is a space, as
+    in any query); the first of repeated names wins, as in aiohttp's `request.query`."""
+    params: dict[str, bytes] = {}
+    for part in raw_query.split("&"):
+        name, _, value = part.partition("=")
+        if not part:
+            continue
+        params.setdefault(
+            unquote_to_bytes(name.replace("+", " ")).decode("utf-8", "replace"),
+            unquote_to_bytes(value.replace("+", " ")),
+        )
+    return params
 
 
 _TARGETS = {t.name.lower(): t for t in CompareTarget}

@@ -40,6 +40,12 @@ LEADER_REFRESH_S = 10.0
 """Age after which the next write first asks the cluster who leads (a leader that
 changed while the old one kept answering would otherwise cost every write a hop)."""
 
+NATIVE_LINK_IDLE_S_MAX = 15.0
+"""A shared native link unused for this long is closed and a new one opened for the
+next request: below the node's idle timeout (`idle_timeout_s`, 30 s by default), so a
+request never races the node closing the idle connection (over HTTP, aiohttp's
+keep-alive of 15 s does the same)."""
+
 WATCH_PROBE_INTERVAL_S = 5.0
 """A watch stream silent for this long has its node probed (`/ready`: it knows a leader
 and is not far behind); if the probe fails the watch resumes on another endpoint."""

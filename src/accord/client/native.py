@@ -29,7 +29,11 @@ from typing import Any
 import msgpack
 
 from accord.client.errors import error_from_answer
-from accord.client.limits import NATIVE_FRAME_BYTES_MAX, WATCH_QUEUE_FRAMES
+from accord.client.limits import (
+    NATIVE_FRAME_BYTES_MAX,
+    NATIVE_LINK_IDLE_S_MAX,
+    WATCH_QUEUE_FRAMES,
+)
 from accord.client.results import BadAnswer
 from accord.transport.errors import TransportError
 from accord.transport.framing import FrameDecoder, encode_frame
@@ -85,6 +89,14 @@ class NativeLink:
         """The id of the node at the other end, from its hello."""
         self.dead = False
         """The connection broke or was closed; the pool opens a new link."""
+        self._used_at = 0.0
+        """When a request or stream last began or ended (the loop's clock)."""
+
+    def idle_s(self) -> float:
+        """How long the link has had no request or stream in progress."""
+        if self._calls or self._streams:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._used_at
 
     async def connect(self) -> None:
         host, port = parse_native_url(self.url)
@@ -103,6 +115,7 @@ class NativeLink:
         if not (isinstance(hello, list) and hello[:2] == [PROTOCOL, VERSION] and len(hello) == 3):
             raise BadAnswer(f"{self.url} answered the hello with {hello!r}")
         self.node_id = int(hello[2])
+        self._used_at = asyncio.get_running_loop().time()
         self._reading = asyncio.create_task(self._read(decoder, frames[1:]))
         if self._login is not None:  # credentials: the connection's first request
             status, body = await self.call("login", self._login)
@@ -138,6 +151,7 @@ class NativeLink:
             return await future
         finally:
             self._calls.pop(request_id, None)
+            self._used_at = asyncio.get_running_loop().time()
 
     @contextlib.asynccontextmanager
     async def stream(self, op: str, args: dict[str, Any]) -> AsyncIterator[AsyncIterator[Answer]]:
@@ -162,6 +176,7 @@ class NativeLink:
             yield answers()
         finally:
             self._streams.pop(request_id, None)
+            self._used_at = asyncio.get_running_loop().time()
             if not finished and not self.dead:
                 with contextlib.suppress(ConnectionError):
                     self._send(next(self._ids), "cancel", {"id": request_id})
@@ -233,13 +248,16 @@ class NativePool:
         self.tls = tls
         self.login: Args | None = None
         """Arguments of the `login` op every new link sends first (None: no login)."""
+        self.link_idle_s_max = NATIVE_LINK_IDLE_S_MAX
 
     async def link(self, url: str) -> NativeLink:
         link = self._links.get(url)
-        if link is not None and not link.dead:
+        if link is not None and not link.dead and link.idle_s() < self.link_idle_s_max:
             return link
         async with self._locks.setdefault(url, asyncio.Lock()):
             link = self._links.get(url)
+            if link is not None and not link.dead and link.idle_s() >= self.link_idle_s_max:
+                await link.close()  # the node may be closing it as idle: do not race it
             if link is None or link.dead:
                 link = await self.open(url)
                 self._links[url] = link

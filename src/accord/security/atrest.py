@@ -86,6 +86,23 @@ def at_rest_cipher(data_dir: Path, keyring: Keyring | None) -> AesGcmCipher | No
     return cipher
 
 
+def read_only_cipher(data_dir: Path, keyring: Keyring | None) -> AesGcmCipher | None:
+    """As `at_rest_cipher`, for tools that only read (`accord storage check`): the same
+    checks, and the canary is never written. None: the directory is not encrypted."""
+    path = data_dir / KEYCHECK_FILE
+    if keyring is None:
+        if path.exists():
+            raise SecurityError(
+                f"the data in {data_dir} is encrypted: give its key (--key-file, or "
+                f"--config with the node's configuration, or {KEY_ENV})"
+            )
+        return None
+    cipher = AesGcmCipher(keyring)
+    if path.exists():
+        _check_canary(path, cipher, keyring, data_dir)
+    return cipher
+
+
 def _check_canary(path: Path, cipher: AesGcmCipher, keyring: Keyring, data_dir: Path) -> bool:
     """Open the canary (raising `SecurityError` if no configured key does); whether it
     is sealed with the current key."""

@@ -43,6 +43,9 @@ the file: the encryption key comes from `encryption_key_file` or `ACCORD_ENCRYPT
 | login_lockout_max_s    | 900     | up to this; a success, or a quiet spell this long    |
 |                        |         | after the lock, forgets the failures                 |
 | login_entries_max      | 10000   | addresses, names and pairs the login limits remember |
+| idle_timeout_s         | 30      | a connection with no request in progress (HTTP:      |
+|                        |         | none begun, native: none in flight and no watch)     |
+|                        |         | for this long is closed                              |
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class SecurityConfig:
     login_lockout_s: float = _LOGIN.lockout_s
     login_lockout_max_s: float = _LOGIN.lockout_max_s
     login_entries_max: int = _LOGIN.entries_max
+    idle_timeout_s: float = 30.0
 
     @property
     def tls(self) -> bool:
@@ -180,8 +184,11 @@ def parse_security(raw: Any, env: Mapping[str, str] | None = None) -> SecurityCo
 
     if config.client_cert_auth and not config.tls:
         raise SecurityError("security: client_cert_auth needs TLS (tls_ca, tls_cert, tls_key)")
-    if config.connections_max < 1 or config.read_timeout_s <= 0 or config.token_ttl_s < 1:
-        raise SecurityError("security: connections_max, read_timeout_s, token_ttl_s must be > 0")
+    timeouts_s = (config.read_timeout_s, config.idle_timeout_s)
+    if config.connections_max < 1 or min(timeouts_s) <= 0 or config.token_ttl_s < 1:
+        raise SecurityError(
+            "security: connections_max, read_timeout_s, idle_timeout_s, token_ttl_s must be > 0"
+        )
     _check_login_limits(config.login_limits)
     return config
 

@@ -24,14 +24,13 @@ short-lived token for that (`FORWARD_AUTHORIZATION`).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from accord.api.http import FORWARD_AUTHORIZATION
-from accord.api.wire import BadRequest, parse_txn, parse_uint
+from accord.api.http import FORWARD_AUTHORIZATION, kv_path_key
+from accord.api.wire import BadRequest, parse_json, parse_txn, parse_uint
 from accord.kv import Put, Txn
 from accord.node.service import REQUEST_OWNER
 from accord.security.authstore import READ, WRITE
@@ -172,17 +171,23 @@ class HttpGuard:
             if request.method == "PUT" and request.path.startswith("/v1/kv/"):
                 return [parse_uint(request.query.get("lease", "0"), "lease")]
             if request.method == "POST" and request.path == "/v1/txn":
-                return txn_leases(parse_txn(json.loads(await request.read())))
+                return txn_leases(parse_txn(parse_json(await request.read())))
         except Exception:  # the handler's own parsing answers it with a 4xx
             return []
         return []
 
     # --- key needs per route (None: malformed; the handler answers 400 the same way) ---
-    async def _kv_write(self, request: web.Request) -> list[Need]:
-        return [(WRITE, request.match_info["key"].encode(), b"")]
+    async def _kv_write(self, request: web.Request) -> list[Need] | None:
+        try:
+            return [(WRITE, kv_path_key(request), b"")]
+        except BadRequest:
+            return None
 
-    async def _kv_read(self, request: web.Request) -> list[Need]:
-        return [(READ, request.match_info["key"].encode(), b"")]
+    async def _kv_read(self, request: web.Request) -> list[Need] | None:
+        try:
+            return [(READ, kv_path_key(request), b"")]
+        except BadRequest:
+            return None
 
     async def _range_read(self, request: web.Request) -> list[Need] | None:
         try:
@@ -193,7 +198,7 @@ class HttpGuard:
 
     async def _txn(self, request: web.Request) -> list[Need] | None:
         try:
-            txn = parse_txn(json.loads(await request.read()))
+            txn = parse_txn(parse_json(await request.read()))
         except (BadRequest, ValueError, RecursionError, SecurityError):
             return None
         except Exception:  # the handler's parser fails the same way and answers 4xx/5xx

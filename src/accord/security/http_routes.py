@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from accord.api.wire import BadRequest
+from accord.api.wire import BadRequest, parse_json
 from accord.security.errors import RateLimited
 from accord.security.http_guard import USER_KEY, Handler, HttpGuard, error_response
 from accord.security.openapi import with_auth
@@ -35,10 +35,7 @@ from accord.security.service import AuthService
 
 
 async def _body(request: web.Request, allowed: set[str]) -> dict[str, Any]:
-    try:
-        raw = json.loads(await request.read() or b"{}")
-    except (ValueError, RecursionError) as e:
-        raise BadRequest(f"body is not valid JSON: {e}") from e
+    raw = parse_json(await request.read() or b"{}")
     if not isinstance(raw, dict) or set(raw) - allowed:
         raise BadRequest(f"body must be an object with fields among {sorted(allowed)}")
     return raw

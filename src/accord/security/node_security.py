@@ -30,7 +30,9 @@ class NodeSecurity:
             if config.rate_limit_rps > 0
             else None
         )
-        self.gate = ConnectionGate(config.connections_max, config.read_timeout_s)
+        self.gate = ConnectionGate(
+            config.connections_max, config.read_timeout_s, config.idle_timeout_s
+        )
 
     def http_runner(
         self, app: web.Application, key_range: KeyRange, **kwargs: Any
@@ -44,6 +46,7 @@ class NodeSecurity:
         if self.auth is not None or self.limiter is not None:
             native.guard = NativeGuard(self.auth, self.limiter)
         native.read_timeout_s = self.config.read_timeout_s
+        native.idle_timeout_s = self.config.idle_timeout_s
         native.connections_max = self.config.connections_max
 
     def start(self) -> None:
