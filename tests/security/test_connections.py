@@ -21,6 +21,8 @@ from accord.testing.cluster import http
 from accord.testing.single import SingleNode
 from accord.transport.framing import FrameDecoder, encode_frame
 
+from .sockets import closed_within
+
 IDLE_TIMEOUT_S = 1.5
 CONNECTIONS_MAX = 20
 SERVED_WITHIN_S = 5.0
@@ -33,20 +35,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleNode]:
     n.start()
     yield n
     n.stop()
-
-
-def _eof_within(s: socket.socket, seconds: float) -> float:
-    """How long until the node closed `s` (fails if it stays open `seconds`)."""
-    started = time.monotonic()
-    s.settimeout(seconds)
-    try:
-        while s.recv(4096):
-            pass
-    except ConnectionResetError:
-        pass
-    except TimeoutError:
-        pytest.fail(f"connection still open after {seconds}s")
-    return time.monotonic() - started
 
 
 def _still_open(s: socket.socket) -> bool:
@@ -86,7 +74,7 @@ def _native_call(node: SingleNode, op: str, args: dict[str, object]) -> list[obj
 
 def test_an_http_socket_that_never_sends_a_byte_is_closed(node: SingleNode) -> None:
     with socket.create_connection(node.config.client) as s:
-        assert _eof_within(s, IDLE_TIMEOUT_S + 10) >= IDLE_TIMEOUT_S * 0.5
+        assert closed_within(s, IDLE_TIMEOUT_S + 10) >= IDLE_TIMEOUT_S * 0.5
 
 
 def test_an_idle_keep_alive_connection_is_closed(node: SingleNode) -> None:
@@ -95,7 +83,7 @@ def test_an_idle_keep_alive_connection_is_closed(node: SingleNode) -> None:
         connection.request("GET", "/v1/kv/idle")
         connection.getresponse().read()
         assert connection.sock is not None
-        assert _eof_within(connection.sock, IDLE_TIMEOUT_S + 10) >= IDLE_TIMEOUT_S * 0.5
+        assert closed_within(connection.sock, IDLE_TIMEOUT_S + 10) >= IDLE_TIMEOUT_S * 0.5
     finally:
         connection.close()
 
@@ -105,7 +93,7 @@ def test_a_native_connection_idle_after_hello_is_closed(node: SingleNode) -> Non
     with s:
         s.sendall(encode_frame(msgpack.packb([7, "health", {}])))
         assert _frame(s, decoder)[:2] == [7, 200]
-        assert _eof_within(s, IDLE_TIMEOUT_S + 10) >= IDLE_TIMEOUT_S * 0.5
+        assert closed_within(s, IDLE_TIMEOUT_S + 10) >= IDLE_TIMEOUT_S * 0.5
 
 
 def test_a_native_connection_with_a_watch_is_not_idle(node: SingleNode) -> None:
@@ -133,7 +121,7 @@ def test_idle_http_sockets_at_the_cap_do_not_lock_clients_out(node: SingleNode) 
         status, _, _ = http("GET", f"{node.url}/v1/kv/cap", timeout=SERVED_WITHIN_S)
         assert status == 404
         assert time.monotonic() - started < SERVED_WITHIN_S
-        _eof_within(held[0], 2)  # the longest-idle connection made room
+        closed_within(held[0], 2)  # the longest-idle connection made room
 
 
 def test_idle_native_sockets_at_the_cap_do_not_lock_clients_out(node: SingleNode) -> None:
@@ -154,7 +142,7 @@ def test_at_the_cap_with_every_connection_busy_a_new_one_is_refused(node: Single
             s.settimeout(10)
             assert s.recv(4096).startswith(b"HTTP/1.1 200"), "the watch did not start"
         with socket.create_connection(node.config.client) as extra:
-            _eof_within(extra, 10)
+            closed_within(extra, 10)
     # The watches are gone: a client is served again.
     wait_for_served(node)
 

@@ -15,6 +15,8 @@ from accord.security.config import SecurityConfig
 from accord.testing.cluster import http, wait_for
 from accord.testing.single import SingleNode
 
+from .sockets import closed_within
+
 READ_TIMEOUT_S = 1.0
 CONNECTIONS_MAX = 4
 
@@ -31,20 +33,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SingleNode]:
     n.start()
     yield n
     n.stop()
-
-
-def _closed_within(s: socket.socket, seconds: float) -> float:
-    """How long until the peer closed `s` (fails if it stays open `seconds`)."""
-    started = time.monotonic()
-    s.settimeout(seconds)
-    try:
-        while s.recv(4096):
-            pass
-    except ConnectionResetError:
-        pass
-    except TimeoutError:
-        pytest.fail(f"connection still open after {seconds}s")
-    return time.monotonic() - started
 
 
 def test_a_fast_client_gets_429_with_retry_after_then_recovers(node: SingleNode) -> None:
@@ -65,7 +53,7 @@ def test_a_fast_client_gets_429_with_retry_after_then_recovers(node: SingleNode)
 def test_slow_http_headers_are_cut_off(node: SingleNode) -> None:
     with socket.create_connection(node.config.client) as s:
         s.sendall(b"GET /v1/kv/x HTTP/1.1\r\nHost: x\r\n")  # ... and never the blank line
-        assert _closed_within(s, READ_TIMEOUT_S + 10) >= READ_TIMEOUT_S * 0.5
+        assert closed_within(s, READ_TIMEOUT_S + 10) >= READ_TIMEOUT_S * 0.5
 
 
 def test_slow_http_body_is_cut_off(node: SingleNode) -> None:
@@ -107,7 +95,7 @@ def test_a_busy_keep_alive_connection_outlives_the_read_timeout(node: SingleNode
 def test_slow_native_frames_are_cut_off(node: SingleNode, data: bytes) -> None:
     with socket.create_connection(node.native_address) as s:
         s.sendall(data)
-        _closed_within(s, READ_TIMEOUT_S + 10)
+        closed_within(s, READ_TIMEOUT_S + 10)
 
 
 def test_a_connection_beyond_the_cap_takes_the_place_of_the_longest_idle(
@@ -117,7 +105,7 @@ def test_a_connection_beyond_the_cap_takes_the_place_of_the_longest_idle(
     try:
         status, _, _ = http("GET", f"{node.url}/v1/kv/cap", timeout=5)
         assert status in (404, 429)
-        _closed_within(held[0], 5)
+        closed_within(held[0], 5)
     finally:
         for s in held:
             s.close()
