@@ -253,6 +253,22 @@ def test_a_timed_out_attempt_at_the_deadline_is_deadline_exceeded() -> None:
         run(make_retrier(clock).run(attempt, timeout_s=5.0))
 
 
+def test_no_retry_starts_with_almost_nothing_left_of_the_deadline() -> None:
+    clock = FakeClock()
+    calls: list[float] = []
+
+    async def attempt(timeout_s: float) -> str:
+        calls.append(timeout_s)
+        if timeout_s < 0.005:  # too short to dial: times out, as a real attempt would
+            raise EndpointFailure("http://a", "no answer", timed_out=True)
+        clock.now += 0.99  # refused, leaving 10 ms, of which the backoff takes half
+        raise EndpointFailure("http://a", "refused")
+
+    with pytest.raises(Unavailable):  # why it failed, not a timeout of a stillborn retry
+        run(make_retrier(clock, backoff_base_s=0.005, backoff_cap_s=0.005).run(attempt, 1.0))
+    assert len(calls) == 1
+
+
 def test_when_every_breaker_is_open_the_call_waits_for_the_first_trial() -> None:
     clock = FakeClock()
     attempt = Failing(NoEndpoint(retry_at=clock.now + 1.5))

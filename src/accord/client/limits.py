@@ -14,6 +14,10 @@ ATTEMPT_TIMEOUT_S = 2.0
 longer than what is left of the call's deadline). Bounds the time lost to a node that
 accepts connections but does not answer (paused, partitioned)."""
 
+ATTEMPT_TIMEOUT_MIN_S = 0.01
+"""A retry is not started with less than this left of the call's deadline: it could
+not get an answer, and its timeout would hide why the earlier attempts failed."""
+
 RETRIES_MAX = 10
 """Retries after the first attempt of one call (the deadline usually ends it first)."""
 

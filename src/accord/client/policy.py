@@ -39,6 +39,7 @@ from typing import NoReturn, TypeVar
 
 from accord.client.errors import Unavailable
 from accord.client.limits import (
+    ATTEMPT_TIMEOUT_MIN_S,
     ATTEMPT_TIMEOUT_S,
     BACKOFF_BASE_S,
     BACKOFF_CAP_S,
@@ -206,7 +207,7 @@ class Retrier:
         last: Exception | None = None
         while True:
             remaining_s = deadline - self._clock()
-            if remaining_s <= 0:
+            if remaining_s <= 0 or (last is not None and remaining_s < ATTEMPT_TIMEOUT_MIN_S):
                 assert last is not None
                 _raise(give_up(last, deadline_passed=True), last)
             try:
