@@ -32,6 +32,14 @@ def test_ci_seeds_have_no_violation() -> None:
     assert sum(r.faults for r in results) > CI_SEEDS * 5
 
 
+def test_a_follower_serves_reads_from_what_its_machine_applied() -> None:
+    # Found far from the CI seeds: a follower installed a snapshot in its core (whose
+    # `log.applied` jumps to the snapshot's index at once) while an earlier Ready was
+    # still being synced, then served a read from the machine before restoring it.
+    result = run_seed(145412958, nodes=3, steps=STEPS)
+    assert result.ok, f"{result.prop}: {result.detail}"
+
+
 def test_a_seed_replays_exactly() -> None:
     first, second = run_seed(7, steps=1500), run_seed(7, steps=1500)
     assert first.fingerprint == second.fingerprint

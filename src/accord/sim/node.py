@@ -74,6 +74,10 @@ class SimNode:
         self._confirmed_reads: list[tuple[int, ClientRequest]] = []
         self._read_counter = 0
         self._snapshot_job: tuple[int, SnapshotJob] | None = None
+        self._applied_index = 0
+        """What the state machine holds, as the runtime's `applied_index`: the core's
+        `log.applied` jumps to a snapshot's index as soon as the core installs it, while
+        the machine is restored only when the Ready carrying it is handled."""
         self._renewed_term = 0
         self._leader_ticks = 0
 
@@ -86,6 +90,7 @@ class SimNode:
         self.machine = KVStateMachine()
         if recovered.snapshot is not None:
             self.machine.restore(recovered.snapshot.data)
+        self._applied_index = self.core.log.applied
         self._renewed_term = 0
         self._syncing = False
         self._snapshot_job = None
@@ -218,6 +223,7 @@ class SimNode:
             self.sim.network.send(self.id, m.dst, m)
         if rd.snapshot is not None:
             self.machine.restore(rd.snapshot.data)
+            self._applied_index = rd.snapshot.index
             self.sim.checker.on_state(self, rd.snapshot.index, lease_digest(self.machine))
             self._fail_writes_up_to(rd.snapshot.index)
         for entry in rd.committed_entries[applied:]:
@@ -241,6 +247,7 @@ class SimNode:
             applied, result = write_outcome(self.machine.apply(index, data)[0])
             self.sim.checker.on_state(self, index, lease_digest(self.machine))
         self.sim.checker.on_apply(self, index, term, kind, data)
+        self._applied_index = index
         pending = self._pending_writes.pop(index, None)
         if pending is None:
             return
@@ -266,7 +273,7 @@ class SimNode:
                 self._confirmed_reads.append((rs.index, req))
 
     def _serve_reads(self) -> None:
-        applied = self.core.log.applied
+        applied = self._applied_index
         waiting = []
         for index, req in self._confirmed_reads:
             if index <= applied:
