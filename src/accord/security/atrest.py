@@ -64,14 +64,33 @@ def _write_canary(path: Path, cipher: AesGcmCipher) -> None:
 def at_rest_cipher(data_dir: Path, keyring: Keyring | None) -> AesGcmCipher | None:
     """The cipher for `data_dir`'s storage (None: unencrypted), after checking that the
     configured keys match the directory. Raises `SecurityError` with the reason."""
+    hint = (
+        f" and no encryption key is configured; set encryption_key_file in [security] or {KEY_ENV}"
+    )
+    cipher, current = _checked_cipher(data_dir, keyring, hint)
+    if cipher is not None and not current:  # first encrypted start, or a rotation
+        _write_canary(data_dir / KEYCHECK_FILE, cipher)
+    return cipher
+
+
+def read_only_cipher(data_dir: Path, keyring: Keyring | None) -> AesGcmCipher | None:
+    """As `at_rest_cipher`, for tools that only read (`accord storage check`): the same
+    checks, and the canary is never written. None: the directory is not encrypted."""
+    hint = f": give its key (--key-file, or --config with the node's configuration, or {KEY_ENV})"
+    return _checked_cipher(data_dir, keyring, hint)[0]
+
+
+def _checked_cipher(
+    data_dir: Path, keyring: Keyring | None, no_key_hint: str
+) -> tuple[AesGcmCipher | None, bool]:
+    """The cipher (None: no key, and the directory is not encrypted) and whether the
+    canary is sealed with the current key, after every check of the keys against the
+    directory."""
     path = data_dir / KEYCHECK_FILE
     if keyring is None:
         if path.exists():
-            raise SecurityError(
-                f"the data in {data_dir} is encrypted and no encryption key is configured; "
-                f"set encryption_key_file in [security] or {KEY_ENV}"
-            )
-        return None
+            raise SecurityError(f"the data in {data_dir} is encrypted{no_key_hint}")
+        return None, True
     cipher = AesGcmCipher(keyring)
     current = path.exists() and _check_canary(path, cipher, keyring, data_dir)
     for kid, snapshot in snapshot_key_ids(data_dir / "raft" / "snap").items():
@@ -81,26 +100,7 @@ def at_rest_cipher(data_dir: Path, keyring: Keyring | None) -> AesGcmCipher | No
                 "among the configured keys: keep retired keys in the keyring until no "
                 "file uses them"
             )
-    if not current:  # first encrypted start, or a rotation: seal it with the new key
-        _write_canary(path, cipher)
-    return cipher
-
-
-def read_only_cipher(data_dir: Path, keyring: Keyring | None) -> AesGcmCipher | None:
-    """As `at_rest_cipher`, for tools that only read (`accord storage check`): the same
-    checks, and the canary is never written. None: the directory is not encrypted."""
-    path = data_dir / KEYCHECK_FILE
-    if keyring is None:
-        if path.exists():
-            raise SecurityError(
-                f"the data in {data_dir} is encrypted: give its key (--key-file, or "
-                f"--config with the node's configuration, or {KEY_ENV})"
-            )
-        return None
-    cipher = AesGcmCipher(keyring)
-    if path.exists():
-        _check_canary(path, cipher, keyring, data_dir)
-    return cipher
+    return cipher, current
 
 
 def _check_canary(path: Path, cipher: AesGcmCipher, keyring: Keyring, data_dir: Path) -> bool:
