@@ -36,3 +36,11 @@ def test_reset_forgets_every_keepalive() -> None:
     lessor.keepalive(1, 1_000, 0)
     lessor.reset()
     assert lessor.deadline_ms(1, 10) == 10 and len(lessor) == 0
+
+
+def test_a_short_ttl_is_checkpointed_a_margin_ahead_not_only_half_a_ttl() -> None:
+    table = {1: (1_000, 1_000)}
+    lessor = Lessor()
+    lessor.keepalive(1, 1_000, 500)  # real 1_500; replicated 1_000: half a TTL away
+    assert lessor.plan([], table.get, now_ms=500).checkpoints == []
+    assert lessor.plan([], table.get, now_ms=500, margin_ms=2_000).checkpoints == [(1, 1_500)]

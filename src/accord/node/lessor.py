@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from accord.kv.limits import INT64_MAX
+from accord.kv.leases import deadline as lease_deadline
 
 Lookup = Callable[[int], tuple[int, int] | None]
 
@@ -55,7 +55,7 @@ class Lessor:
 
     def keepalive(self, lease_id: int, ttl_ms: int, now_ms: int) -> int:
         """Note a keepalive at `now_ms`; returns the lease's new deadline."""
-        deadline = min(now_ms + ttl_ms, INT64_MAX)
+        deadline = lease_deadline(now_ms, ttl_ms)
         self._kept[lease_id] = max(deadline, self._kept.get(lease_id, 0))
         return self._kept[lease_id]
 
@@ -63,11 +63,14 @@ class Lessor:
         """The lease's real deadline, given its replicated one."""
         return max(replicated_ms, self._kept.get(lease_id, 0))
 
-    def plan(self, due: Iterable[int], lookup: Lookup, now_ms: int) -> LeasePlan:
+    def plan(
+        self, due: Iterable[int], lookup: Lookup, now_ms: int, margin_ms: int = 0
+    ) -> LeasePlan:
         """What to expire and what to checkpoint. `due`: the ids whose replicated
         deadline is `<= now_ms`; `lookup(id)`: a lease's `(ttl_ms, deadline_ms)`, or
-        `None` once it is gone. Keepalives the replicated state has caught up with, or
-        of leases that are gone, are forgotten."""
+        `None` once it is gone; a kept-alive lease is checkpointed once its replicated
+        deadline is less than half a TTL or `margin_ms` away. Keepalives the
+        replicated state has caught up with, or of leases that are gone, are forgotten."""
         expired = sorted(i for i in set(due) if self._kept.get(i, 0) <= now_ms)
         checkpoints: list[tuple[int, int]] = []
         still_ahead: dict[int, int] = {}
@@ -77,7 +80,7 @@ class Lessor:
                 continue  # gone, caught up, or expired (then it is due, above)
             ttl_ms, replicated_ms = lease
             still_ahead[lease_id] = kept
-            if replicated_ms - now_ms < ttl_ms // 2:
+            if replicated_ms - now_ms < max(ttl_ms // 2, margin_ms):
                 checkpoints.append((lease_id, kept))
         self._kept = still_ahead
         checkpoints.sort()

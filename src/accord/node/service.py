@@ -58,6 +58,9 @@ HOUSEKEEPING_INTERVAL_S = 0.5
 LEASE_EXPIRY_SLACK_MS = 1_000
 """How late a lease may expire after its deadline: one housekeeping round, plus the
 time `ExpireLeaseIds` takes to commit (documented; not enforced by a timer)."""
+CHECKPOINT_MARGIN_MS = 2 * int(HOUSEKEEPING_INTERVAL_S * 1000) + LEASE_EXPIRY_SLACK_MS
+"""A kept-alive lease's replicated deadline is written again once it is this close
+(or half a TTL, if longer), so it cannot lapse between two rounds even for a short TTL."""
 SESSION_IDLE_MS = 10 * 60 * 1000
 """A client session unused this long is forgotten (clients stop retrying far sooner)."""
 
@@ -88,6 +91,9 @@ class KVService:
         self.tracing = tracing
         self.watches = WatchHub(machine)
         self.lessor = Lessor()
+        self._renewed_term = 0
+        """The term whose `RenewAllLeases` committed: until then a lease's replicated
+        deadline may have passed during the election, yet the renewal will extend it."""
         self._watch_signals: dict[int, asyncio.Event] = {}
         self._housekeeping: asyncio.Task[None] | None = None
         self._closing = False
@@ -147,7 +153,10 @@ class KVService:
         if not self.node.is_leader:
             raise NotLeader(self.node.leader_id)
         info = self.machine.lease_ttl(lease_id)
-        if info is None or self.lease_deadline_ms(info) <= now:
+        # Before this term's renewal commits, a lease still in the table is alive: the
+        # renewal, stamped later than `now`, gives it a full TTL.
+        renewing = self._renewed_term != self.node.core.term
+        if info is None or (not renewing and self.lease_deadline_ms(info) <= now):
             raise LeaseNotFound(lease_id)
         self.lessor.keepalive(lease_id, info.ttl_ms, now)
         return info
@@ -231,16 +240,15 @@ class KVService:
     # --- the leader's housekeeping ----------------------------------------------------------
     async def _housekeep(self) -> None:
         rounds = 0
-        renewed_in_term = 0
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
             if not self.node.is_leader:
                 continue
             rounds += 1
             term = self.node.core.term
-            if renewed_in_term != term:
+            if self._renewed_term != term:
                 if await self._renew_leases():
-                    renewed_in_term = term
+                    self._renewed_term = term
                 continue
             with contextlib.suppress(AccordError):
                 await self._expire_and_checkpoint()
@@ -261,7 +269,9 @@ class KVService:
         # The leader's clock decides: the state machine's only moves with commands.
         now = now_ms()
         machine = self.machine
-        plan = self.lessor.plan(machine.leases_due(now), machine.lease_deadline, now)
+        plan = self.lessor.plan(
+            machine.leases_due(now), machine.lease_deadline, now, CHECKPOINT_MARGIN_MS
+        )
         step = LEASE_IDS_PER_COMMAND_MAX
         for start in range(0, len(plan.checkpoints), step):
             await self.execute(LeaseCheckpoint(tuple(plan.checkpoints[start : start + step])))
