@@ -19,9 +19,12 @@ from accord.chaos.hostile.outcome import Outcome, judge
 from accord.chaos.localup import UpCluster, UpNode
 from accord.kv.commands import Envelope, Put, encode_command
 from accord.raft.types import Entry, EntryType, Message, MessageType
+from accord.security.localcluster import PEERS_DIR
+from accord.security.tls import client_context_for_node
 from accord.transport.codec import Hello, decode_hello_reply, encode_hello, encode_message
 from accord.transport.errors import TransportError
 from accord.transport.framing import FrameDecoder, encode_frame
+from accord.transport.peer import REFUSAL_REASON
 
 PEER_TIMEOUT_S = 3.0
 EFFECT_WAIT_S = 3.0
@@ -48,7 +51,8 @@ def speak(
     """Open a peer connection to `node`, say `hello`, then send `messages` if accepted."""
     try:
         with socket.create_connection(node.peer, timeout=PEER_TIMEOUT_S) as raw:
-            sock = raw if context is None else context.wrap_socket(raw, server_hostname=None)
+            host = node.peer[0]
+            sock = raw if context is None else context.wrap_socket(raw, server_hostname=host)
             sock.sendall(encode_frame(encode_hello(hello)))
             reply = decode_hello_reply(_read_frame(sock))
             if not reply.accepted:
@@ -215,14 +219,15 @@ def term_overflow(cluster: UpCluster) -> Outcome:
 
 
 def cert_claims_other_id(cluster: UpCluster) -> Outcome:
-    """--secure: a valid node certificate (of node A) in a hello claiming node B."""
+    """A valid peer certificate (of node A, from the cluster's peer CA) in a hello
+    claiming node B: it must pass TLS and be refused by the identity check."""
     leader, _, term = _roles(cluster)
     others = [n for n in cluster.nodes if n.id != leader.id]
     holder, claimed = others[0], others[-1] if len(others) > 1 else others[0]
-    secure = cluster.directory / "secure"
-    context = ssl.create_default_context(cafile=str(secure / "ca.crt"))
-    context.check_hostname = False
-    context.load_cert_chain(secure / f"node-{holder.name}.crt", secure / f"node-{holder.name}.key")
+    peers = cluster.directory / PEERS_DIR
+    context = client_context_for_node(
+        (peers / "ca.crt", peers / f"node-{holder.name}.crt", peers / f"node-{holder.name}.key")
+    )
     hello = Hello(cluster.cluster_id, claimed.id + (holder.id == claimed.id), leader.id)
     message = heartbeat(hello.src, leader.id, term + 5)
     answer = speak(leader, hello, [message], context)
@@ -231,6 +236,8 @@ def cert_claims_other_id(cluster: UpCluster) -> Outcome:
     failures = []
     if answer.accepted:
         failures.append(f"{holder.name}'s certificate was accepted as node {hello.src}")
+    elif answer.reason != REFUSAL_REASON:  # refused by TLS: the check was never reached
+        failures.append(f"refused before the identity check: {answer.reason}")
     if after != (leader.id, term):
         failures.append(f"leader/term went from {(leader.id, term)} to {after}")
     return judge(
