@@ -71,11 +71,11 @@ def test_a_lease_kept_alive_lives_and_expires_soon_after_the_last_keepalive(
     started = time.monotonic()
     while time.monotonic() - started < 6:  # three TTLs, kept alive from memory only
         assert keepalive(cluster, leader, lease) == 200
+        last = time.monotonic()  # the lease's deadline is now + TTL, by the leader's clock
         assert http("GET", f"{url}/v1/kv/held")[0] == 200
         # A put attaching a key still works: checkpoints keep the replicated deadline on.
         assert http("PUT", f"{url}/v1/kv/held2?lease={lease}", b"v")[0] == 200
         time.sleep(0.4)  # the client's keepalive period, not a wait for a condition
-    last = time.monotonic()
     wait_for(lambda: http("GET", f"{url}/v1/kv/held")[0] == 404, "the lease to expire")
     elapsed_s = time.monotonic() - last
     assert 1.5 <= elapsed_s <= 2 + 1 + 1.5, f"expired {elapsed_s:.2f}s after the last keepalive"
