@@ -82,9 +82,10 @@ def _json(schema: str) -> dict[str, Any]:
 def _responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
     """`ok` and the error statuses (default: every one an API call may answer: 400 bad
     input, unknown query parameter; 404; 405 with Allow; 408 body too slow; 413 a
-    request over the size limit; 503 no leader; 504 outcome unknown)."""
+    request over the size limit; 429 a rate limit or a full table, e.g.
+    too_many_sessions for a new client id; 503 no leader; 504 outcome unknown)."""
     responses: dict[str, Any] = {"200": ok}
-    for status in errors or (400, 404, 405, 408, 413, 503, 504):
+    for status in errors or (400, 404, 405, 408, 413, 429, 503, 504):
         responses[str(status)] = _ERROR
     return responses
 
@@ -336,7 +337,7 @@ def spec() -> dict[str, Any]:
                     "from start_revision) ends it with a response_too_large line.",
                     "parameters": watch_params,
                     "responses": _responses(
-                        {"description": "application/x-ndjson stream"}, 400, 410
+                        {"description": "application/x-ndjson stream"}, 400, 403, 410, 429
                     ),
                 }
             },
@@ -386,6 +387,9 @@ def spec() -> dict[str, Any]:
             "/v1/lease/{id}/keepalive": {
                 "post": {
                     "summary": "Refresh a lease",
+                    "description": "Answered by the leader from memory, without a log "
+                    "entry (a follower forwards it); session headers are ignored. 404 once "
+                    "the lease's deadline has passed, or for another user's lease.",
                     "parameters": [_LEASE_ID],
                     "responses": _responses({"description": "refreshed", **_json("Lease")}),
                 }
