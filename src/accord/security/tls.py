@@ -100,10 +100,6 @@ def is_node_certificate(peercert: dict[str, Any] | None) -> bool:
     return _subject(peercert).get("organizationalUnitName") == NODE_UNIT
 
 
-def node_certificate_name(peercert: dict[str, Any] | None) -> str | None:
-    return _subject(peercert).get("commonName") if is_node_certificate(peercert) else None
-
-
 def node_identity(peercert: dict[str, Any] | None) -> tuple[str, int] | None:
     """(cluster id, node id) a verified node certificate names (its one `node_uri`);
     None for a client's certificate or a node certificate that names no node."""
