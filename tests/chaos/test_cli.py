@@ -23,7 +23,9 @@ def test_unknown_fault_is_a_usage_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_short_run_prints_the_verdict_and_writes_its_files(tmp_path: Path) -> None:
-    args = ["chaos", "run", "--workload", "set", "--faults", "pause", "--time", "4"]
+    # Longer than the longest gap before a fault (`Pace.gap_s`), with room to spare, so
+    # the run always holds one (seed 3's first pause comes 3.97 s in).
+    args = ["chaos", "run", "--workload", "set", "--faults", "pause", "--time", "6"]
     result = CliRunner().invoke(cli, [*args, "--seed", "3", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == "valid"
