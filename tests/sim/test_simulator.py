@@ -8,7 +8,8 @@ import pytest
 
 from accord.raft import DebugFlags
 from accord.sim.__main__ import BUGS, main, replay_command
-from accord.sim.runner import SimResult, run_seed
+from accord.sim.protocol import ClientRequest
+from accord.sim.runner import SimResult, Simulation, run_seed
 
 CI_SEEDS = 500
 STEPS = 3000
@@ -38,6 +39,24 @@ def test_a_follower_serves_reads_from_what_its_machine_applied() -> None:
     # still being synced, then served a read from the machine before restoring it.
     result = run_seed(145412958, nodes=3, steps=STEPS)
     assert result.ok, f"{result.prop}: {result.detail}"
+
+
+def test_a_late_copy_of_an_answered_write_is_refused_as_stale() -> None:
+    # Found far from the CI seeds: the network delivered a duplicate of a client's
+    # write to a leader after the client's next write applied; the state machine
+    # rightly refused it as stale, which the simulator used to take for a session bug.
+    result = run_seed(859337684, nodes=3, steps=STEPS)
+    assert result.ok, f"{result.prop}: {result.detail}"
+
+
+def test_refusing_the_write_a_client_waits_for_as_stale_is_a_violation() -> None:
+    sim = Simulation(1)
+    client = next(iter(sim.clients.values()))
+    client.request = ClientRequest(client.address, 4, 1, "w", "k0", 7, None, 5000, 3)
+    with pytest.raises(AssertionError, match="still waits for"):
+        sim.check_abandoned(5000, 3)
+    sim.check_abandoned(5000, 2)  # a write the client has finished with
+    sim.check_abandoned(5001, 3)  # another session's
 
 
 def test_a_seed_replays_exactly() -> None:

@@ -64,11 +64,14 @@ def encode_write(
 
 
 SESSION_EXPIRED = "session_expired"
+STALE_REQUEST = "stale_request"
 
 
 def write_outcome(result: Any) -> tuple[bool, Any]:
     """(applied, what the client records): True for a write, whether a CAS succeeded;
-    (False, "session_expired") when the client must open a new session."""
+    (False, "session_expired") when the client must open a new session; (False,
+    "stale_request") for a delayed copy of a write its session has since moved past,
+    which the caller must check the client no longer waits for."""
     if isinstance(result, PutResult):
         return True, True
     if isinstance(result, LeaseGrantResult | LeasesRenewedResult | ExpireLeasesResult):
@@ -79,6 +82,10 @@ def write_outcome(result: Any) -> tuple[bool, Any]:
         # The client gave up on its first write (never applied) and moved on: its
         # session never opened. The request was refused, so a new session may retry it.
         return False, SESSION_EXPIRED
+    if isinstance(result, ErrorResult) and result.code == STALE_REQUEST:
+        # The network duplicates client requests: a late copy of an answered write can
+        # reach a leader after the client's next write applied. Refused, never applied.
+        return False, STALE_REQUEST
     # No other simulated request may fail in the state machine: that would be a bug
     # (e.g. a session that lost track of a retry).
     raise AssertionError(f"state machine refused a simulated write: {result!r}")

@@ -39,6 +39,7 @@ from accord.raft import (
 )
 from accord.sim.kvops import (
     LEASE_ROUND_TICKS,
+    STALE_REQUEST,
     encode_write,
     lease_digest,
     lease_round,
@@ -244,7 +245,11 @@ class SimNode:
     def _apply(self, index: int, term: int, kind: EntryType, data: bytes) -> None:
         applied, result = True, None
         if kind == EntryType.NORMAL and data:
-            applied, result = write_outcome(self.machine.apply(index, data)[0])
+            outcome = self.machine.apply(index, data)[0]
+            applied, result = write_outcome(outcome)
+            if result == STALE_REQUEST:
+                session, write_seq = outcome.details[:2]
+                self.sim.check_abandoned(session, write_seq)
             self.sim.checker.on_state(self, index, lease_digest(self.machine))
         self.sim.checker.on_apply(self, index, term, kind, data)
         self._applied_index = index

@@ -206,6 +206,27 @@ class Simulation:
         elif dst in self.clients and isinstance(payload, ClientReply):
             self.clients[dst].receive(payload)
 
+    def check_abandoned(self, session: int, write_seq: int) -> None:
+        """The state machine refused (session, write_seq) as stale: a later write of
+        that session applied first. Legitimate only for a copy of a write its client
+        has finished with; refusing the write a client still waits for is a bug (a
+        session that lost track of a retry)."""
+        for client in self.clients.values():
+            request = client.request
+            if (
+                request is not None
+                and request.op != "r"
+                and (request.session, request.write_seq)
+                == (
+                    session,
+                    write_seq,
+                )
+            ):
+                raise AssertionError(
+                    f"state machine refused as stale write {write_seq} of session "
+                    f"{session}, which client {client.address} still waits for"
+                )
+
     def _note(self, line: str) -> None:
         self.trace.append(f"[{self.now:>7}] {line}")
 
