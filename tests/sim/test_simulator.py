@@ -7,7 +7,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from accord.raft import DebugFlags
-from accord.sim.__main__ import BUGS, main, replay_command
+from accord.sim.__main__ import BUGS, chosen_for_determinism, main, replay_command
 from accord.sim.protocol import ClientRequest
 from accord.sim.runner import SimResult, Simulation, run_seed
 
@@ -41,6 +41,46 @@ def test_a_follower_serves_reads_from_what_its_machine_applied() -> None:
     assert result.ok, f"{result.prop}: {result.detail}"
 
 
+GROUP_SEEDS = 40
+
+
+def test_seeds_with_eight_groups_per_node_have_no_violation() -> None:
+    seeds = range(1, GROUP_SEEDS + 1)
+    with ProcessPoolExecutor(max_workers=JOBS) as pool:
+        results = list(
+            pool.map(
+                run_seed,
+                seeds,
+                [None] * len(seeds),
+                [STEPS] * len(seeds),
+                [None] * len(seeds),
+                [8] * len(seeds),
+            )
+        )
+    failures = [r for r in results if not r.ok]
+    assert not failures, "\n".join(
+        f"seed {r.seed}: {r.prop}: {r.detail}\n  {replay_command(r.seed, None, STEPS, None, 8)}"
+        for r in failures[:5]
+    )
+    # Every group served its own clients, on most seeds.
+    served = [all(n > 0 for n in r.ops_completed_by_group) for r in results]
+    assert all(len(r.ops_completed_by_group) == 8 for r in results)
+    assert sum(served) > GROUP_SEEDS * 3 // 4
+
+
+def test_the_executor_bug_is_caught_with_many_groups() -> None:
+    caught = _first_caught(BUGS["send-before-persist"], range(1, 101), groups=4)
+    assert caught is not None, "send-before-persist survived 100 seeds of 4 groups"
+
+
+def test_the_determinism_check_covers_a_different_share_each_time() -> None:
+    seeds = range(1, 20_001)
+    first = {s for s in seeds if chosen_for_determinism(s, salt=1)}
+    second = {s for s in seeds if chosen_for_determinism(s, salt=2)}
+    assert 300 < len(first) < 500 and 300 < len(second) < 500  # about one in 50
+    assert len(first & second) < len(first) // 5
+
+
 def test_a_late_copy_of_an_answered_write_is_refused_as_stale() -> None:
     # Found far from the CI seeds: the network delivered a duplicate of a client's
     # write to a leader after the client's next write applied; the state machine
@@ -71,7 +111,7 @@ def test_a_seed_replays_exactly() -> None:
     assert other.fingerprint != first.fingerprint
 
 
-def _first_caught(debug: DebugFlags, seeds: range) -> SimResult | None:
+def _first_caught(debug: DebugFlags, seeds: range, groups: int = 1) -> SimResult | None:
     with ProcessPoolExecutor(max_workers=JOBS) as pool:
         for result in pool.map(
             run_seed,
@@ -79,6 +119,7 @@ def _first_caught(debug: DebugFlags, seeds: range) -> SimResult | None:
             [None] * len(seeds),
             [STEPS] * len(seeds),
             [debug] * len(seeds),
+            [groups] * len(seeds),
             chunksize=4,
         ):
             if not result.ok:
@@ -113,6 +154,19 @@ def _first_caught(debug: DebugFlags, seeds: range) -> SimResult | None:
             {
                 "invariant",
                 "election safety",  # a candidate's own vote, counted before it is durable
+                "leader completeness",
+                "state machine safety",
+                "linearizability",
+                "log matching",
+                "durable commit",
+            },
+        ),
+        (
+            "send-before-persist",
+            200,
+            {
+                "invariant",  # e.g. a follower told of a commit beyond the log it kept
+                "election safety",
                 "leader completeness",
                 "state machine safety",
                 "linearizability",

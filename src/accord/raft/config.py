@@ -19,6 +19,9 @@ class DebugFlags:
     """Drop the persisted vote when restarting."""
     ack_before_persist: bool = False
     """Send vote grants and append acks before the state they promise is durable."""
+    send_before_persist: bool = False
+    """The host's executor (not the core) sends every message before the fsync; see
+    `accord.host.plan`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,11 @@ _KINDS = {"r": OpKind.READ, "w": OpKind.WRITE, "c": OpKind.CAS}
 
 
 class SimClient:
-    def __init__(self, sim: Simulation, address: int, history: History) -> None:
+    def __init__(self, sim: Simulation, address: int, history: History, group: int = 0) -> None:
         self.sim = sim
         self.address = address
+        self.group = group
+        self._key_prefix = f"g{group}/" if group else ""
         self.history = history
         self.seq = 0
         self.session = address * 1000
@@ -45,7 +47,7 @@ class SimClient:
             return
         rng = self.sim.rng
         self.seq += 1
-        key = f"k{rng.randrange(self.sim.params.keys)}"
+        key = f"{self._key_prefix}k{rng.randrange(self.sim.params.keys)}"
         roll = rng.random()
         if roll < 0.45:
             op, arg1, arg2 = "r", None, None
@@ -69,6 +71,7 @@ class SimClient:
             arg2,
             session=self.session,
             write_seq=self.write_seq,
+            group=self.group,
         )
         self.deadline = self.sim.now + self.sim.params.op_deadline
         self.attempt = 0

@@ -1,23 +1,26 @@
-"""One simulated server: a real `RaftCore`, `MemoryStorage` as its disk, the real
-`KVStateMachine` and the request handling a real node runtime does.
+"""One simulated server process: a `Host` with one `SimReplica` per Raft group, each
+a real `RaftCore`, `MemoryStorage` as its disk and the real `KVStateMachine`.
 
-A Ready is handled as the driving contract says, with the disk's fsync taking
-simulated time: send `messages`, write, apply the committed entries that earlier
-Readies persisted (as the runtime does, overlapping its fsync), (time passes) sync,
-send `messages_after_persist`, apply the rest, `advance`. A crash in between loses
-the write. A Ready that only moves the commit index (`must_sync` false) is written
-without a sync, so a crash may lose it too, and (as in the runtime) its committed
-entries are applied before its messages are sent.
+The process executes the host's batches exactly as the asyncio runtime does — the
+steps come from the same `accord.host.plan` — with the fsync taking simulated time:
+`AWAIT_DURABLE` schedules the rest of the batch after a random delay, during which
+the process takes inputs but no new batch. A crash in between loses what was not
+synced. One simulated fsync covers the disks of every group, as one WAL fsync does.
+
+BUGGIFY: some seeds turn on rare paths only the simulator takes, each firing now and
+then: applying later than the fsync returns (the rest of a batch waits a while), and
+snapshots at odd moments (a snapshot job started whatever the schedule says).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from accord.errors import NotLeader, ProposalDropped
+from accord.host import AWAIT_DURABLE, Batch, Host, Persist, Send
 from accord.kv import (
     Command,
     Envelope,
@@ -26,16 +29,18 @@ from accord.kv import (
     SnapshotJob,
     encode_command,
 )
+from accord.kv.results import ErrorResult
 from accord.raft import (
     ConfChange,
     ConfChangeError,
+    Entry,
     EntryType,
-    Message,
     RaftConfig,
     RaftCore,
     ReadState,
     Ready,
     Role,
+    Snapshot,
 )
 from accord.sim.kvops import (
     LEASE_ROUND_TICKS,
@@ -51,6 +56,7 @@ from accord.storage import MemoryStorage
 
 if TYPE_CHECKING:
     from accord.sim.runner import Simulation
+    from accord.sim.safety import SafetyChecker
 
 
 @dataclass(slots=True)
@@ -59,17 +65,20 @@ class _PendingWrite:
     request: ClientRequest
 
 
-class SimNode:
-    def __init__(self, sim: Simulation, node_id: int, make_config: Callable[[], RaftConfig]):
-        self.sim = sim
-        self.id = node_id
+class SimReplica:
+    """One group's replica on one simulated node: the host's handler for that group,
+    its disk, its state machine and its waiting client requests."""
+
+    def __init__(self, node: SimNode, group: int, make_config: Callable[[int], RaftConfig]):
+        self.node = node
+        self.sim = node.sim
+        self.id = node.id
+        self.group = group
         self.make_config = make_config
+        self.checker: SafetyChecker = node.sim.checkers[group]
         self.disk = MemoryStorage()
-        self.alive = False
-        self.incarnation = 0
         self.core: RaftCore
         self.machine = KVStateMachine()
-        self._syncing = False
         self._pending_writes: dict[int, _PendingWrite] = {}
         self._pending_reads: dict[bytes, ClientRequest] = {}
         self._confirmed_reads: list[tuple[int, ClientRequest]] = []
@@ -82,43 +91,33 @@ class SimNode:
         self._renewed_term = 0
         self._leader_ticks = 0
 
-    # --- lifecycle -----------------------------------------------------------------
-    def start(self) -> None:
-        self.incarnation += 1
-        self.alive = True
+    @property
+    def alive(self) -> bool:
+        return self.node.alive
+
+    @property
+    def is_leader(self) -> bool:
+        return self.node.alive and self.core.role == Role.LEADER
+
+    def start(self) -> RaftCore:
         recovered = self.disk.load()
-        self.core = RaftCore(self.make_config(), random.Random(self.sim.rng.random()), recovered)
+        self.core = RaftCore(
+            self.make_config(self.group), random.Random(self.sim.rng.random()), recovered
+        )
         self.machine = KVStateMachine()
         if recovered.snapshot is not None:
             self.machine.restore(recovered.snapshot.data)
         self._applied_index = self.core.log.applied
         self._renewed_term = 0
-        self._syncing = False
         self._snapshot_job = None
         self._pending_writes.clear()
         self._pending_reads.clear()
         self._confirmed_reads.clear()
-        self.sim.checker.on_start(self)
-        self._schedule_tick()
-        self.pump()
+        self.checker.on_start(self)
+        return self.core
 
-    def crash(self) -> None:
-        self.alive = False
-        self.disk.crash(self.sim.rng)
-
-    def _schedule_tick(self) -> None:
-        self.sim.schedule(self.sim.tick_interval[self.id], self._on_tick, self.incarnation)
-
-    def _on_tick(self, incarnation: int) -> None:
-        if incarnation != self.incarnation or not self.alive:
-            return
-        self.core.tick()
-        self._schedule_tick()
-        if self.is_leader:
-            self._lease_housekeeping()
-        self.pump()
-
-    def _lease_housekeeping(self) -> None:
+    # --- leader housekeeping -------------------------------------------------------
+    def lease_housekeeping(self) -> None:
         """As the node service does: a new leader renews every lease in one command;
         then, now and then, lease grants, checkpoints and expiry."""
         if self._renewed_term != self.core.term:
@@ -140,18 +139,11 @@ class SimNode:
             return False
         return True
 
-    # --- inputs ----------------------------------------------------------------------
-    def receive(self, payload: Any) -> None:
-        if isinstance(payload, Message):
-            self.core.step(payload)
-        elif isinstance(payload, ClientRequest):
-            self._handle_request(payload)
-        self.pump()
-
-    def _handle_request(self, req: ClientRequest) -> None:
+    # --- requests ------------------------------------------------------------------------
+    def handle_request(self, req: ClientRequest) -> None:
         if req.op == "r":
             self._read_counter += 1
-            context = f"{self.id}:{self.incarnation}:{self._read_counter}".encode()
+            context = f"{self.id}:{self.node.incarnation}:{self._read_counter}".encode()
             self._pending_reads[context] = req
             self.core.read_index(context)
             return
@@ -173,7 +165,6 @@ class SimNode:
             self.core.propose_conf_change(change)
         except (NotLeader, ProposalDropped, ConfChangeError):
             return False
-        self.pump()
         return True
 
     def transfer_leadership(self, target: int) -> None:
@@ -181,77 +172,36 @@ class SimNode:
             self.core.transfer_leadership(target)
         except (NotLeader, ConfChangeError):
             return
-        self.pump()
 
     def _reply(self, req: ClientRequest, ok: bool, **fields: Any) -> None:
         reply = ClientReply(req.client, req.seq, req.attempt, ok, **fields)
         self.sim.network.send(self.id, req.client, reply)
 
-    # --- the ready cycle ---------------------------------------------------------------
-    def pump(self) -> None:
-        if not self.alive or self._syncing or not self.core.has_ready():
-            return
-        rd = self.core.ready()
-        self.sim.checker.on_ready(self, rd)
-        if rd.persist_needed() and rd.must_sync:
-            for m in rd.messages:
-                self.sim.network.send(self.id, m.dst, m)
-            self.disk.write(rd.hard_state, rd.entries, rd.snapshot)
-            self._syncing = True
-            early = rd.durable_committed()
-            for entry in rd.committed_entries[:early]:  # while the fsync is in flight
-                self._apply(entry.index, entry.term, entry.type, entry.data)
-            delay = self.sim.fsync_delay()
-            self.sim.schedule(delay, self._on_synced, self.incarnation, rd, early)
-            return
-        if rd.persist_needed():
-            self.disk.write(rd.hard_state, rd.entries, rd.snapshot)  # no fsync needed
-        # As the runtime does: nothing to sync, so apply first and send afterwards.
-        self._finish_ready(rd, send_after_apply=rd.messages)
+    # --- the host's handler ----------------------------------------------------------------
+    def on_ready(self, ready: Ready) -> None:
+        self.checker.on_ready(self, ready)
 
-    def _on_synced(self, incarnation: int, rd: Ready, applied: int) -> None:
-        if incarnation != self.incarnation or not self.alive:
-            return
-        self.disk.sync()
-        self.sim.checker.on_synced(self, rd)
-        self._syncing = False
-        self._finish_ready(rd, applied)
+    def restore(self, snapshot: Snapshot) -> None:
+        self.machine.restore(snapshot.data)
+        self._applied_index = snapshot.index
+        self.checker.on_state(self, snapshot.index, lease_digest(self.machine))
+        for pending_index in [i for i in self._pending_writes if i <= snapshot.index]:
+            self._reply(self._pending_writes.pop(pending_index).request, ok=False, error="dropped")
 
-    def _finish_ready(
-        self, rd: Ready, applied: int = 0, send_after_apply: tuple[Message, ...] = ()
-    ) -> None:
-        for m in rd.messages_after_persist:
-            self.sim.network.send(self.id, m.dst, m)
-        if rd.snapshot is not None:
-            self.machine.restore(rd.snapshot.data)
-            self._applied_index = rd.snapshot.index
-            self.sim.checker.on_state(self, rd.snapshot.index, lease_digest(self.machine))
-            self._fail_writes_up_to(rd.snapshot.index)
-        for entry in rd.committed_entries[applied:]:
+    def apply(self, entries: Sequence[Entry]) -> None:
+        for entry in entries:
             self._apply(entry.index, entry.term, entry.type, entry.data)
-        for m in send_after_apply:
-            self.sim.network.send(self.id, m.dst, m)
-        self._collect_reads(rd.read_states)
-        self.core.advance(rd)
-        self.sim.checker.after_advance(self)
-        if self.is_leader:
-            self.sim.after_leader_ready(self)
-            if not self.alive:
-                return
-        self._serve_reads()
-        self._maybe_compact()
-        self.pump()
 
     def _apply(self, index: int, term: int, kind: EntryType, data: bytes) -> None:
         applied, result = True, None
         if kind == EntryType.NORMAL and data:
             outcome = self.machine.apply(index, data)[0]
-            applied, result = write_outcome(outcome)
-            if result == STALE_REQUEST:
+            if isinstance(outcome, ErrorResult) and outcome.code == STALE_REQUEST:
                 session, write_seq = outcome.details[:2]
-                self.sim.check_abandoned(session, write_seq)
-            self.sim.checker.on_state(self, index, lease_digest(self.machine))
-        self.sim.checker.on_apply(self, index, term, kind, data)
+                self.sim.check_abandoned(int(session), int(write_seq))
+            applied, result = write_outcome(outcome)
+            self.checker.on_state(self, index, lease_digest(self.machine))
+        self.checker.on_apply(self, index, term, kind, data)
         self._applied_index = index
         pending = self._pending_writes.pop(index, None)
         if pending is None:
@@ -263,11 +213,7 @@ class SimNode:
         else:
             self._reply(pending.request, ok=False, error="dropped")
 
-    def _fail_writes_up_to(self, index: int) -> None:
-        for pending_index in [i for i in self._pending_writes if i <= index]:
-            self._reply(self._pending_writes.pop(pending_index).request, ok=False, error="dropped")
-
-    def _collect_reads(self, read_states: tuple[ReadState, ...]) -> None:
+    def on_read_states(self, read_states: tuple[ReadState, ...]) -> None:
         for rs in read_states:
             req = self._pending_reads.pop(rs.context, None)
             if req is None:
@@ -276,6 +222,15 @@ class SimNode:
                 self._reply(req, ok=False, error="read_rejected", leader_hint=self.core.leader)
             else:
                 self._confirmed_reads.append((rs.index, req))
+
+    def on_advanced(self, ready: Ready) -> None:
+        self.checker.after_advance(self)
+        if self.is_leader:
+            self.sim.after_leader_ready(self.node)
+            if not self.alive:
+                return
+        self._serve_reads()
+        self._maybe_compact()
 
     def _serve_reads(self) -> None:
         applied = self._applied_index
@@ -307,9 +262,133 @@ class SimNode:
         every = self.sim.params.compact_every
         log = self.core.log
         last_snapshot = log.snapshot.index if log.snapshot else 0
-        if every and log.applied - last_snapshot >= every:
+        due = every and log.applied - last_snapshot >= every
+        if due or (log.applied > last_snapshot and self.sim.buggify("odd_snapshot")):
             self._snapshot_job = (log.applied, self.machine.snapshot_job(keys_per_step=1))
+
+
+class SimNode:
+    """A simulated node process: its groups, its ticks, and the batch executor."""
+
+    def __init__(
+        self, sim: Simulation, node_id: int, make_config: Callable[[int], RaftConfig]
+    ) -> None:
+        self.sim = sim
+        self.id = node_id
+        self.alive = False
+        self.incarnation = 0
+        self.host = Host()
+        self.replicas = {
+            group: SimReplica(self, group, make_config) for group in range(sim.params.groups)
+        }
+        self._syncing = False
+
+    def replica(self, group: int) -> SimReplica:
+        return self.replicas[group]
+
+    # --- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        self.incarnation += 1
+        self.alive = True
+        self._syncing = False
+        self.host = Host(send_before_persist=self.sim.params.debug.send_before_persist)
+        for replica in self.replicas.values():
+            self.host.add_group(replica.start(), replica)
+        self._schedule_tick()
+        self.pump()
+
+    def crash(self) -> None:
+        self.alive = False
+        for replica in self.replicas.values():
+            replica.disk.crash(self.sim.rng)
+
+    def _schedule_tick(self) -> None:
+        self.sim.schedule(self.sim.tick_interval[self.id], self._on_tick, self.incarnation)
+
+    def _on_tick(self, incarnation: int) -> None:
+        if incarnation != self.incarnation or not self.alive:
+            return
+        self.host.tick()
+        self._schedule_tick()
+        for replica in self.replicas.values():
+            if replica.is_leader:
+                replica.lease_housekeeping()
+        self.pump()
+
+    # --- inputs ----------------------------------------------------------------------
+    def receive(self, payload: Any) -> None:
+        if isinstance(payload, ClientRequest):
+            self.replicas[payload.group].handle_request(payload)
+        else:
+            self.host.step(payload)
+        self.pump()
+
+    def propose_conf_change(self, group: int, change: ConfChange) -> bool:
+        proposed = self.replicas[group].propose_conf_change(change)
+        self.pump()
+        return proposed
+
+    def transfer_leadership(self, group: int, target: int) -> None:
+        self.replicas[group].transfer_leadership(target)
+        self.pump()
+
+    # --- the batch executor ------------------------------------------------------------
+    def pump(self) -> None:
+        if not self.alive or self._syncing:
+            return
+        batch = self.host.ready()
+        if batch is not None:
+            self._run(batch, 0)
+
+    def _run(self, batch: Batch, position: int) -> None:
+        """Execute `batch.steps[position:]`; an fsync (or a buggified delay before
+        the applies) suspends it, to go on at `_resume`."""
+        steps = batch.steps
+        while position < len(steps):
+            step = steps[position]
+            position += 1
+            if isinstance(step, Send):
+                for m in step.messages:
+                    self.sim.network.send(self.id, m.dst, m)
+            elif isinstance(step, Persist):
+                for write in step.writes:
+                    disk = self.replicas[write.group].disk
+                    disk.write(write.hard_state, write.entries, write.snapshot)
+            elif step is AWAIT_DURABLE:
+                self._suspend(batch, position)
+                return
+            else:
+                self.host.run(step)
+                if not self.alive:
+                    return  # crashed by a fault hook mid-batch
+        self.pump()
+
+    def _suspend(self, batch: Batch, position: int) -> None:
+        self._syncing = True
+        self.sim.schedule(
+            self.sim.fsync_delay(), self._on_synced, self.incarnation, batch, position
+        )
+
+    def _on_synced(self, incarnation: int, batch: Batch, position: int) -> None:
+        if incarnation != self.incarnation or not self.alive:
+            return
+        for replica in self.replicas.values():  # one fsync: the whole log
+            replica.disk.sync()
+        for group, rd in batch.readies:
+            self.replicas[group].checker.on_synced(self.replicas[group], rd)
+        if self.sim.buggify("late_apply"):
+            delay = 1 + self.sim.rng.randrange(3 * self.sim.params.tick_base)
+            self.sim.schedule(delay, self._go_on, self.incarnation, batch, position)
+        else:
+            self._go_on(incarnation, batch, position)
+
+    def _go_on(self, incarnation: int, batch: Batch, position: int) -> None:
+        if incarnation != self.incarnation or not self.alive:
+            return
+        self._syncing = False
+        self._run(batch, position)
 
     @property
     def is_leader(self) -> bool:
-        return self.alive and self.core.role == Role.LEADER
+        """Leads group 0 (the group the runner's node-level faults aim at first)."""
+        return self.replicas[0].is_leader

@@ -19,6 +19,8 @@ class ClientRequest:
     session: int = 0
     write_seq: int = 0
     """The client's session and its sequence number (writes only; reads use none)."""
+    group: int = 0
+    """The Raft group the client talks to (each group has its own clients and keys)."""
 
 
 @dataclass(frozen=True, slots=True)

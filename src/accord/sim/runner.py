@@ -35,7 +35,15 @@ from accord.sim.protocol import ClientReply, ClientRequest
 from accord.sim.safety import SafetyChecker, SafetyViolation
 
 CLIENT_ADDRESS_BASE = 1000
+GROUPS_MAX = 64
+"""Raft groups per simulated node at most (--groups)."""
+CLIENTS_PER_GROUP_MAX = 10
+"""Client addresses of group g are CLIENT_ADDRESS_BASE + g * this + 0, 1, ..."""
 TRACE_LINES = 60
+BUGGIFY_SITES = ("late_apply", "odd_snapshot")
+"""Rare paths only the simulator takes (see `accord.sim.node`); a seed turns on some."""
+BUGGIFY_CHANCE = 0.05
+"""How often a site that is on fires when reached."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +83,19 @@ class SimParams:
     safety_events: int
     liveness_bound: int
     debug: DebugFlags = field(default_factory=DebugFlags)
+    groups: int = 1
+    """Raft groups every node hosts, each with its own clients, keys and checks."""
+    buggify: frozenset[str] = frozenset()
+    """The BUGGIFY sites this seed turns on."""
 
     @staticmethod
-    def draw(rng: random.Random, nodes: int | None, steps: int, debug: DebugFlags) -> SimParams:
+    def draw(
+        rng: random.Random, nodes: int | None, steps: int, debug: DebugFlags, groups: int = 1
+    ) -> SimParams:
         tick = 10
         election = rng.choice([5, 10, 20])
         return SimParams(
+            groups=groups,
             nodes=nodes or rng.choice([3, 5]),
             tick_base=tick,
             election_ticks=election,
@@ -110,6 +125,7 @@ class SimParams:
             safety_events=steps,
             liveness_bound=tick * election * 60,
             debug=debug,
+            buggify=frozenset(site for site in BUGGIFY_SITES if rng.random() < 0.25),
         )
 
 
@@ -126,6 +142,7 @@ class SimResult:
     faults: int = 0
     fingerprint: int = 0
     params: SimParams | None = None
+    ops_completed_by_group: tuple[int, ...] = ()
 
 
 class Simulation:
@@ -135,16 +152,17 @@ class Simulation:
         nodes: int | None = None,
         steps: int = 3000,
         debug: DebugFlags | None = None,
+        groups: int = 1,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.params = SimParams.draw(self.rng, nodes, steps, debug or DebugFlags())
+        self.params = SimParams.draw(self.rng, nodes, steps, debug or DebugFlags(), groups)
         self.now = 0
         self._lease_ids = 0
         self._queue: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
         self._seq = 0
         self.healing = False
-        self.checker = SafetyChecker()
+        self.checkers = {group: SafetyChecker() for group in range(self.params.groups)}
         self.network = SimNetwork(self)
         self.network.loss = self.params.loss
         self.network.duplicate = self.params.duplicate
@@ -158,8 +176,12 @@ class Simulation:
         }
         self.history = History()
         self.clients = {
-            CLIENT_ADDRESS_BASE + c: SimClient(self, CLIENT_ADDRESS_BASE + c, self.history)
-            for c in range(self.params.clients)
+            address: SimClient(self, address, self.history, group)
+            for group in range(self.params.groups)
+            for address in (
+                CLIENT_ADDRESS_BASE + group * CLIENTS_PER_GROUP_MAX + c
+                for c in range(self.params.clients)
+            )
         }
         self.trace: deque[str] = deque(maxlen=TRACE_LINES)
         self.fingerprint = 0
@@ -167,7 +189,7 @@ class Simulation:
         self.leader_crashes = 0
         self.events = 0
 
-    def _config_maker(self, node_id: int, ids: list[int]) -> Callable[[], RaftConfig]:
+    def _config_maker(self, node_id: int, ids: list[int]) -> Callable[[int], RaftConfig]:
         p = self.params
         config = RaftConfig(
             id=node_id,
@@ -182,12 +204,16 @@ class Simulation:
             compaction_keep_entries=p.compaction_keep,
             debug=p.debug,
         )
-        return lambda: replace(config)
+        return lambda group: replace(config, group=group)
 
     # --- scheduling ---------------------------------------------------------------
     def schedule(self, delay: int, fn: Callable[..., None], *args: Any) -> None:
         self._seq += 1
         heapq.heappush(self._queue, (self.now + delay, self._seq, fn, args))
+
+    def buggify(self, site: str) -> bool:
+        """Whether a rare path this seed turned on fires now."""
+        return site in self.params.buggify and self.rng.random() < BUGGIFY_CHANCE
 
     def fsync_delay(self) -> int:
         return 1 + self.rng.randrange(self.fsync_max)
@@ -266,17 +292,23 @@ class Simulation:
         self.now = when
         self.events += 1
         fn(*args)
-        self.checker.check_cluster(list(self.nodes.values()))
+        for group, checker in self.checkers.items():
+            checker.check_cluster([node.replica(group) for node in self.nodes.values()])
         self.fingerprint = zlib.crc32(when.to_bytes(8, "big"), self.fingerprint)
 
     def _settled(self) -> bool:
-        return self._leader() is not None and not any(c.busy for c in self.clients.values())
+        return all(self._leader(g) is not None for g in self.checkers) and not any(
+            c.busy for c in self.clients.values()
+        )
 
-    def _leader(self) -> int | None:
-        leaders = [n for n in self.nodes.values() if n.is_leader]
+    def _leader(self, group: int = 0) -> int | None:
+        leaders = [n.replica(group) for n in self.nodes.values() if n.replica(group).is_leader]
         if not leaders:
             return None
-        return max(leaders, key=lambda n: n.core.term).id
+        return max(leaders, key=lambda r: r.core.term).id
+
+    def _random_group(self) -> int:
+        return self.rng.randrange(self.params.groups) if self.params.groups > 1 else 0
 
     def _heal(self) -> None:
         self._note("heal: restart every node, reconnect the network, stop new operations")
@@ -322,7 +354,7 @@ class Simulation:
     def _crash_random(self) -> None:
         alive = [n for n in self.nodes.values() if n.alive]
         # Prefer the leader now and then: that is where the interesting bugs are.
-        leader = self._leader()
+        leader = self._leader(self._random_group())
         if leader is not None and self.rng.random() < 0.4:
             victim = self.nodes[leader]
         elif alive:
@@ -367,19 +399,21 @@ class Simulation:
             self.network.heal()
 
     def _transfer_random(self) -> None:
-        leader = self._leader()
+        group = self._random_group()
+        leader = self._leader(group)
         if leader is None:
             return
         self.faults += 1
         target = self.rng.choice([n for n in self.nodes if n != leader])
-        self._note(f"transfer leadership {leader} -> {target}")
-        self.nodes[leader].transfer_leadership(target)
+        self._note(f"group {group}: transfer leadership {leader} -> {target}")
+        self.nodes[leader].transfer_leadership(group, target)
 
     def _reconfigure_random(self) -> None:
-        leader = self._leader()
+        group = self._random_group()
+        leader = self._leader(group)
         if leader is None:
             return
-        conf = self.nodes[leader].core.conf
+        conf = self.nodes[leader].replica(group).core.conf
         if conf.joint:
             return
         removed = [n for n in self.nodes if n not in conf.members()]
@@ -392,8 +426,8 @@ class Simulation:
         else:
             return
         self.faults += 1
-        self._note(f"membership change via {leader}: {change.changes}")
-        self.nodes[leader].propose_conf_change(change)
+        self._note(f"group {group}: membership change via {leader}: {change.changes}")
+        self.nodes[leader].propose_conf_change(group, change)
 
     # --- verdict -------------------------------------------------------------------------
     def _check_history(self) -> SimResult:
@@ -420,13 +454,21 @@ class Simulation:
             faults=self.faults,
             fingerprint=self.fingerprint,
             params=self.params,
+            ops_completed_by_group=tuple(
+                sum(c.completed for c in self.clients.values() if c.group == g)
+                for g in range(self.params.groups)
+            ),
         )
 
 
 def run_seed(
-    seed: int, nodes: int | None = None, steps: int = 3000, debug: DebugFlags | None = None
+    seed: int,
+    nodes: int | None = None,
+    steps: int = 3000,
+    debug: DebugFlags | None = None,
+    groups: int = 1,
 ) -> SimResult:
-    return Simulation(seed, nodes, steps, debug).run()
+    return Simulation(seed, nodes, steps, debug, groups).run()
 
 
-__all__ = ["ClientRequest", "SimParams", "SimResult", "Simulation", "run_seed"]
+__all__ = ["GROUPS_MAX", "ClientRequest", "SimParams", "SimResult", "Simulation", "run_seed"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from accord.raft import EntryType, Ready, Role
 
 if TYPE_CHECKING:
-    from accord.sim.node import SimNode
+    from accord.sim.node import SimReplica
 
 
 class SafetyViolation(AssertionError):
@@ -40,7 +40,7 @@ class SafetyChecker:
         self.checked_leaders: set[tuple[int, int]] = set()
         self.state_at: dict[int, object] = {}  # applied index -> lease table digest
 
-    def on_start(self, node: SimNode) -> None:
+    def on_start(self, node: SimReplica) -> None:
         commit = node.core.log.committed
         previous = self.durable_commit_seen.get(node.id, 0)
         if commit < previous:
@@ -49,7 +49,7 @@ class SafetyChecker:
             )
         self.commit_seen[node.id] = commit
 
-    def on_ready(self, node: SimNode, rd: Ready) -> None:
+    def on_ready(self, node: SimReplica, rd: Ready) -> None:
         log = node.core.log
         for entry in rd.entries:
             prev_term = log.term(entry.index - 1)
@@ -64,13 +64,15 @@ class SafetyChecker:
                     f"{known[0]} / {known[1]!r}",
                 )
 
-    def on_synced(self, node: SimNode, rd: Ready) -> None:
+    def on_synced(self, node: SimReplica, rd: Ready) -> None:
         if rd.hard_state is not None:
             self.durable_commit_seen[node.id] = max(
                 self.durable_commit_seen.get(node.id, 0), rd.hard_state.commit
             )
 
-    def on_apply(self, node: SimNode, index: int, term: int, kind: EntryType, data: bytes) -> None:
+    def on_apply(
+        self, node: SimReplica, index: int, term: int, kind: EntryType, data: bytes
+    ) -> None:
         if not node.disk.durable(index, term):
             raise SafetyViolation(
                 "apply after persist",
@@ -87,7 +89,7 @@ class SafetyChecker:
                 f"applied (term {known[0]}, {known[1]!r})",
             )
 
-    def on_state(self, node: SimNode, index: int, digest: object) -> None:
+    def on_state(self, node: SimReplica, index: int, digest: object) -> None:
         """`digest`: what `node`'s state machine holds once applied up to `index`."""
         known = self.state_at.setdefault(index, digest)
         if known != digest:
@@ -97,10 +99,10 @@ class SafetyChecker:
                 f"node held {known!r:.300}",
             )
 
-    def after_advance(self, node: SimNode) -> None:
+    def after_advance(self, node: SimReplica) -> None:
         self.check_node(node)
 
-    def check_node(self, node: SimNode) -> None:
+    def check_node(self, node: SimReplica) -> None:
         core = node.core
         commit = core.log.committed
         if commit < self.commit_seen.get(node.id, 0):
@@ -114,7 +116,7 @@ class SafetyChecker:
                 "applied <= committed", f"node {node.id} applied {core.log.applied} > {commit}"
             )
 
-    def check_cluster(self, nodes: list[SimNode]) -> None:
+    def check_cluster(self, nodes: list[SimReplica]) -> None:
         """Run after every simulation step."""
         for node in nodes:
             if not node.alive:
@@ -132,7 +134,7 @@ class SafetyChecker:
                 self.checked_leaders.add((core.term, node.id))
                 self._check_leader_completeness(node)
 
-    def _check_leader_completeness(self, node: SimNode) -> None:
+    def _check_leader_completeness(self, node: SimReplica) -> None:
         log = node.core.log
         for index in range(log.snapshot_index + 1, self.max_committed + 1):
             known = self.committed.get(index)
