@@ -45,7 +45,12 @@ ELECTION_TIMEOUT_S = TICK_MS * ELECTION_TICKS / 1000
 BUGS = {
     "unsafe-local-reads": "config debug_unsafe_local_reads: reads without ReadIndex",
     "ack-before-fsync": "config debug_ack_before_fsync: acks before the log is on disk",
+    "send-before-persist": "config debug_send_before_persist: the executor sends acks "
+    "before the fsync (every node but the first on a slow disk)",
 }
+SLOW_DISK_MS = 120
+"""With send-before-persist, every node but the first takes 0..0.24 s a write (under the
+election timeout): when the fast node leads, the others acknowledge before they write."""
 """Deliberate bugs the harness can switch on, to show that the checkers catch them."""
 
 STOP_GRACE_S = 5.0
@@ -138,6 +143,10 @@ class ProcessCluster:
                 config,
                 debug_unsafe_local_reads="unsafe-local-reads" in self.bugs,
                 debug_ack_before_fsync="ack-before-fsync" in self.bugs,
+                debug_send_before_persist="send-before-persist" in self.bugs,
+                debug_slow_disk_ms=SLOW_DISK_MS
+                if "send-before-persist" in self.bugs and i != self.ids[0]
+                else 0,
             )
             path = self.directory / f"{member.name}.toml"
             path.write_text(render_config(config))

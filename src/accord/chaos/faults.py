@@ -12,7 +12,8 @@ shape, not the whole run.
 Families:
 - kill: kill -9 one random node, the leader, a majority or every node; restart
   them after a short downtime (a kill of every node tests durability: acknowledged
-  writes must survive on disk).
+  writes must survive on disk). Variant `followers` (not drawn by default) kills a
+  majority of followers while the leader lives on.
 - pause: SIGSTOP the leader or a random node for longer than the election timeout,
   then SIGCONT (a stopped leader that wakes up must not act on stale authority).
 - partition: majority/minority halves, the leader isolated, a bridge (two sides
@@ -154,6 +155,12 @@ class Nemesis:
         size = len(self.cluster.ids) // 2 + 1
         return [including, *rng.sample(others, size - 1)]
 
+    def _majority_of_followers(self, rng: random.Random, leader: int) -> list[int]:
+        """A majority of the cluster, the leader not among them: it survives, holding
+        entries the restarted majority may never have written."""
+        others = [n for n in self.cluster.ids if n != leader]
+        return sorted(rng.sample(others, len(self.cluster.ids) // 2 + 1))
+
     # --- families --------------------------------------------------------------------
     async def _kill(self, rng: random.Random, stop: asyncio.Event) -> None:
         variant = self._variant("kill", rng, ["random", "leader", "majority", "all"])
@@ -162,6 +169,7 @@ class Nemesis:
             "random": [rng.choice(self.cluster.ids)],
             "leader": [leader],
             "majority": self._majority(rng, leader),
+            "followers": self._majority_of_followers(rng, leader),
             "all": list(self.cluster.ids),
         }[variant]
         label = who if variant == "leader" else variant

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from accord.chaos.cluster import BUGS
+
 
 @click.group("chaos")
 def chaos() -> None:
@@ -54,7 +56,7 @@ def chaos() -> None:
     "--bug",
     "bugs",
     multiple=True,
-    type=click.Choice(["unsafe-local-reads", "ack-before-fsync"]),
+    type=click.Choice(sorted(BUGS)),
     help="switch on a DELIBERATE bug in every node (to see the checkers catch it)",
 )
 @click.option("--aggressive", is_flag=True, help="faults more often")

@@ -92,6 +92,8 @@ SCALAR_KEYS = {
     "read_keys_scanned_max": int,
     "debug_unsafe_local_reads": bool,
     "debug_ack_before_fsync": bool,
+    "debug_send_before_persist": bool,
+    "debug_slow_disk_ms": int,
 }
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -163,6 +165,13 @@ class NodeConfig:
     debug_ack_before_fsync: bool = False
     """DELIBERATE BUG: acknowledge appends and votes before they are on disk, and
     write the log behind, about once a second: a crash loses acknowledged writes."""
+    debug_send_before_persist: bool = False
+    """DELIBERATE BUG in the host's executor (not the Raft core): every message of a
+    batch leaves before its fsync: a crash then loses writes that a slow disk
+    (`debug_slow_disk_ms`) had not written yet though they were acknowledged."""
+    debug_slow_disk_ms: int = 0
+    """Fault injection (not a bug): every synced write waits a random 0..2x this many
+    ms before it starts, as an uneven, slow disk would."""
     security: SecurityConfig = field(default_factory=SecurityConfig)
     """The `[security]` table (accord.security.config); all off by default."""
 
@@ -283,6 +292,8 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         raise ConfigError("tick_ms: must be at least 1")
     if values.get("election_ticks", 10) < 3:
         raise ConfigError("election_ticks: must be at least 3")
+    if not 0 <= values.get("debug_slow_disk_ms", 0) <= 10_000:
+        raise ConfigError("debug_slow_disk_ms: must be between 0 and 10000")
     if values.get("slow_request_ms", 1) < 1 or values.get("slow_fsync_ms", 1) < 1:
         raise ConfigError("slow_request_ms and slow_fsync_ms: must be at least 1")
     if values.get("snapshot_entries", 10_000) < 1:
@@ -320,6 +331,8 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         dial=_dial(raw.get("dial", {})),
         debug_unsafe_local_reads=values.get("debug_unsafe_local_reads", False),
         debug_ack_before_fsync=values.get("debug_ack_before_fsync", False),
+        debug_send_before_persist=values.get("debug_send_before_persist", False),
+        debug_slow_disk_ms=values.get("debug_slow_disk_ms", 0),
     )
     if not config.join and config.id not in members:
         raise ConfigError(
@@ -379,9 +392,11 @@ def render_config(config: NodeConfig) -> str:
         f"response_bytes_max = {config.response_bytes_max}",
         f"read_keys_scanned_max = {config.read_keys_scanned_max}",
     ]
-    for key in ("debug_unsafe_local_reads", "debug_ack_before_fsync"):
+    for key in ("debug_unsafe_local_reads", "debug_ack_before_fsync", "debug_send_before_persist"):
         if getattr(config, key):
             lines.append(f"{key} = true")
+    if config.debug_slow_disk_ms:
+        lines.append(f"debug_slow_disk_ms = {config.debug_slow_disk_ms}")
     for member in sorted(config.members.values(), key=lambda m: m.id):
         lines += [
             "",

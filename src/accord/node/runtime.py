@@ -4,25 +4,26 @@ Theory of operation
 -------------------
 Everything that touches the core runs on the event loop thread, so the core needs no
 locks. Inputs (peer messages, ticks, proposals, read requests) step the core and set
-a wake-up event. One task, `_ready_loop`, handles every Ready in the order the
-core's contract fixes:
+a wake-up event. One task, `_ready_loop`, takes each batch from the `accord.host.Host`
+that holds the core and executes its steps in the order the host planned them (the
+same plan the simulator executes; the ordering rules live only there):
 
-1. send `messages` (a leader's AppendEntries leave before its own fsync);
-2. `storage.save(...)` — one record, one fsync — in a dedicated disk thread, so the
-   loop keeps accepting proposals meanwhile; they all go into the *next* Ready:
-   that is the group commit (many proposals, one fsync);
-3. send `messages_after_persist`;
-4. restore a received snapshot, apply committed entries (resolving the futures of
-   the proposals they answer), resolve reads whose index is now applied;
-5. `advance()`; when enough entries were applied, start a snapshot job: it takes
-   the state as of that moment and encodes it a couple of milliseconds at a time
-   beside the loop (which goes on applying), then the loop compacts the log up to
-   it and persists it on the disk thread.
+- `Send`: hand messages to the transport;
+- `Persist`: `storage.save(...)` — one record, one fsync — in a dedicated disk
+  thread, so the loop keeps accepting proposals meanwhile; they all go into the
+  *next* batch: that is the group commit (many proposals, one fsync);
+- `AWAIT_DURABLE`: wait for that fsync (entries earlier Readies persisted were
+  applied while it ran);
+- `Apply` / `Advance`: back to the host, which calls this node's handler methods:
+  restore a received snapshot, apply committed entries (resolving the futures of the
+  proposals they answer), resolve reads whose index is now applied; after
+  `advance()`, when enough entries were applied, a snapshot job starts: it takes the
+  state as of that moment and encodes it a couple of milliseconds at a time beside
+  the loop (which goes on applying), then the loop compacts the log up to it and
+  persists it on the disk thread.
 
-A Ready with no fsync to wait for (typically the leader's new commit index, with the
-empty AppendEntries that tell followers of it) is applied before its messages are
-sent: a message may always leave later, and the writers it commits need not wait
-for the sends.
+Time comes from an injected `Clock` (`monotonic()` and `sleep()`), so tests can run
+a node on virtual time (`accord.testing.clock.VirtualClock`).
 
 A proposal is answered when the entry at its index is applied: with the state
 machine's result if the entry has the proposal's term, else `ProposalDropped` (a
@@ -43,12 +44,13 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from accord.errors import DeadlineExceeded, NotLeader, ProposalDropped
+from accord.host import AWAIT_DURABLE, Batch, GroupWrite, Host, Persist, Send
 from accord.kv import SnapshotJob
 from accord.node import gcpolicy
 from accord.raft import (
@@ -60,6 +62,7 @@ from accord.raft import (
     MessageType,
     RaftConfig,
     RaftCore,
+    ReadState,
     Ready,
     Role,
     Snapshot,
@@ -86,6 +89,22 @@ class Transport(Protocol):
     def send(self, message: Message) -> object: ...
 
     async def stop(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Where a node's time comes from: the real monotonic clock, or a test's virtual one."""
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 class ProposalTrace(Protocol):
@@ -148,8 +167,15 @@ class Node:
         on_members_changed: Callable[[], None] | None = None,
         rng: random.Random | None = None,
         write_behind_s: float = 0.0,
+        clock: Clock | None = None,
+        send_before_persist: bool = False,
+        disk_delay_s: float = 0.0,
     ) -> None:
+        self.clock: Clock = clock or RealClock()
         self.storage = storage
+        # Fault injection (config `debug_slow_disk_ms`): each synced write waits a random
+        # 0..2x `disk_delay_s` first, as on a slow, uneven disk.
+        self.disk_delay_s = disk_delay_s
         # DELIBERATE BUG when > 0 (config `debug_ack_before_fsync`, together with the
         # core's `ack_before_persist`): a Ready's persistent part is queued and written
         # only every `write_behind_s`, so what was acknowledged may exist in memory only.
@@ -168,6 +194,8 @@ class Node:
         if recovered.snapshot is not None:
             state_machine.restore(recovered.snapshot.data)
         self.core = RaftCore(raft_config, rng or random.Random(), recovered)
+        self.host = Host(send_before_persist=send_before_persist)
+        self.host.add_group(self.core, self)
         self.transport = transport_factory(self._on_message)
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="accord-disk")
         self._wake = asyncio.Event()
@@ -185,7 +213,7 @@ class Node:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
         self.applied_index = self.core.log.applied
-        self.started_at = time.monotonic()
+        self.started_at = self.clock.monotonic()
         self.stats = RuntimeStats()
         self.trace_proposal: Callable[[int, int], ProposalTrace] | None = None
         """Set by tracing when it is on: (term, index) -> a trace of that proposal."""
@@ -243,25 +271,23 @@ class Node:
         best = max(followers, key=lambda n: (status.progress[n].match, -n))
         self.core.transfer_leadership(best)
         self._wake.set()
-        deadline = time.monotonic() + timeout_s
-        while self.core.role == Role.LEADER and time.monotonic() < deadline:
-            await asyncio.sleep(self.tick_ms / 1000)
+        deadline = self.clock.monotonic() + timeout_s
+        while self.core.role == Role.LEADER and self.clock.monotonic() < deadline:
+            await self.clock.sleep(self.tick_ms / 1000)
 
     async def _ticker(self) -> None:
         interval = self.tick_ms / 1000
         while True:
-            await asyncio.sleep(interval)
-            self.core.tick()
+            await self.clock.sleep(interval)
+            self.host.tick()
             self._wake.set()
-            self._expire_deadlines(time.monotonic())
+            self._expire_deadlines(self.clock.monotonic())
             gcpolicy.maybe_checkpoint()
 
     def _on_message(self, message: Message) -> None:
-        if message.group != self.core.group:
-            return
-        self.stats.messages_received[message.type] += 1
-        self.core.step(message)
-        self._wake.set()
+        if self.host.step(message):
+            self.stats.messages_received[message.type] += 1
+            self._wake.set()
 
     # --- requests ------------------------------------------------------------------------
     async def propose(self, data: bytes, timeout_s: float = 5.0) -> Any:
@@ -316,7 +342,7 @@ class Node:
         """Await `future`, failing it with DeadlineExceeded after `timeout_s` (the
         outcome of a write is then unknown: it may still be applied)."""
         self._deadline_counter += 1
-        deadline = time.monotonic() + timeout_s
+        deadline = self.clock.monotonic() + timeout_s
         entry = (deadline, self._deadline_counter, future, what, timeout_s)
         heapq.heappush(self._deadlines, entry)
         return await future
@@ -337,42 +363,82 @@ class Node:
 
     # --- the ready loop --------------------------------------------------------------------
     async def _ready_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self.core.has_ready():
-                rd = self.core.ready()
-                if rd.soft_state is not None:
-                    self._on_soft_state(rd.soft_state)
-                if rd.entries and self.core.role == Role.LEADER:
-                    self.append_times.append((rd.entries[-1].index, time.monotonic()))
-                if rd.persist_needed() and rd.must_sync and self.write_behind_s == 0:
-                    self._send(rd.messages)  # followers write while we do
-                    saved = loop.run_in_executor(
-                        self._disk, self.storage.save, rd.hard_state, rd.entries, rd.snapshot
-                    )
-                    # Entries earlier Readies persisted are applied while the disk
-                    # thread syncs: their writers need not wait for this fsync.
-                    early = rd.durable_committed()
-                    self._apply_entries(rd.committed_entries[:early])
-                    await saved
-                    self._send(rd.messages_after_persist)
-                    self._apply(rd, early)
-                else:
-                    if rd.persist_needed() and self.write_behind_s > 0:
-                        self._unwritten.append((rd.hard_state, rd.entries, rd.snapshot))
-                    elif rd.persist_needed():
-                        # A new commit index only: a plain write, no fsync to wait for.
-                        self.storage.save(rd.hard_state, rd.entries, rd.snapshot, sync=False)
-                    # Nothing to wait for: answer the writes this commits before telling
-                    # the followers (a message may always leave later; it saves the
-                    # writers the sends, typically the leader's new commit index).
-                    self._apply(rd, 0)
-                    self._send(rd.messages)
-                    self._send(rd.messages_after_persist)
-                self.core.advance(rd)
+            while (batch := self.host.ready()) is not None:
+                await self._execute(batch)
             await self._maybe_snapshot()
+
+    async def _execute(self, batch: Batch) -> None:
+        """Run the host's steps in order: the I/O ones here, the others in the host."""
+        saving: asyncio.Future[None] | None = None
+        for step in batch.steps:
+            if isinstance(step, Send):
+                self._send(step.messages)
+            elif isinstance(step, Persist):
+                saving = self._persist(step)
+            elif step is AWAIT_DURABLE:
+                if saving is not None:
+                    await saving
+            else:
+                self.host.run(step)
+
+    def _persist(self, step: Persist) -> asyncio.Future[None] | None:
+        """Start the step's write; a synced one runs on the disk thread (the future to
+        await), a plain one (only a commit index) is written at once."""
+        if self.write_behind_s > 0:
+            self._unwritten.extend((w.hard_state, w.entries, w.snapshot) for w in step.writes)
+            return None
+        if not step.sync:
+            self._save(step.writes, sync=False)
+            return None
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._disk, self._save, step.writes, True)
+
+    def _save(self, writes: tuple[GroupWrite, ...], sync: bool) -> None:
+        if sync and self.disk_delay_s > 0:
+            time.sleep(random.uniform(0, 2 * self.disk_delay_s))
+        for write in writes:
+            self.storage.save(write.hard_state, write.entries, write.snapshot, sync=sync)
+
+    # --- the host's handler: this node's side of its group's Readies -------------------
+    def on_ready(self, ready: Ready) -> None:
+        if ready.soft_state is not None:
+            self._on_soft_state(ready.soft_state)
+        if ready.entries and self.core.role == Role.LEADER:
+            self.append_times.append((ready.entries[-1].index, self.clock.monotonic()))
+
+    def restore(self, snapshot: Snapshot) -> None:
+        self.state_machine.restore(snapshot.data)
+        self.applied_index = snapshot.index
+        self.stats.snapshots_installed += 1
+        log.info(
+            "installed a snapshot from the leader at index %d",
+            snapshot.index,
+            extra={"event": "snapshot_installed", "index": snapshot.index},
+        )
+        self._fail_up_to(snapshot.index)
+        self.on_restore()
+        self.on_members_changed()
+        gcpolicy.checkpoint()
+
+    def apply(self, entries: Sequence[Entry]) -> None:
+        self._apply_entries(entries)
+
+    def on_read_states(self, read_states: tuple[ReadState, ...]) -> None:
+        for rs in read_states:
+            future = self._reads.get(rs.context)
+            if future is None or future.done():
+                continue
+            if rs.rejected:
+                future.set_exception(NotLeader(self.core.leader))
+            else:
+                self._waiting_reads.append((rs.index, future))
+
+    def on_advanced(self, ready: Ready) -> None:
+        if self._waiting_reads:
+            self._resolve_reads()
 
     def _send(self, messages: tuple[Message, ...]) -> None:
         sent = self.stats.messages_sent
@@ -403,34 +469,7 @@ class Node:
                 extra={"event": "role_changed", "role": soft.role.name.lower()},
             )
 
-    def _apply(self, rd: Ready, already: int) -> None:
-        """Restore `rd`'s snapshot, apply its committed entries after the first
-        `already`, and serve the reads that are now applied."""
-        if rd.snapshot is not None:
-            self.state_machine.restore(rd.snapshot.data)
-            self.applied_index = rd.snapshot.index
-            self.stats.snapshots_installed += 1
-            log.info(
-                "installed a snapshot from the leader at index %d",
-                rd.snapshot.index,
-                extra={"event": "snapshot_installed", "index": rd.snapshot.index},
-            )
-            self._fail_up_to(rd.snapshot.index)
-            self.on_restore()
-            self.on_members_changed()
-            gcpolicy.checkpoint()
-        self._apply_entries(rd.committed_entries[already:])
-        for rs in rd.read_states:
-            future = self._reads.get(rs.context)
-            if future is None or future.done():
-                continue
-            if rs.rejected:
-                future.set_exception(NotLeader(self.core.leader))
-            else:
-                self._waiting_reads.append((rs.index, future))
-        self._resolve_reads()
-
-    def _apply_entries(self, entries: tuple[Entry, ...]) -> None:
+    def _apply_entries(self, entries: Sequence[Entry]) -> None:
         events: list[Any] = []
         for entry in entries:
             result: Any = None
@@ -514,7 +553,7 @@ class Node:
     async def _encode_snapshot(self, index: int, job: SnapshotJob) -> None:
         try:
             while True:
-                step_ends = time.monotonic() + SNAPSHOT_STEP_S
+                step_ends = time.monotonic() + SNAPSHOT_STEP_S  # CPU time, not the clock's
                 while time.monotonic() < step_ends:
                     next(job)
                 await asyncio.sleep(0)

@@ -134,6 +134,8 @@ def build_node(
         on_restore=lambda: services[0].resync_watches(),
         on_members_changed=members_changed,
         write_behind_s=WRITE_BEHIND_S if config.debug_ack_before_fsync else 0.0,
+        send_before_persist=config.debug_send_before_persist,
+        disk_delay_s=config.debug_slow_disk_ms / 1000,
     )
     tracing = observers.tracing if observers else None
     services.append(
@@ -143,7 +145,12 @@ def build_node(
     )
     if tracing is not None:
         node.trace_proposal = tracing.proposal
-    if config.debug_unsafe_local_reads or config.debug_ack_before_fsync:
+    bugs = (
+        config.debug_unsafe_local_reads,
+        config.debug_ack_before_fsync,
+        config.debug_send_before_persist,
+    )
+    if any(bugs):
         log.warning("DELIBERATE BUGS ENABLED (debug_* settings): this node is not safe")
     return node, services[0], state
 
