@@ -20,13 +20,13 @@ import time
 from typing import Any
 
 from accord.node.members import NodeState
+from accord.node.registry import AuthCommand, encode
 from accord.node.runtime import Node
 from accord.security.audit import audit
 from accord.security.authstore import (
     PERMISSIONS,
     ROOT,
     AuthResult,
-    encode_auth_command,
     valid_name,
 )
 from accord.security.config import SecurityConfig
@@ -111,7 +111,7 @@ class AuthService:
                 )
             elif self.node.is_leader and self._root_password is not None:
                 root_hash = await asyncio.to_thread(hash_password, self._root_password)
-                command = encode_auth_command("init", root_hash, secrets.token_bytes(32))
+                command = encode(AuthCommand("init", (root_hash, secrets.token_bytes(32))))
                 try:
                     await self.node.propose(command)
                     audit("auth_bootstrap", node=self.node.core.id)
@@ -203,7 +203,7 @@ class AuthService:
 
     # --- administration (root only; the caller checks) ----------------------------------
     async def _propose(self, user: str, op: str, *args: Any) -> None:
-        result = await self.node.propose(encode_auth_command(op, *args))
+        result = await self.node.propose(encode(AuthCommand(op, args)))
         shown = _shown_args(op, args)
         if not isinstance(result, AuthResult) or not result.ok:
             message = result.message if isinstance(result, AuthResult) else repr(result)
