@@ -44,7 +44,6 @@ from accord.security.tokens import issue_token, verify_token
 
 log = logging.getLogger("accord.security")
 BOOTSTRAP_INTERVAL_S = 0.5
-_NOT_FOUND = {"user_not_found", "role_not_found", "grant_not_found"}
 _LOGGED_ARGS = {"user_create": 1, "user_passwd": 1}
 """How many leading arguments of these commands the audit log may show: the user's
 name, not the salted password hash that follows it."""
@@ -208,13 +207,7 @@ class AuthService:
         if not isinstance(result, AuthResult) or not result.ok:
             message = result.message if isinstance(result, AuthResult) else repr(result)
             audit("admin_failed", user=user, op=op, args=shown, reason=message)
-            error = AuthRequestError(message)
-            if isinstance(result, AuthResult):
-                error.code = result.code or error.code
-                error.http_status = 404 if result.code in _NOT_FOUND else 400
-                if result.code.endswith("_exists"):
-                    error.http_status = 409
-            raise error
+            raise AuthRequestError(message, result.code if isinstance(result, AuthResult) else "")
         audit("admin", user=user, op=op, args=shown)
 
     async def add_user(self, actor: str, name: Any, password: Any) -> None:
