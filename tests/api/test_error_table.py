@@ -1,5 +1,5 @@
-"""The error-code table drives the node's answers (HTTP and native) and the client's
-exceptions: each code one status, one client class."""
+"""The error-code table drives the node's answers (HTTP and native), the client's
+exceptions and the OpenAPI document: each code one status, one client class."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import accord.client.errors as client_errors
 from accord.api import http as api_http
 from accord.api import native as api_native
+from accord.api.openapi import spec
 from accord.api.wire import BadRequest, error_answer
 from accord.client.errors import error_from_answer
 from accord.client.policy import is_retryable
@@ -22,6 +23,7 @@ from accord.kv import errors as kv_errors
 from accord.raft import ConfChangeError
 from accord.security import authstore, http_limits
 from accord.security import errors as security_errors
+from accord.security.openapi import with_auth
 
 STATUSES_BEFORE_THE_TABLE = {
     "bad_request": 400,
@@ -174,3 +176,16 @@ def test_answers_take_the_status_and_fields_from_the_table() -> None:
     refused = security_errors.AuthRequestError("no user 'x'", "user_not_found")
     assert error_answer(refused)[0] == 404 == status_of("user_not_found")
     assert status_of("no_such_code") == 500
+
+
+def test_the_openapi_document_lists_exactly_the_codes_of_the_table() -> None:
+    def codes(document: dict[str, object]) -> list[str]:
+        error = document["components"]["schemas"]["Error"]["properties"]["error"]  # type: ignore[index]
+        schema = error["properties"]["code"]
+        for code in schema["enum"]:
+            assert f"- {code} ({ERROR_CODES[code].status}" in schema["description"]
+        return list(schema["enum"])
+
+    plain = codes(spec())
+    assert plain == [code for code, row in ERROR_CODES.items() if not row.auth]
+    assert codes(with_auth(spec())) == list(ERROR_CODES)
