@@ -31,3 +31,25 @@ def test_the_state_machine_does_no_io_and_reads_no_clock() -> None:
             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "open":
                 found.append(f"{path.name}: open()")
     assert found == []
+
+
+BELOW_KV = ("accord.kv", "accord.errors", "accord.invariant", "accord.limits")
+"""What `accord.kv` may import of Accord: itself and the cross-cutting modules. The
+command registry and the auth store sit above it (`accord.node.registry` tags KV
+commands; kv knows nothing of other kinds)."""
+
+
+def test_the_state_machine_imports_nothing_above_it() -> None:
+    found = []
+    for path in kv_modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                inside = name == "accord" or name.startswith("accord.")
+                if inside and not any(name == m or name.startswith(m + ".") for m in BELOW_KV):
+                    found.append(f"{path.name}: {name}")
+    assert found == []

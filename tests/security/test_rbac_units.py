@@ -7,7 +7,7 @@ import pytest
 
 from accord.kv.commands import Compare, CompareOp, CompareTarget, DeleteRange, Get, Put, Range, Txn
 from accord.kv.types import prefix_end
-from accord.security.authstore import READ, READWRITE, WRITE, AuthStore, encode_auth_command
+from accord.security.authstore import READ, READWRITE, WRITE, AuthStore, encode_auth_payload
 from accord.security.errors import Unauthenticated
 from accord.security.rbac import allowed, covers, txn_needs
 from accord.security.tokens import issue_token, verify_token
@@ -25,7 +25,7 @@ def store_with_alice() -> AuthStore:
         ("user_grant", "alice", "app"),
         ("user_grant", "alice", "reader"),
     ]:
-        assert store.apply(encode_auth_command(op, *args)).ok, op
+        assert store.apply(encode_auth_payload(op, *args)).ok, op
     return store
 
 
@@ -86,12 +86,12 @@ def test_store_snapshot_round_trip_and_deterministic_errors() -> None:
     again = AuthStore()
     again.restore(msgpack.unpackb(msgpack.packb(store.snapshot())))
     assert again.describe() == store.describe() and again.secret == store.secret
-    assert not store.apply(encode_auth_command("user_del", "root")).ok
-    assert not store.apply(encode_auth_command("user_add", "alice", "h")).ok
-    assert not store.apply(encode_auth_command("user_grant", "alice", "nope")).ok
-    assert not store.apply(encode_auth_command("role_grant", "app", "str", 9)).ok
+    assert not store.apply(encode_auth_payload("user_del", "root")).ok
+    assert not store.apply(encode_auth_payload("user_add", "alice", "h")).ok
+    assert not store.apply(encode_auth_payload("user_grant", "alice", "nope")).ok
+    assert not store.apply(encode_auth_payload("role_grant", "app", "str", 9)).ok
     assert not store.apply(b"\xc1Agarbage").ok
-    assert store.apply(encode_auth_command("init", "other", b"x")).ok  # ignored
+    assert store.apply(encode_auth_payload("init", "other", b"x")).ok  # ignored
     assert store.users["root"].password_hash == "roothash"
 
 
@@ -105,7 +105,7 @@ def test_tokens_expire_and_die_with_a_password_change() -> None:
     forged = issue_token(store, "root", 1000, 10)[0].split(".")[0] + "." + signature
     with pytest.raises(Unauthenticated):
         verify_token(store, forged, 1000)
-    store.apply(encode_auth_command("user_passwd", "alice", "newhash"))
+    store.apply(encode_auth_payload("user_passwd", "alice", "newhash"))
     with pytest.raises(Unauthenticated, match="revoked"):
         verify_token(store, token, 1000)
 
@@ -113,6 +113,7 @@ def test_tokens_expire_and_die_with_a_password_change() -> None:
 def test_the_auth_store_rides_in_the_node_snapshot() -> None:
     from accord.kv import KVStateMachine
     from accord.node.members import NodeState
+    from accord.node.registry import AuthCommand, encode
 
     state = NodeState(KVStateMachine(), {})
     commands = [
@@ -123,7 +124,7 @@ def test_the_auth_store_rides_in_the_node_snapshot() -> None:
         ("user_grant", "alice", "app"),
     ]
     for index, (op, *args) in enumerate(commands, 1):
-        result, events = state.apply(index, encode_auth_command(op, *args))
+        result, events = state.apply(index, encode(AuthCommand(op, tuple(args))))
         assert result.ok and events == []
     restored = NodeState(KVStateMachine(), {})
     restored.restore(state.snapshot())

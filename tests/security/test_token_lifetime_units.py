@@ -10,7 +10,7 @@ import pytest
 
 from accord.kv import KVStateMachine
 from accord.node.members import SNAPSHOT_FORMAT, NodeState
-from accord.security.authstore import AuthStore, encode_auth_command
+from accord.security.authstore import AuthStore, encode_auth_payload
 from accord.security.errors import Unauthenticated
 from accord.security.tokens import _b64, _sign, issue_token, verify_token
 
@@ -18,7 +18,7 @@ NOW_MS = 1_000_000
 
 
 def apply(store: AuthStore, op: str, *args: Any) -> None:
-    result = store.apply(encode_auth_command(op, *args))
+    result = store.apply(encode_auth_payload(op, *args))
     assert result.ok, (op, result)
 
 
@@ -51,7 +51,7 @@ def test_ids_only_grow_and_a_failed_create_takes_none() -> None:
     store = initialized()
     apply(store, "user_create", "a", "h")
     apply(store, "user_create", "b", "h")
-    assert not store.apply(encode_auth_command("user_create", "a", "h")).ok  # exists
+    assert not store.apply(encode_auth_payload("user_create", "a", "h")).ok  # exists
     apply(store, "user_del", "b")
     apply(store, "user_create", "b", "h")
     assert [store.users[n].uid for n in ("a", "b")] == [1, 3]

@@ -28,9 +28,9 @@ from accord.api.wire import (
     LEASE_TTL_S_MAX,
     MEMBER_ID_MAX,
     BadRequest,
-    error_extra,
+    error_answer,
+    error_doc,
     event_doc,
-    http_status,
     int_field,
     lease_ttl_doc,
     only_fields,
@@ -96,9 +96,21 @@ FORWARD_AUTHORIZATION = "accord_forward_authorization"
 headers have none (a user authenticated by TLS certificate)."""
 
 
-def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    body = {"error": {"code": code, "message": message, **extra}}
+def error_response(code: str, message: str, **extra: Any) -> web.Response:
+    """An error answer; its status is the code's in the error-code table."""
+    status, body = error_doc(code, message, **extra)
     return web.json_response(body, status=status)
+
+
+def typed_error_response(error: AccordError) -> web.Response:
+    """The answer for a typed error: its code's status and the fields it carries; a
+    rate limit or login lockout also says when to come back (`Retry-After`)."""
+    status, body = error_answer(error)
+    response = web.json_response(body, status=status)
+    retry_after_s = getattr(error, "retry_after_s", None)
+    if retry_after_s is not None:
+        response.headers["Retry-After"] = str(max(1, round(retry_after_s + 0.5)))
+    return response
 
 
 @functools.cache
@@ -269,18 +281,16 @@ class HttpApi:
             return await handler(request)
         except NotLeader as e:
             return await self._not_leader(request, e)
-        except RequestTooLarge as e:  # the body stays unread: the connection cannot go on
-            response = error_response(413, e.code, str(e))
-            response.force_close()
-            return response
-        except BadRequest as e:
-            return error_response(400, e.code, str(e))
         except AccordError as e:
-            return error_response(http_status(e), e.code, str(e), **error_extra(e))
+            response = typed_error_response(e)
+            if isinstance(e, RequestTooLarge):  # the body stays unread: the connection
+                response.force_close()  # cannot go on
+            return response
         except web.HTTPRequestEntityTooLarge as e:
-            return error_response(413, "request_too_large", str(e.text))
-        except web.HTTPException as e:
-            response = error_response(e.status, "http_error", e.reason)
+            return error_response("request_too_large", str(e.text))
+        except web.HTTPException as e:  # answered with aiohttp's status (404, 405, ...)
+            response = error_response("http_error", e.reason)
+            response.set_status(e.status, e.reason)
             if "Allow" in e.headers:  # 405: the methods the route has
                 response.headers["Allow"] = e.headers["Allow"]
             return response
@@ -288,7 +298,7 @@ class HttpApi:
             raise
         except Exception as e:  # a bug: answer in the API's format, and log it
             log.exception("unexpected error serving %s %s", request.method, request.path)
-            return error_response(500, "internal", f"internal error: {type(e).__name__}")
+            return error_response("internal", f"internal error: {type(e).__name__}")
 
     async def _not_leader(self, request: web.Request, error: NotLeader) -> web.StreamResponse:
         leader = error.leader_hint or self.service.node.leader_id
@@ -297,7 +307,7 @@ class HttpApi:
         if url and not request.headers.get(FORWARDED) and leader != self.service.node.core.id:
             return await self._forward(request, url)
         extra = {"leader": {"id": leader, "url": url}} if url else {}
-        return error_response(503, "not_leader", str(error), **extra)
+        return error_response("not_leader", str(error), **extra)
 
     async def _forward(self, request: web.Request, leader_url: str) -> web.StreamResponse:
         if self._client is None:
@@ -336,11 +346,11 @@ class HttpApi:
                         out.headers[name] = upstream.headers[name]
                 return out
         except aiohttp.ClientConnectorError as e:  # nothing was sent: safe to retry
-            return error_response(503, "not_leader", f"cannot reach the leader: {e}")
+            return error_response("not_leader", f"cannot reach the leader: {e}")
         except (aiohttp.ClientError, TimeoutError) as e:
             # The leader may have applied the request before the connection broke.
             return error_response(
-                504, "deadline_exceeded", f"outcome unknown: forwarding to the leader failed: {e}"
+                "deadline_exceeded", f"outcome unknown: forwarding to the leader failed: {e}"
             )
 
     # --- handlers -------------------------------------------------------------------------
@@ -394,7 +404,7 @@ class HttpApi:
             self._key(request), self._query_int(request, "revision"), self._linearizable(request)
         )
         if result.kv is None:
-            return error_response(404, "not_found", "key not found", revision=result.revision)
+            return error_response("not_found", "key not found", revision=result.revision)
         kv = result.kv
         return web.Response(
             body=kv.value,
@@ -446,8 +456,8 @@ class HttpApi:
             async for batch in events:
                 lines = [event_doc(e) for e in batch]
                 await response.write(json.dumps({"events": lines}).encode() + b"\n")
-        except AccordError as e:
-            error = {"error": {"code": e.code, "message": str(e)}}
+        except AccordError as e:  # the stream's last line (its status is long sent)
+            _, error = error_doc(e.code, str(e))
             await response.write(json.dumps(error).encode() + b"\n")
         except ConnectionResetError:
             pass  # the watcher went away
@@ -528,7 +538,7 @@ class HttpApi:
         loop died is stopping and says so."""
         node = self.service.node
         if node.fatal.is_set():
-            response = error_response(503, "failed", "the node failed and is stopping")
+            response = error_response("failed", "the node failed and is stopping")
         else:
             response = web.json_response({"health": "ok", "leader": node.leader_id})
         response.headers.update(CORS)
@@ -542,13 +552,13 @@ class HttpApi:
         if ok:
             response = web.json_response({"ready": True, "leader": node.leader_id, **indexes})
         else:
-            response = error_response(503, code, reason, **indexes)
+            response = error_response(code, reason, **indexes)
         response.headers.update(CORS)
         return response
 
     async def metrics_text(self, request: web.Request) -> web.Response:
         if self.metrics is None:
-            return error_response(404, "not_found", "metrics are not enabled on this node")
+            return error_response("not_found", "metrics are not enabled on this node")
         response = web.Response(body=self.metrics.render())
         response.headers["Content-Type"] = CONTENT_TYPE
         response.headers.update(CORS)

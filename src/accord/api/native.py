@@ -11,7 +11,7 @@ A request is `[id, op, args]`: a client-chosen integer id (unique among the
 connection's requests in progress), an operation name and a map of arguments. The
 answer is `[id, status, body]`, with the HTTP API's status codes and documents: 200
 and the result, or an error status and `{"error": {"code", "message", ...}}` (a 429
-also carries `retry_after_s`).
+also carries `retry_after_s`); the status is the code's in `accord.errorcodes`.
 Requests are served concurrently and answered as they complete, so a client sends
 many without waiting (pipelining); at most `NATIVE_INFLIGHT_MAX` are in progress per
 connection, beyond that the node stops reading until one completes (backpressure).
@@ -69,9 +69,9 @@ from accord.api.wire import (
     BadRequest,
     bool_field,
     bytes_field,
-    error_extra,
+    error_answer,
+    error_doc,
     event_doc,
-    http_status,
     int_field,
     lease_id_field,
     lease_ttl_doc,
@@ -116,8 +116,6 @@ Args = dict[str, Any]
 
 class NotReady(AccordError):
     """The node cannot serve yet (no leader known, or catching up)."""
-
-    http_status = 503
 
     def __init__(self, code: str, reason: str) -> None:
         self.code = code
@@ -175,13 +173,13 @@ class _Session:
                 self.send(request_id, status, body)
 
     def error_body(self, error: AccordError) -> tuple[int, dict[str, Any]]:
-        body: dict[str, Any] = {"code": error.code, "message": str(error), **error_extra(error)}
+        status, body = error_answer(error)
         if isinstance(error, NotLeader):
-            body.update(self.server.leader_hint(error))
+            body["error"].update(self.server.leader_hint(error))
         retry_after_s = getattr(error, "retry_after_s", None)
         if retry_after_s is not None:  # a rate limit or login lockout: when to come back
-            body["retry_after_s"] = round(retry_after_s, 3)
-        return http_status(error), {"error": body}
+            body["error"]["retry_after_s"] = round(retry_after_s, 3)
+        return status, body
 
     def send_error(self, request_id: int, error: AccordError) -> int:
         status, body = self.error_body(error)
@@ -216,15 +214,14 @@ class _Session:
                     self._dispatch(frame)
                 await self.writer.drain()
         except (BadRequest, TransportError) as e:  # the stream cannot go on
-            self.send(0, 400, {"error": {"code": "bad_request", "message": str(e)}})
+            self.send(0, *error_doc("bad_request", str(e)))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client went away
         except TimeoutError:
             if self.idle_wait:
                 log.info("closing an idle native connection")
             else:  # a slow client: a frame (or the hello) took too long
-                error = {"code": "timeout", "message": "frame read timed out"}
-                self.send(0, 408, {"error": error})
+                self.send(0, *error_doc("timeout", "frame read timed out"))
         finally:
             for task in [*self.tasks, *self.watches.values()]:
                 task.cancel()
@@ -326,8 +323,8 @@ class _Session:
             await self.reply(request_id, status, error_body)
         except Exception as e:  # a bug: answer in the protocol's format, and log it
             log.exception("unexpected error serving native op %r", op)
-            error = {"code": "internal", "message": f"internal error: {type(e).__name__}"}
-            await self.reply(request_id, 500, {"error": error})
+            message = f"internal error: {type(e).__name__}"
+            await self.reply(request_id, *error_doc("internal", message))
         else:
             status = 200
             await self.reply(request_id, 200, body)

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 description of the HTTP API, served at `/v1/openapi.json`.
 
 Kept by hand next to the handlers (`accord.api.http`); a test checks that every route
-the server registers is described here and the other way round.
+the server registers is described here and the other way round. The error codes (and
+their statuses) are generated from the error-code table (`accord.errorcodes`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from accord.api.wire import INT_MAX, LEASE_TTL_S_MAX, MEMBER_ID_MAX
+from accord.errorcodes import ERROR_CODES
 from accord.kv.limits import (
     LEASE_ID_MAX,
     READ_KEYS_SCANNED_MAX,
@@ -73,6 +75,22 @@ _TOO_LARGE = {
     f"branch has more than {TXN_RANGE_OPS_MAX} range ops, or another documented bound",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
+
+
+def error_code_schema(*, auth: bool) -> dict[str, Any]:
+    """The `code` of an error answer: every code of the error-code table (those of auth
+    only when `auth`), with its status and meaning."""
+    rows = [row for row in ERROR_CODES.values() if auth or not row.auth]
+    lines = [
+        f"- {row.code} ({row.status}{', retryable' if row.retryable else ''}): {row.description}"
+        for row in rows
+    ]
+    return {
+        "type": "string",
+        "enum": [row.code for row in rows],
+        "description": "what went wrong (status, whether the same request may be sent "
+        "again, meaning):\n" + "\n".join(lines),
+    }
 
 
 def _json(schema: str) -> dict[str, Any]:
@@ -172,7 +190,7 @@ SCHEMAS: dict[str, Any] = {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": {"type": "string"},
+                    "code": error_code_schema(auth=False),
                     "message": {"type": "string"},
                     "leader": {"type": "object", "description": "present with code not_leader"},
                     "op": {

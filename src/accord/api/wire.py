@@ -5,6 +5,10 @@ HTTP/JSON carries keys and values as UTF-8 strings (`key`) or base64 (`key_b64`)
 native msgpack protocol carries them as raw bytes under the plain name. The parsers
 accept all three forms (JSON cannot hold bytes, so HTTP never sees the third); the
 encoders take `binary=True` for the native form.
+
+Error answers are one document in both protocols, `{"error": {"code", "message",
+...}}`, with the status the error-code table (`accord.errorcodes`) gives the code
+(`error_doc`, `error_answer`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import json
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from accord.errors import AccordError, DeadlineExceeded, NotLeader, ProposalDropped
+from accord.errorcodes import status_of
+from accord.errors import AccordError
 from accord.kv import Compare, CompareOp, CompareTarget, DeleteRange, Get, Put, Range, Txn
 from accord.kv import errors as kv_errors
 from accord.kv.limits import LEASE_ID_MAX, LEASE_TTL_MS_MAX
@@ -22,41 +27,21 @@ from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, T
 from accord.kv.types import Event, KeyValue
 from accord.node.members import NodeState, member_roles
 from accord.node.service import KVService, now_ms
-from accord.raft import ConfChangeError
 
 
 class BadRequest(AccordError):
     code = "bad_request"
 
 
-_STATUS: dict[type[AccordError], int] = {
-    NotLeader: 503,
-    ProposalDropped: 503,
-    DeadlineExceeded: 504,
-    kv_errors.InvalidRequest: 400,
-    kv_errors.BadCommand: 400,
-    kv_errors.DuplicateKey: 400,
-    kv_errors.FutureRevision: 400,
-    kv_errors.LimitExceeded: 413,
-    kv_errors.TooManyLeases: 429,
-    kv_errors.TooManySessions: 429,
-    kv_errors.TooManyWatches: 429,
-    kv_errors.ResponseTooLarge: 413,
-    kv_errors.QuotaExceeded: 507,
-    kv_errors.Compacted: 410,
-    kv_errors.LeaseNotFound: 404,
-    kv_errors.LeaseExists: 409,
-    kv_errors.StaleRequest: 409,
-    kv_errors.SessionExpired: 409,
-    ConfChangeError: 400,
-}
+def error_doc(code: str, message: str, **extra: Any) -> tuple[int, dict[str, Any]]:
+    """`(status, {"error": {"code", "message", ...extra}})`: an error answer in both
+    protocols, its status from the error-code table (`accord.errorcodes`)."""
+    return status_of(code), {"error": {"code": code, "message": message, **extra}}
 
 
-def http_status(error: AccordError) -> int:
-    """The HTTP status of an error answer (the native protocol uses the same codes)."""
-    if isinstance(error, BadRequest):
-        return 400
-    return _STATUS.get(type(error), getattr(error, "http_status", 500))
+def error_answer(error: AccordError) -> tuple[int, dict[str, Any]]:
+    """`error_doc` of a typed error, with the fields its code carries (`error_extra`)."""
+    return error_doc(error.code, str(error), **error_extra(error))
 
 
 def error_extra(error: AccordError) -> dict[str, Any]:

@@ -6,8 +6,9 @@ classes the server itself raises: `NotLeader` (503 `not_leader`), `ProposalDropp
 passed). The client retries those and connection failures; when it gives up it
 raises the last of them, or `Unavailable` when no endpoint could be reached at all.
 Everything else a node answers is final and never retried: it is raised as the
-class below that matches its code (the code itself is kept in `.code`, the HTTP
-status in `.status`), or as `ServerError` for a code this client does not know.
+class the error-code table (`accord.errorcodes`) names for its code (the code itself
+is kept in `.code`, the HTTP status in `.status`); a code the table does not know is
+`InvalidRequest` with a 4xx status and `ServerError` otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from accord.errorcodes import ERROR_CODES
 from accord.errors import AccordError, DeadlineExceeded, NotLeader, ProposalDropped
 
 
@@ -157,30 +159,44 @@ class Unavailable(AccordError):
     code = "unavailable"
 
 
-_BY_CODE: dict[str, type[ServerError]] = {
-    "bad_request": InvalidRequest,
-    "invalid_request": InvalidRequest,
-    "bad_command": InvalidRequest,
-    "duplicate_key": InvalidRequest,
-    "http_error": InvalidRequest,
-    "future_revision": FutureRevision,
-    "limit_exceeded": LimitExceeded,
-    "request_too_large": LimitExceeded,
-    "quota_exceeded": QuotaExceeded,
-    "too_many_leases": TooManyLeases,
-    "too_many_sessions": TooManySessions,
-    "too_many_watches": TooManyWatches,
-    "response_too_large": ResponseTooLarge,
-    "compacted": Compacted,
-    "lease_not_found": LeaseNotFound,
-    "lease_exists": LeaseExists,
-    "stale_request": StaleRequest,
-    "session_expired": SessionExpired,
-    "unauthenticated": Unauthenticated,
-    "permission_denied": PermissionDenied,
-    "rate_limited": RateLimited,
-    "login_locked": RateLimited,
+_CLASSES: dict[str, type[AccordError]] = {
+    cls.__name__: cls
+    for cls in (
+        NotLeader,
+        ProposalDropped,
+        DeadlineExceeded,
+        ServerError,
+        InvalidRequest,
+        FutureRevision,
+        LimitExceeded,
+        TooManyLeases,
+        TooManySessions,
+        TooManyWatches,
+        ResponseTooLarge,
+        QuotaExceeded,
+        Compacted,
+        LeaseNotFound,
+        LeaseExists,
+        StaleRequest,
+        SessionExpired,
+        Unauthenticated,
+        PermissionDenied,
+        RateLimited,
+    )
 }
+_BY_CODE: dict[str, type[AccordError]] = {
+    code: _CLASSES[row.client] for code, row in ERROR_CODES.items()
+}
+"""The exception class of every code in the error-code table (`accord.errorcodes`)."""
+
+
+def exception_class(code: str, status: int) -> type[AccordError]:
+    """The class raised for an answer with `code`: the table's, else by the status
+    (a code from a newer node)."""
+    cls = _BY_CODE.get(code)
+    if cls is not None:
+        return cls
+    return InvalidRequest if 400 <= status < 500 else ServerError
 
 
 def parse_error_body(body: bytes) -> dict[str, Any]:
@@ -197,20 +213,19 @@ def error_from_answer(status: int, error: dict[str, Any]) -> AccordError:
     """The exception for an error answer (`error` as `parse_error_body` returns it)."""
     code = str(error.get("code") or f"http_{status}")
     message = str(error.get("message") or f"HTTP status {status}")
-    if code == "not_leader":
+    cls = exception_class(code, status)
+    if status == 504 and cls is not NotLeader and cls is not ProposalDropped:
+        cls = DeadlineExceeded  # the outcome is unknown, whatever the code (a proxy's 504)
+    if cls is NotLeader:
         leader = error.get("leader")
         hint = leader.get("id") if isinstance(leader, dict) else 0
         return NotLeader(hint if isinstance(hint, int) else 0, message)
-    if code == "proposal_dropped":
-        return ProposalDropped(message)
-    if code == "deadline_exceeded" or status == 504:
-        return DeadlineExceeded(message)
-    if code == "response_too_large":
+    if cls is ProposalDropped or cls is DeadlineExceeded:
+        return cls(message)
+    if cls is ResponseTooLarge:
         fields = {name: _count(error.get(name)) for name in ("op", "keys", "limit_bytes")}
         return ResponseTooLarge(message, code=code, status=status, **fields)
-    cls = _BY_CODE.get(code)
-    if cls is None:
-        cls = InvalidRequest if 400 <= status < 500 else ServerError
+    assert issubclass(cls, ServerError)
     return cls(message, code=code, status=status)
 
 

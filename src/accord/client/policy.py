@@ -11,7 +11,8 @@ Between attempts it sleeps a capped exponential delay with full jitter
 
 Retryable (`is_retryable`) are only the failures after which trying again cannot do
 harm and may help: the endpoint could not be reached or did not answer
-(`EndpointFailure`), `NotLeader` and `ProposalDropped` (nothing was applied), and
+(`EndpointFailure`), and the codes the error-code table (`accord.errorcodes`) marks
+retryable: `NotLeader` and `ProposalDropped` (nothing was applied), and
 `DeadlineExceeded` (reads have no effect; a write's outcome is unknown, and its retry
 carries the same client id and sequence number, so the server applies it at most
 once). Every other answer is final, in particular every 4xx.
@@ -47,7 +48,8 @@ from accord.client.limits import (
     BREAKER_FAILURES_MAX,
     RETRIES_MAX,
 )
-from accord.errors import DeadlineExceeded, NotLeader, ProposalDropped
+from accord.errorcodes import is_retryable_code
+from accord.errors import AccordError, DeadlineExceeded
 from accord.invariant import invariant
 from accord.transport.backoff import backoff_delay_s
 
@@ -75,7 +77,11 @@ class NoEndpoint(Exception):
 
 
 def is_retryable(error: BaseException) -> bool:
-    return isinstance(error, EndpointFailure | NotLeader | ProposalDropped | DeadlineExceeded)
+    """An unreachable endpoint, or an error whose code the error-code table marks
+    retryable (`not_leader`, `proposal_dropped`, `deadline_exceeded`)."""
+    if isinstance(error, EndpointFailure):
+        return True
+    return isinstance(error, AccordError) and is_retryable_code(error.code)
 
 
 # --- circuit breaker -----------------------------------------------------------------

@@ -5,8 +5,9 @@ Everything here is pure: no asyncio, sockets, files, clocks or global randomness
 The node runtime drives it through a small surface:
 
 - `encode_command(Envelope(client_id, seq, command, now_ms))` on the leader, and the
-  resulting bytes through Raft;
-- `KVStateMachine.apply(index, data) -> (result, events)` for every committed entry;
+  resulting bytes through Raft (a node tags them as kind KV: `accord.node.registry`);
+- `KVStateMachine.apply(index, data) -> (result, events)` for every committed entry,
+  `refuse(index, error)` for an entry that holds a command of no kind the node knows;
 - `WatchHub.feed(events)` with those events, and `WatchHub.take(watch_id)` to stream;
 - the read methods (`get`, `range`, `lease_ttl`, `leases`) after ReadIndex;
 - `snapshot()` / `restore()` for Raft snapshots (then `WatchHub.resync()`).

@@ -196,8 +196,7 @@ class KVStateMachine:
     # --- apply -----------------------------------------------------------------------
     def apply(self, index: int, data: bytes) -> tuple[Result, list[Event]]:
         """Apply the committed entry at Raft index `index`; see the module docstring."""
-        invariant(index > self._applied_index, f"entry {index} applied after {self._applied_index}")
-        self._applied_index = index
+        self._advance(index)
         if not data:
             return NoopResult(), []
         try:
@@ -206,6 +205,17 @@ class KVStateMachine:
             return ErrorResult.of(exc), []
         self._clock_ms = max(self._clock_ms, envelope.now_ms)
         return self._apply_envelope(envelope)
+
+    def refuse(self, index: int, error: BadCommand) -> tuple[Result, list[Event]]:
+        """Record the entry at `index` as one that holds no command this machine can
+        apply (a command kind this node does not know): as for undecodable bytes, the
+        index advances, nothing else changes, and the result is `error`."""
+        self._advance(index)
+        return ErrorResult.of(error), []
+
+    def _advance(self, index: int) -> None:
+        invariant(index > self._applied_index, f"entry {index} applied after {self._applied_index}")
+        self._applied_index = index
 
     def _apply_envelope(self, envelope: Envelope) -> Outcome:
         client_id, seq = envelope.client_id, envelope.seq

@@ -4,7 +4,9 @@ listen, replicated with the Raft membership changes themselves.
 Raft's configuration holds only node ids. The addresses of a member travel in the
 `context` of the `ConfChange` that adds it, so every node learns them at the same log
 index, and the registry is part of the node's snapshot. `NodeState` is the state
-machine the runtime drives: the KV store plus this registry.
+machine the runtime drives: the KV store, the auth store and this registry; a normal
+log entry reaches the one its tag names through the command registry
+(`accord.node.registry`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import msgpack
 from accord.kv import KVStateMachine, SnapshotJob, run_job
 from accord.kv.types import Event
 from accord.node.config import Member, parse_address
+from accord.node.registry import Kind, Outcome, Registry
 from accord.node.runtime import Node
 from accord.raft import ConfChange, ConfChangeError, ConfChangeOp
-from accord.security.authstore import AuthStore, is_auth_command
+from accord.security.authstore import AuthStore
 
 SNAPSHOT_FORMAT = 1
 
@@ -98,7 +101,7 @@ def member_roles(node: Node, state: NodeState) -> list[dict[str, Any]]:
 
 
 class NodeState:
-    """KV state machine + member registry, snapshotted together."""
+    """KV state machine + auth store + member registry, snapshotted together."""
 
     def __init__(self, kv: KVStateMachine, initial_members: dict[int, Member]) -> None:
         self.kv = kv
@@ -109,11 +112,16 @@ class NodeState:
         # Removed members stay reachable until the joint configuration is left: until
         # then the old voters' majority still decides, and may need them.
         self.leaving: set[int] = set()
+        # Undecodable KV bytes and unknown kinds alike are recorded by the KV machine.
+        self.commands = Registry({Kind.KV: kv.apply, Kind.AUTH: self._apply_auth}, kv.refuse)
 
     def apply(self, index: int, data: bytes) -> tuple[Any, list[Event]]:
-        if is_auth_command(data):  # users, roles, grants: replicated beside the KV state
-            return self.auth.apply(data), []
-        return self.kv.apply(index, data)
+        return self.commands.apply(index, data)
+
+    def _apply_auth(self, index: int, payload: bytes) -> Outcome:
+        # Users, roles, grants: replicated beside the KV state. Looked up per call,
+        # since `restore()` replaces the store.
+        return self.auth.apply(payload), []
 
     def apply_conf_change(self, change: ConfChange) -> None:
         if not change.changes:  # leaving the joint configuration

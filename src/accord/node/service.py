@@ -43,7 +43,6 @@ from accord.kv import (
     LeaseGrant,
     RenewAllLeases,
     WatchHub,
-    encode_command,
 )
 from accord.kv.errors import KVError, LeaseNotFound
 from accord.kv.limits import LEASE_IDS_PER_COMMAND_MAX
@@ -51,6 +50,7 @@ from accord.kv.results import ErrorResult, GetResult, LeaseInfo, RangeResult
 from accord.kv.types import Event
 from accord.kv.validate import check_command
 from accord.node.lessor import Lessor
+from accord.node.registry import KVCommand, encode
 from accord.node.runtime import Node
 from accord.observability.tracing import Tracing
 
@@ -120,7 +120,7 @@ class KVService:
         KV error (e.g. Compacted, LeaseNotFound)."""
         check_command(command, self.machine.limits)
         envelope = Envelope(client_id, seq, command, now_ms(), REQUEST_OWNER.get())
-        data = encode_command(envelope)
+        data = encode(KVCommand(envelope))
         if self.tracing is None:
             result = await self.node.propose(data, timeout_s)
         else:

@@ -9,9 +9,9 @@ snapshot. Nothing here does I/O or reads a clock; the password hashes (salted, h
 random) and the signing key are computed by the node that proposes a command and
 travel inside it, so `apply()` is deterministic.
 
-Commands are `AUTH_MAGIC` + msgpack `[op, args...]`. 0xc1 is a byte msgpack never
-uses, so no KV command can start with it and `is_auth_command()` routes a log entry
-unambiguously.
+A command's payload is msgpack `[op, args...]` (`encode_auth_payload`). The node's
+command registry (`accord.node.registry`) tags it as kind AUTH (`0xc1 'A'`, the
+prefix auth commands have always had) and hands the payload back to `apply()`.
 
 The first command is `init` (proposed by the leader once auth is enabled): it creates
 the `root` user and the token key. Later `init`s are ignored, so two leaders racing to
@@ -32,7 +32,6 @@ from typing import Any
 
 import msgpack
 
-AUTH_MAGIC = b"\xc1A"
 ROOT = "root"
 READ = 1
 WRITE = 2
@@ -81,12 +80,9 @@ def _fail(message: str, code: str = "auth_error") -> AuthResult:
     return AuthResult(False, message, code)
 
 
-def is_auth_command(data: bytes) -> bool:
-    return data[:2] == AUTH_MAGIC
-
-
-def encode_auth_command(op: str, *args: Any) -> bytes:
-    return AUTH_MAGIC + bytes(msgpack.packb([op, *args], use_bin_type=True))
+def encode_auth_payload(op: str, *args: Any) -> bytes:
+    """The payload of an auth command (the registry adds its tag)."""
+    return bytes(msgpack.packb([op, *args], use_bin_type=True))
 
 
 class AuthStore:
@@ -127,9 +123,10 @@ class AuthStore:
         }
 
     # --- apply ------------------------------------------------------------------------
-    def apply(self, data: bytes) -> AuthResult:
+    def apply(self, payload: bytes) -> AuthResult:
+        """Apply one command's payload; a malformed one is a `bad_command` result."""
         try:
-            op, *args = msgpack.unpackb(data[len(AUTH_MAGIC) :], raw=False)
+            op, *args = msgpack.unpackb(payload, raw=False)
             handler = _HANDLERS.get(op)
             if handler is None:
                 return _fail(f"unknown auth command {op!r}", "bad_command")

@@ -1,4 +1,5 @@
-"""Typed errors of the security package."""
+"""Typed errors of the security package. The status each code is answered with is in
+the error-code table (`accord.errorcodes`)."""
 
 from __future__ import annotations
 
@@ -28,21 +29,18 @@ class Unauthenticated(SecurityError):
     """No valid credentials (missing, wrong password, expired or forged token)."""
 
     code = "unauthenticated"
-    http_status = 401
 
 
 class PermissionDenied(SecurityError):
     """The user is known but no role grants what the request needs."""
 
     code = "permission_denied"
-    http_status = 403
 
 
 class RateLimited(SecurityError):
     """The client sent requests faster than its rate limit; retry after `retry_after_s`."""
 
     code = "rate_limited"
-    http_status = 429
 
     def __init__(self, retry_after_s: float, what: str = "too many requests") -> None:
         self.retry_after_s = retry_after_s
@@ -50,10 +48,15 @@ class RateLimited(SecurityError):
 
 
 class AuthRequestError(SecurityError):
-    """An administration request that cannot be carried out (unknown user, ...)."""
+    """An administration request that cannot be carried out (unknown user, ...);
+    `code` is the auth store's (`user_not_found`, `role_exists`, ...) when it refused."""
 
     code = "auth_error"
-    http_status = 400
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
 
 
 class LeaseNotOwned(SecurityError):
@@ -61,7 +64,6 @@ class LeaseNotOwned(SecurityError):
     exist (404 `lease_not_found`), so nobody learns which ids other users hold."""
 
     code = "lease_not_found"
-    http_status = 404
 
     def __init__(self, lease_id: int) -> None:
         self.lease_id = lease_id

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from accord.api.http import FORWARD_AUTHORIZATION, kv_path_key
+from accord.api.http import FORWARD_AUTHORIZATION, kv_path_key, typed_error_response
 from accord.api.wire import BadRequest, parse_json, parse_txn, parse_uint
 from accord.kv import Put, Txn
 from accord.node.service import REQUEST_OWNER
@@ -69,15 +69,6 @@ _RULES: dict[tuple[str, str], str] = {
 }
 
 
-def error_response(error: SecurityError) -> web.Response:
-    status = getattr(error, "http_status", 400)
-    body = {"error": {"code": error.code, "message": str(error)}}
-    response = web.json_response(body, status=status)
-    if isinstance(error, RateLimited):
-        response.headers["Retry-After"] = str(max(1, round(error.retry_after_s + 0.5)))
-    return response
-
-
 def _pattern(request: web.Request) -> str:
     """The route's pattern without its regexes: "/v1/lease/{id:[0-9]+}" → "/v1/lease/{id}"."""
     resource = request.match_info.route.resource
@@ -102,7 +93,7 @@ class HttpGuard:
         try:
             request = await self._admit(request)
         except SecurityError as e:
-            return error_response(e)
+            return typed_error_response(e)
         owner = REQUEST_OWNER.set(request.get(USER_KEY, ""))
         try:
             return await handler(request)

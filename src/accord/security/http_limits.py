@@ -28,7 +28,7 @@ from typing import Any, cast
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from accord.api.http import declared_too_large
+from accord.api.http import declared_too_large, error_response
 
 log = logging.getLogger("accord.security")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -204,8 +204,7 @@ class ConnectionGate:
         try:
             too_large = declared_too_large(request)
             if too_large is not None:  # refused before waiting for a byte of it
-                body = {"error": {"code": "request_too_large", "message": too_large}}
-                return web.json_response(body, status=413, headers={"Connection": "close"})
+                return _closing("request_too_large", too_large)
             # A body that has not all arrived yet must do so in time (most have: they
             # came with the headers, and reading them waits for nothing).
             if (
@@ -217,15 +216,20 @@ class ConnectionGate:
                     async with asyncio.timeout(self.read_timeout_s):
                         await request.read()  # cached: the handler reads it again for free
                 except TimeoutError:
-                    body = {"error": {"code": "timeout", "message": "request body too slow"}}
-                    return web.json_response(body, status=408, headers={"Connection": "close"})
+                    return _closing("timeout", "request body too slow")
                 except web.HTTPRequestEntityTooLarge as e:  # answered as the API does
-                    body = {"error": {"code": "request_too_large", "message": str(e.text)}}
-                    return web.json_response(body, status=413, headers={"Connection": "close"})
+                    return _closing("request_too_large", str(e.text))
             return await handler(request)
         finally:
             if protocol is not None:
                 protocol.request_finished()
+
+
+def _closing(code: str, message: str) -> web.Response:
+    """An error answer that ends the connection (its body was not, or not all, read)."""
+    response = error_response(code, message)
+    response.headers["Connection"] = "close"
+    return response
 
 
 class _GatedServer:

@@ -1,13 +1,14 @@
 """The auth part of the OpenAPI document: the `/v1/auth/...` paths, the bearer-token
 scheme, and the 401/403/429 answers every protected operation may give. Merged into
 `/v1/openapi.json` by the HTTP guard when auth is on, so the served document describes
-exactly what the node serves."""
+exactly what the node serves (the error codes of auth included)."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+from accord.api.openapi import error_code_schema
 from accord.security.http_guard import PUBLIC_PATHS
 
 _ERROR = {
@@ -105,6 +106,9 @@ def with_auth(document: dict[str, Any]) -> dict[str, Any]:
     merged["paths"].update(copy.deepcopy(AUTH_PATHS))
     components = merged.setdefault("components", {})
     components.setdefault("securitySchemes", {})["bearer"] = {"type": "http", "scheme": "bearer"}
+    error = components.get("schemas", {}).get("Error", {}).get("properties", {}).get("error")
+    if error is not None:  # the codes only auth answers with join the list
+        error["properties"]["code"] = error_code_schema(auth=True)
     merged["security"] = [{"bearer": []}]
     for path, operations in merged["paths"].items():
         for operation in operations.values():

@@ -20,13 +20,13 @@ import time
 from typing import Any
 
 from accord.node.members import NodeState
+from accord.node.registry import AuthCommand, encode
 from accord.node.runtime import Node
 from accord.security.audit import audit
 from accord.security.authstore import (
     PERMISSIONS,
     ROOT,
     AuthResult,
-    encode_auth_command,
     valid_name,
 )
 from accord.security.config import SecurityConfig
@@ -44,7 +44,6 @@ from accord.security.tokens import issue_token, verify_token
 
 log = logging.getLogger("accord.security")
 BOOTSTRAP_INTERVAL_S = 0.5
-_NOT_FOUND = {"user_not_found", "role_not_found", "grant_not_found"}
 _LOGGED_ARGS = {"user_create": 1, "user_passwd": 1}
 """How many leading arguments of these commands the audit log may show: the user's
 name, not the salted password hash that follows it."""
@@ -111,7 +110,7 @@ class AuthService:
                 )
             elif self.node.is_leader and self._root_password is not None:
                 root_hash = await asyncio.to_thread(hash_password, self._root_password)
-                command = encode_auth_command("init", root_hash, secrets.token_bytes(32))
+                command = encode(AuthCommand("init", (root_hash, secrets.token_bytes(32))))
                 try:
                     await self.node.propose(command)
                     audit("auth_bootstrap", node=self.node.core.id)
@@ -203,18 +202,12 @@ class AuthService:
 
     # --- administration (root only; the caller checks) ----------------------------------
     async def _propose(self, user: str, op: str, *args: Any) -> None:
-        result = await self.node.propose(encode_auth_command(op, *args))
+        result = await self.node.propose(encode(AuthCommand(op, args)))
         shown = _shown_args(op, args)
         if not isinstance(result, AuthResult) or not result.ok:
             message = result.message if isinstance(result, AuthResult) else repr(result)
             audit("admin_failed", user=user, op=op, args=shown, reason=message)
-            error = AuthRequestError(message)
-            if isinstance(result, AuthResult):
-                error.code = result.code or error.code
-                error.http_status = 404 if result.code in _NOT_FOUND else 400
-                if result.code.endswith("_exists"):
-                    error.http_status = 409
-            raise error
+            raise AuthRequestError(message, result.code if isinstance(result, AuthResult) else "")
         audit("admin", user=user, op=op, args=shown)
 
     async def add_user(self, actor: str, name: Any, password: Any) -> None:
