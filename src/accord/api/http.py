@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from accord.api.limits import REQUEST_BYTES_MAX
 from accord.api.openapi import spec
 from accord.api.wire import (
     LEASE_TTL_S_MAX,
@@ -66,7 +67,6 @@ from accord.observability.tracing import Tracing
 
 log = logging.getLogger("accord.api")
 
-REQUEST_BYTES_MAX = 4 << 20
 FORWARDED = "X-Accord-Forwarded"
 CLIENT_ID = "X-Accord-Client-Id"
 SEQ = "X-Accord-Seq"

@@ -67,6 +67,8 @@ from accord.kv.limits import (
     RESPONSE_BYTES_MAX,
     RESPONSE_BYTES_MIN,
 )
+from accord.node.limits import SLOW_FSYNC_MS, SLOW_REQUEST_MS, SNAPSHOT_ENTRIES, TICK_MS
+from accord.raft.limits import RAFT_ELECTION_TICKS
 from accord.security.config import SecurityConfig, parse_security, render_security
 
 SCALAR_KEYS = {
@@ -132,9 +134,9 @@ class NodeConfig:
     peer: tuple[str, int]
     members: dict[int, Member] = field(default_factory=dict)
     cluster_id: str = "accord"
-    tick_ms: int = 50
-    election_ticks: int = 10
-    snapshot_entries: int = 10_000
+    tick_ms: int = TICK_MS
+    election_ticks: int = RAFT_ELECTION_TICKS
+    snapshot_entries: int = SNAPSHOT_ENTRIES
     """Applied entries between two snapshots (then the log is compacted)."""
     join: bool = False
     """True for a node added to a running cluster: it waits to be contacted."""
@@ -144,8 +146,8 @@ class NodeConfig:
     log_level: str = "info"
     tracing: str = "off"
     """Where request spans go: nowhere, stdout, or an OTLP collector."""
-    slow_request_ms: int = 1000
-    slow_fsync_ms: int = 100
+    slow_request_ms: int = SLOW_REQUEST_MS
+    slow_fsync_ms: int = SLOW_FSYNC_MS
     leases_max: int = LEASES_MAX
     """Leases in the table at once; part of the replicated behaviour, so every node of
     a cluster must have the same value (as for `leases_per_user_max`)."""
@@ -279,13 +281,13 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
     values = {key: _coerce(key, value) for key, value in raw.items() if key in SCALAR_KEYS}
     if values["id"] <= 0:
         raise ConfigError(f"id: must be a positive integer, got {values['id']}")
-    if values.get("tick_ms", 50) < 1:
+    if values.get("tick_ms", TICK_MS) < 1:
         raise ConfigError("tick_ms: must be at least 1")
-    if values.get("election_ticks", 10) < 3:
+    if values.get("election_ticks", RAFT_ELECTION_TICKS) < 3:
         raise ConfigError("election_ticks: must be at least 3")
     if values.get("slow_request_ms", 1) < 1 or values.get("slow_fsync_ms", 1) < 1:
         raise ConfigError("slow_request_ms and slow_fsync_ms: must be at least 1")
-    if values.get("snapshot_entries", 10_000) < 1:
+    if values.get("snapshot_entries", SNAPSHOT_ENTRIES) < 1:
         raise ConfigError("snapshot_entries: must be at least 1")
     if values.get("leases_max", 1) < 1 or values.get("leases_per_user_max", 1) < 1:
         raise ConfigError("leases_max and leases_per_user_max: must be at least 1")
@@ -303,16 +305,16 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         peer=parse_address(values["peer"], "peer"),
         members=members,
         cluster_id=values.get("cluster_id", "accord"),
-        tick_ms=values.get("tick_ms", 50),
-        election_ticks=values.get("election_ticks", 10),
-        snapshot_entries=values.get("snapshot_entries", 10_000),
+        tick_ms=values.get("tick_ms", TICK_MS),
+        election_ticks=values.get("election_ticks", RAFT_ELECTION_TICKS),
+        snapshot_entries=values.get("snapshot_entries", SNAPSHOT_ENTRIES),
         join=values.get("join", False),
         native=parse_address(values["native"], "native") if "native" in values else None,
         log_format=values.get("log_format", "json"),
         log_level=values.get("log_level", "info"),
         tracing=values.get("tracing", "off"),
-        slow_request_ms=values.get("slow_request_ms", 1000),
-        slow_fsync_ms=values.get("slow_fsync_ms", 100),
+        slow_request_ms=values.get("slow_request_ms", SLOW_REQUEST_MS),
+        slow_fsync_ms=values.get("slow_fsync_ms", SLOW_FSYNC_MS),
         leases_max=values.get("leases_max", LEASES_MAX),
         leases_per_user_max=values.get("leases_per_user_max", LEASES_PER_USER_MAX),
         response_bytes_max=values.get("response_bytes_max", RESPONSE_BYTES_MAX),

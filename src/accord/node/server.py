@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from accord.api.http import HttpApi
+from accord.api.limits import LISTEN_BACKLOG_MAX
 from accord.api.native import NativeServer
 from accord.kv import KVLimits, KVStateMachine
 from accord.node.config import NodeConfig
@@ -34,11 +35,6 @@ from accord.storage import FileStorage
 from accord.transport import PeerTransport
 
 log = logging.getLogger("accord.node")
-
-LISTEN_BACKLOG = 1024
-"""Connections the kernel queues before a client port accepts them. The usual 128
-overflows when hundreds of clients connect at once, and a dropped SYN costs its
-client a second (the first retransmission)."""
 
 WRITE_BEHIND_S = 1.0
 """With `debug_ack_before_fsync`, how long acknowledged Raft state may sit in memory
@@ -207,7 +203,7 @@ async def serve(
         config.client[0],
         config.client[1],
         ssl_context=client_ssl,
-        backlog=LISTEN_BACKLOG,
+        backlog=LISTEN_BACKLOG_MAX,
     )
     await site.start()
     log.info(

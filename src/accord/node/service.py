@@ -51,18 +51,13 @@ from accord.kv.results import ErrorResult, GetResult, LeaseInfo, RangeResult
 from accord.kv.types import Event
 from accord.kv.validate import check_command
 from accord.node.lessor import Lessor
+from accord.node.limits import HOUSEKEEPING_INTERVAL_S, LEASE_EXPIRY_SLACK_MS, SESSION_IDLE_MS
 from accord.node.runtime import Node
 from accord.observability.tracing import Tracing
 
-HOUSEKEEPING_INTERVAL_S = 0.5
-LEASE_EXPIRY_SLACK_MS = 1_000
-"""How late a lease may expire after its deadline: one housekeeping round, plus the
-time `ExpireLeaseIds` takes to commit (documented; not enforced by a timer)."""
 CHECKPOINT_MARGIN_MS = 2 * int(HOUSEKEEPING_INTERVAL_S * 1000) + LEASE_EXPIRY_SLACK_MS
 """A kept-alive lease's replicated deadline is written again once it is this close
 (or half a TTL, if longer), so it cannot lapse between two rounds even for a short TTL."""
-SESSION_IDLE_MS = 10 * 60 * 1000
-"""A client session unused this long is forgotten (clients stop retrying far sooner)."""
 
 
 REQUEST_OWNER: ContextVar[str] = ContextVar("accord_request_owner", default="")
