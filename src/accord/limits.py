@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from accord.api.limits import (
+    FORWARD_TIMEOUT_MARGIN_S,
     HTTP_WATCH_LINE_BYTES_MAX,
     JSON_EXPANSION_MAX,
     LISTEN_BACKLOG_MAX,
@@ -104,7 +105,12 @@ from accord.kv.limits import (
 from accord.node.limits import (
     HOUSEKEEPING_INTERVAL_S,
     LEASE_EXPIRY_SLACK_MS,
+    PENDING_READS_CEILING,
+    PENDING_READS_MAX,
     READY_APPLY_LAG_MAX,
+    REQUEST_TIMEOUT_S,
+    REQUEST_TIMEOUT_S_MAX,
+    REQUEST_TIMEOUT_S_MIN,
     SESSION_IDLE_MS,
     SLOW_FSYNC_MS,
     SLOW_REQUEST_MS,
@@ -220,6 +226,7 @@ __all__ = [
     "DISCOVERY_TIMEOUT_S",
     "ENCRYPTION_KEYS_MAX",
     "ENTRY_OVERHEAD_BYTES",
+    "FORWARD_TIMEOUT_MARGIN_S",
     "FRAME_BYTES_MAX",
     "FRAME_HEADER_BYTES",
     "GRANTS_PER_ROLE_MAX",
@@ -262,6 +269,8 @@ __all__ = [
     "NATIVE_WRITE_BUFFER_BYTES_HIGH",
     "NODE_ID_MAX",
     "PASSWORD_BYTES_MAX",
+    "PENDING_READS_CEILING",
+    "PENDING_READS_MAX",
     "PREFIX_BYTES_MAX",
     "QUEUE_BYTES_MAX",
     "QUEUE_MESSAGES_MAX",
@@ -291,6 +300,9 @@ __all__ = [
     "RECORD_HEADER_BYTES",
     "RECORD_PAYLOAD_BYTES_MAX",
     "REQUEST_BYTES_MAX",
+    "REQUEST_TIMEOUT_S",
+    "REQUEST_TIMEOUT_S_MAX",
+    "REQUEST_TIMEOUT_S_MIN",
     "RESPONSE_BYTES_CEILING",
     "RESPONSE_BYTES_MAX",
     "RESPONSE_BYTES_MIN",
@@ -365,12 +377,20 @@ NODE_SETTINGS = {
     "LEASES_PER_USER_MAX": "leases_per_user_max",
     "RESPONSE_BYTES_MAX": "response_bytes_max",
     "READ_KEYS_SCANNED_MAX": "read_keys_scanned_max",
+    "STORE_BYTES_MAX": "store_bytes_max",
+    "REQUEST_TIMEOUT_S": "request_timeout_s",
+    "PENDING_READS_MAX": "pending_reads_max",
 }
 """Bounds that are the default of a node setting (`NodeConfig`: TOML key, `ACCORD_KEY`
 variable, `accord node` flag)."""
 
 NODE_SETTING_RANGES = {
     "RESPONSE_BYTES_MIN": ("response_bytes_max", "smallest"),
+    "RESPONSE_BYTES_CEILING": ("response_bytes_max", "largest"),
+    "STORE_BYTES_MIN": ("store_bytes_max", "smallest"),
+    "REQUEST_TIMEOUT_S_MIN": ("request_timeout_s", "smallest"),
+    "REQUEST_TIMEOUT_S_MAX": ("request_timeout_s", "largest"),
+    "PENDING_READS_CEILING": ("pending_reads_max", "largest"),
 }
 """Bounds on what a node setting accepts (`accord.node.config.RANGES`)."""
 

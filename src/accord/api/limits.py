@@ -60,3 +60,8 @@ LISTEN_BACKLOG_MAX = 1024
 """Connections the kernel queues before a client port (HTTP or native) accepts them.
 The usual 128 overflows when hundreds of clients connect at once, and a dropped SYN
 costs its client a second (the first retransmission)."""
+
+FORWARD_TIMEOUT_MARGIN_S = 5.0
+"""Time a follower gives a write it forwards to the leader beyond the request's own
+deadline (`request_timeout_s`): the hop there and back, so the leader's answer, even
+`deadline_exceeded`, reaches the client rather than a timeout of the follower's."""

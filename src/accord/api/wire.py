@@ -14,7 +14,13 @@ import json
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from accord.errors import AccordError, DeadlineExceeded, NotLeader, ProposalDropped
+from accord.errors import (
+    AccordError,
+    DeadlineExceeded,
+    NotLeader,
+    ProposalDropped,
+    TooManyPendingReads,
+)
 from accord.kv import Compare, CompareOp, CompareTarget, DeleteRange, Get, Put, Range, Txn
 from accord.kv import errors as kv_errors
 from accord.kv.limits import LEASE_ID_MAX, LEASE_TTL_MS_MAX
@@ -33,6 +39,7 @@ _STATUS: dict[type[AccordError], int] = {
     NotLeader: 503,
     ProposalDropped: 503,
     DeadlineExceeded: 504,
+    TooManyPendingReads: 503,
     kv_errors.InvalidRequest: 400,
     kv_errors.BadCommand: 400,
     kv_errors.DuplicateKey: 400,

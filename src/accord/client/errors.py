@@ -69,6 +69,14 @@ class TooManyWatches(LimitExceeded):
     code = "too_many_watches"
 
 
+class TooManyPendingReads(LimitExceeded):
+    """A linearizable read (or lease keepalive) would exceed the node's
+    `pending_reads_max` reads waiting at once (503): the node refused it at once,
+    nothing was read. Retry later, or read from another node."""
+
+    code = "too_many_pending_reads"
+
+
 class ResponseTooLarge(LimitExceeded):
     """The answer would exceed the node's `response_bytes_max` (413): nothing was
     applied. `keys` key-values of op `op` (0 for a lone range) fit; ask for at most
@@ -170,6 +178,7 @@ _BY_CODE: dict[str, type[ServerError]] = {
     "too_many_leases": TooManyLeases,
     "too_many_sessions": TooManySessions,
     "too_many_watches": TooManyWatches,
+    "too_many_pending_reads": TooManyPendingReads,
     "response_too_large": ResponseTooLarge,
     "compacted": Compacted,
     "lease_not_found": LeaseNotFound,
@@ -237,6 +246,7 @@ __all__ = [
     "SessionExpired",
     "StaleRequest",
     "TooManyLeases",
+    "TooManyPendingReads",
     "TooManySessions",
     "TooManyWatches",
     "Unavailable",

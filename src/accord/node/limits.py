@@ -1,10 +1,33 @@
-"""Bounds and defaults of the node process and its housekeeping; named with units last.
+"""Bounds and defaults of the node process: its requests' deadlines, what may wait in
+it, and its housekeeping; named with units last.
 
-The settings among them (`tick_ms`, `snapshot_entries`, `slow_*_ms`) are keys of
-`NodeConfig` (TOML < ACCORD_* < flags); the rest are fixed.
+The settings among them (`request_timeout_s`, `pending_reads_max`, `tick_ms`,
+`snapshot_entries`) are keys of `NodeConfig` (TOML < ACCORD_* < flags), validated
+against the ranges below; the rest are fixed.
 """
 
 from __future__ import annotations
+
+REQUEST_TIMEOUT_S = 5.0
+"""Deadline of a request that names none: a write's proposal, a membership change, a
+linearizable read's barrier (node setting `request_timeout_s`). A wait still pending
+then fails with `DeadlineExceeded` (504; a write's outcome is then unknown)."""
+
+REQUEST_TIMEOUT_S_MIN = 0.1
+"""Shortest `request_timeout_s`: deadlines are checked once a tick, so a shorter one
+would mostly measure the tick."""
+
+REQUEST_TIMEOUT_S_MAX = 600.0
+"""Longest `request_timeout_s`: a wait holds its request's memory until it ends."""
+
+PENDING_READS_MAX = 10_000
+"""Linearizable reads (and lease keepalives, which take a read barrier too) waiting in
+one node at once for their read index or its apply (node setting `pending_reads_max`).
+One more fails at once with `TooManyPendingReads` (503 `too_many_pending_reads`)
+instead of queueing behind a leader that cannot keep up or is not there."""
+
+PENDING_READS_CEILING = 1_000_000
+"""Largest `pending_reads_max` a node accepts."""
 
 TICK_MS = 50
 """Length of one Raft tick (node setting `tick_ms`): an election timeout is

@@ -93,6 +93,7 @@ def build_node(
         leases_per_user_max=config.leases_per_user_max,
         response_bytes_max=config.response_bytes_max,
         read_keys_scanned_max=config.read_keys_scanned_max,
+        store_bytes_max=config.store_bytes_max,
     )
     state = NodeState(KVStateMachine(limits), config.members)
     transports: list[PeerTransport] = []
@@ -130,6 +131,8 @@ def build_node(
         on_restore=lambda: services[0].resync_watches(),
         on_members_changed=members_changed,
         write_behind_s=WRITE_BEHIND_S if config.debug_ack_before_fsync else 0.0,
+        request_timeout_s=config.request_timeout_s,
+        pending_reads_max=config.pending_reads_max,
     )
     tracing = observers.tracing if observers else None
     services.append(

@@ -109,10 +109,11 @@ class KVService:
 
     # --- writes -----------------------------------------------------------------------
     async def execute(
-        self, command: Command, client_id: int = 0, seq: int = 0, timeout_s: float = 5.0
+        self, command: Command, client_id: int = 0, seq: int = 0, timeout_s: float | None = None
     ) -> Any:
         """Propose `command` and return its result; a failing command raises its typed
-        KV error (e.g. Compacted, LeaseNotFound)."""
+        KV error (e.g. Compacted, LeaseNotFound). `timeout_s` None: the node's
+        `request_timeout_s`."""
         check_command(command, self.machine.limits)
         envelope = Envelope(client_id, seq, command, now_ms(), REQUEST_OWNER.get())
         data = encode_command(envelope)
