@@ -150,6 +150,13 @@ _ROWS = (
         "users, roles, grants, ...): nothing was applied",
     ),
     ErrorCode(
+        "too_many_pending_reads",
+        503,
+        "TooManyPendingReads",
+        "pending_reads_max linearizable reads already wait on this node; try again "
+        "shortly or another node",
+    ),
+    ErrorCode(
         "too_many_leases",
         429,
         "TooManyLeases",

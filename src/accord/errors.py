@@ -33,3 +33,19 @@ class DeadlineExceeded(AccordError):
     """The operation did not finish before its deadline; its outcome is unknown."""
 
     code = "deadline_exceeded"
+
+
+class TooManyPendingReads(AccordError):
+    """A linearizable read (or lease keepalive) found `pending_reads_max` others already
+    waiting in this node for their read index: refused at once, nothing waited for.
+    Retry later, or read from another node; the HTTP status is 503."""
+
+    code = "too_many_pending_reads"
+
+    def __init__(self, pending: int, limit: int) -> None:
+        self.pending = pending
+        self.limit = limit
+        super().__init__(
+            f"{pending} linearizable reads would be waiting in this node; "
+            f"the limit (pending_reads_max) is {limit}"
+        )

@@ -44,6 +44,7 @@ STATUSES_BEFORE_THE_TABLE = {
     "duplicate_key": 400,
     "future_revision": 400,
     "limit_exceeded": 413,  # the auth store's (users, roles, grants) was 400
+    "too_many_pending_reads": 503,
     "too_many_leases": 429,
     "too_many_sessions": 429,
     "too_many_watches": 429,

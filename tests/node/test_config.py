@@ -141,3 +141,53 @@ def test_the_state_machine_read_bounds_are_settings(tmp_path: Path) -> None:
         load_config(path, env={"ACCORD_RESPONSE_BYTES_MAX": str(1 << 20)})
     with pytest.raises(ConfigError, match="read_keys_scanned_max"):
         load_config(path, env={"ACCORD_READ_KEYS_SCANNED_MAX": "0"})
+
+
+def test_request_timeout_and_pending_reads_come_from_file_environment_and_flags(
+    tmp_path: Path,
+) -> None:
+    defaults = load_config(write(tmp_path, BASE), env={})
+    assert (defaults.request_timeout_s, defaults.pending_reads_max) == (5.0, 10_000)
+    assert defaults.store_bytes_max == 1 << 30
+    path = write(tmp_path, "request_timeout_s = 2\npending_reads_max = 50\n" + BASE)
+    from_file = load_config(path, env={})
+    assert (from_file.request_timeout_s, from_file.pending_reads_max) == (2.0, 50)
+    assert isinstance(from_file.request_timeout_s, float)
+    env = {"ACCORD_REQUEST_TIMEOUT_S": "0.75", "ACCORD_PENDING_READS_MAX": "60"}
+    from_env = load_config(path, env=env)
+    assert (from_env.request_timeout_s, from_env.pending_reads_max) == (0.75, 60)
+    flags = {"request_timeout_s": 1.5, "pending_reads_max": 70, "store_bytes_max": 64 << 20}
+    from_flags = load_config(path, env=env, overrides=flags)
+    assert (from_flags.request_timeout_s, from_flags.pending_reads_max) == (1.5, 70)
+    assert from_flags.store_bytes_max == 64 << 20
+    assert load_config(write(tmp_path, render_config(from_flags)), env={}) == from_flags
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ACCORD_REQUEST_TIMEOUT_S": "0"}, "request_timeout_s: must be in 0.1..600.0, got 0.0"),
+        ({"ACCORD_REQUEST_TIMEOUT_S": "601"}, "request_timeout_s: must be in 0.1..600.0"),
+        ({"ACCORD_REQUEST_TIMEOUT_S": "-1"}, "request_timeout_s: expected a non-negative number"),
+        ({"ACCORD_REQUEST_TIMEOUT_S": "inf"}, "request_timeout_s: expected a non-negative number"),
+        ({"ACCORD_REQUEST_TIMEOUT_S": "1e3"}, "request_timeout_s: expected a non-negative number"),
+        ({"ACCORD_PENDING_READS_MAX": "0"}, "pending_reads_max: must be in 1..1000000, got 0"),
+        ({"ACCORD_PENDING_READS_MAX": "1000001"}, "pending_reads_max: must be in 1..1000000"),
+        ({"ACCORD_PENDING_READS_MAX": "1.5"}, "pending_reads_max: expected a non-negative integer"),
+        ({"ACCORD_STORE_BYTES_MAX": str((1 << 30) + 1)}, "store_bytes_max: must be in"),
+        ({"ACCORD_STORE_BYTES_MAX": "1024"}, "store_bytes_max: must be in"),
+        ({"ACCORD_RESPONSE_BYTES_MAX": str((32 << 20) + 1)}, "response_bytes_max: must be in"),
+    ],
+)
+def test_bounded_settings_refuse_values_out_of_range(
+    tmp_path: Path, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, BASE), env=env)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("text", ['request_timeout_s = "soon"\n', "request_timeout_s = true\n"])
+def test_a_timeout_that_is_not_a_number_is_a_clear_error(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match="request_timeout_s: expected a n"):
+        load_config(write(tmp_path, text + BASE), env={})

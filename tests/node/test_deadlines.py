@@ -1,11 +1,14 @@
 """Deadlines of the runtime's waits, on a real `Node` (one voter, in this event loop)
 whose disk can be held back: a write that cannot become durable in time fails with
 DeadlineExceeded within about a tick of its deadline, is still applied once the disk
-lets go, and neither the expired nor a cancelled wait disturbs later requests."""
+lets go, and neither the expired nor a cancelled wait disturbs later requests. A
+request that names no deadline gets the node's `request_timeout_s`, and a read past
+`pending_reads_max` waiting ones is refused at once."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,11 +17,16 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from accord.errors import DeadlineExceeded
+from accord.api.wire import error_answer
+from accord.client.errors import TooManyPendingReads as ClientTooManyPendingReads
+from accord.client.errors import error_from_answer
+from accord.client.policy import is_retryable
+from accord.errors import DeadlineExceeded, TooManyPendingReads
 from accord.kv import Envelope, KVStateMachine, Put, encode_command
 from accord.node.config import Member
 from accord.node.members import NodeState
 from accord.node.runtime import Node
+from accord.node.service import KVService
 from accord.raft import Entry, HardState, Message, RaftConfig, Snapshot
 from accord.storage import MemoryStorage
 
@@ -60,12 +68,13 @@ class NoPeers:
         pass
 
 
-@pytest_asyncio.fixture
-async def node() -> AsyncIterator[tuple[Node, HeldDisk, KVStateMachine]]:
+@contextlib.asynccontextmanager
+async def leading_node(**settings: Any) -> AsyncIterator[tuple[Node, HeldDisk, KVStateMachine]]:
+    """A single voter that leads, with `settings` as `Node` keyword arguments."""
     disk, machine = HeldDisk(), KVStateMachine()
     state = NodeState(machine, {1: Member(1, "n1", ("127.0.0.1", 1), ("127.0.0.1", 2))})
     config = RaftConfig(id=1, bootstrap_voters=frozenset({1}), election_ticks=5)
-    node = Node(config, disk, NoPeers, state, tick_ms=TICK_MS, snapshot_entries=10**9)
+    node = Node(config, disk, NoPeers, state, tick_ms=TICK_MS, snapshot_entries=10**9, **settings)
     await node.start()
     deadline = time.monotonic() + 10
     while not node.is_leader:
@@ -76,6 +85,12 @@ async def node() -> AsyncIterator[tuple[Node, HeldDisk, KVStateMachine]]:
     finally:
         disk.held.set()
         await node.stop(transfer_leadership=False)
+
+
+@pytest_asyncio.fixture
+async def node() -> AsyncIterator[tuple[Node, HeldDisk, KVStateMachine]]:
+    async with leading_node() as started:
+        yield started
 
 
 def put(key: bytes, value: bytes) -> bytes:
@@ -159,3 +174,54 @@ async def test_finished_waits_do_not_pile_up_until_their_deadlines(
     # 505 waits ended long before their deadline a minute from now; within a couple of
     # ticks the heap holds about as many entries as are pending (none), not 505.
     await wait_until(lambda: len(runtime._deadlines) <= 64, "the finished waits to go")
+
+
+async def test_requests_that_name_no_deadline_get_the_nodes_request_timeout() -> None:
+    async with leading_node(request_timeout_s=0.3) as (runtime, disk, machine):
+        service = KVService(runtime, machine)
+        await service.execute(Put(b"before", b"1"))
+        disk.held.clear()
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match=r"the write did not finish within 0\.3s"):
+            await asyncio.wait_for(service.execute(Put(b"late", b"2")), 5)
+        assert 0.3 <= time.monotonic() - started < 0.3 + 2.0
+        with pytest.raises(DeadlineExceeded, match=r"the linearizable read .* within 0\.3s"):
+            await asyncio.wait_for(service.get(b"before"), 5)
+        # A deadline named by the caller still wins over the node's.
+        with pytest.raises(DeadlineExceeded, match=r"within 0\.1s"):
+            await asyncio.wait_for(runtime.read_barrier(timeout_s=0.1), 5)
+
+
+async def test_a_read_past_pending_reads_max_is_refused_at_once() -> None:
+    async with leading_node(pending_reads_max=3) as (runtime, disk, machine):
+        service = KVService(runtime, machine)
+        await service.execute(Put(b"k", b"v"))
+        disk.held.clear()  # the Ready loop stops in the fsync: no read index comes back
+        write = asyncio.create_task(service.execute(Put(b"k", b"w")))
+        reads = [asyncio.create_task(service.get(b"k")) for _ in range(3)]
+        await wait_until(lambda: len(runtime._reads) == 3, "three reads waiting")
+        started = time.monotonic()
+        with pytest.raises(TooManyPendingReads) as refused:
+            await asyncio.wait_for(service.get(b"k"), 5)
+        assert time.monotonic() - started < 0.5  # at once, not after a deadline
+        error = refused.value
+        assert (error.code, error.pending, error.limit) == ("too_many_pending_reads", 4, 3)
+        assert "pending_reads_max" in str(error)
+        with pytest.raises(TooManyPendingReads):  # a keepalive takes a barrier too
+            await asyncio.wait_for(service.lease_keepalive(1), 5)
+        assert not any(read.done() for read in reads)  # the waiting ones are untouched
+        disk.held.set()
+        await write
+        answers = await asyncio.gather(*reads)
+        assert all(answer.kv is not None for answer in answers)
+        assert (await service.get(b"k")).kv is not None  # room again
+
+
+async def test_the_pending_reads_refusal_is_a_503_the_client_raises_and_does_not_retry() -> None:
+    error = TooManyPendingReads(4, 3)
+    status, doc = error_answer(error)
+    assert status == 503 and doc["error"]["code"] == "too_many_pending_reads"
+    raised = error_from_answer(status, doc["error"])
+    assert isinstance(raised, ClientTooManyPendingReads)
+    assert (raised.code, raised.status) == ("too_many_pending_reads", 503)
+    assert not is_retryable(raised)

@@ -11,7 +11,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from accord.api.native import NATIVE_FRAME_BYTES_MAX, NATIVE_WATCHES_MAX
+from accord.api.limits import NATIVE_REQUEST_FRAME_BYTES_MAX, NATIVE_WATCHES_MAX
 from accord.client.native import parse_native_url
 from accord.testing.cluster import LocalCluster, http, running_cluster
 
@@ -134,7 +134,7 @@ def test_bad_requests_get_an_answer_and_the_connection_goes_on(leader_wire: Wire
 
 
 def test_an_oversized_frame_closes_the_connection(leader_wire: Wire) -> None:
-    leader_wire.sock.sendall(struct.pack(">I", NATIVE_FRAME_BYTES_MAX + 1))
+    leader_wire.sock.sendall(struct.pack(">I", NATIVE_REQUEST_FRAME_BYTES_MAX + 1))
     request_id, status, body = leader_wire.receive()
     assert (request_id, status) == (0, 400) and "frame" in body["error"]["message"]
     assert leader_wire.receive() is None

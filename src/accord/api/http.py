@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from accord.api.limits import FORWARD_TIMEOUT_MARGIN_S, REQUEST_BYTES_MAX
 from accord.api.openapi import spec
 from accord.api.wire import (
     LEASE_TTL_S_MAX,
@@ -66,7 +67,6 @@ from accord.observability.tracing import Tracing
 
 log = logging.getLogger("accord.api")
 
-REQUEST_BYTES_MAX = 4 << 20
 FORWARDED = "X-Accord-Forwarded"
 CLIENT_ID = "X-Accord-Client-Id"
 SEQ = "X-Accord-Seq"
@@ -312,7 +312,9 @@ class HttpApi:
     async def _forward(self, request: web.Request, leader_url: str) -> web.StreamResponse:
         if self._client is None:
             self._client = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=10),
+                timeout=aiohttp.ClientTimeout(
+                    total=self.service.node.request_timeout_s + FORWARD_TIMEOUT_MARGIN_S
+                ),
                 connector=aiohttp.TCPConnector(ssl=self._forward_ssl or True),
             )
         body = await request.read()

@@ -3,8 +3,10 @@
 Theory of operation
 -------------------
 Both directions are a sequence of frames: a 4-byte big-endian length and a msgpack
-payload (`accord.transport.framing`), at most `NATIVE_FRAME_BYTES_MAX` each. The
-client opens with `["accord", 1]`; the node answers `["accord", 1, node_id]`, or an
+payload (`accord.transport.framing`): a request frame is at most
+`NATIVE_REQUEST_FRAME_BYTES_MAX`, an answer frame at most `NATIVE_ANSWER_FRAME_BYTES_MAX`
+(`accord.api.limits`; an answer that would be larger is sent as `response_too_large`
+instead). The client opens with `["accord", 1]`; the node answers `["accord", 1, node_id]`, or an
 error answer with request id 0 and closes the connection.
 
 A request is `[id, op, args]`: a client-chosen integer id (unique among the
@@ -64,6 +66,14 @@ from typing import Any, Protocol
 
 import msgpack
 
+from accord.api.limits import (
+    LISTEN_BACKLOG_MAX,
+    NATIVE_ANSWER_FRAME_BYTES_MAX,
+    NATIVE_INFLIGHT_MAX,
+    NATIVE_REQUEST_FRAME_BYTES_MAX,
+    NATIVE_WATCHES_MAX,
+    NATIVE_WRITE_BUFFER_BYTES_HIGH,
+)
 from accord.api.wire import (
     LEASE_TTL_S_MAX,
     BadRequest,
@@ -82,7 +92,7 @@ from accord.api.wire import (
 )
 from accord.errors import AccordError, NotLeader
 from accord.kv import DeleteRange, LeaseRevoke, Put
-from accord.kv.errors import LimitExceeded
+from accord.kv.errors import LimitExceeded, ResponseTooLarge
 from accord.node.members import NodeState
 from accord.node.observe import readiness
 from accord.node.service import KVService
@@ -94,19 +104,6 @@ log = logging.getLogger("accord.api.native")
 
 PROTOCOL = "accord"
 VERSION = 1
-NATIVE_FRAME_BYTES_MAX = 4 << 20
-"""The largest frame either side may send (the HTTP API's request limit too)."""
-NATIVE_INFLIGHT_MAX = 512
-"""Requests in progress per connection before the node stops reading from it."""
-NATIVE_WATCHES_MAX = 64
-"""Open watches per connection."""
-NATIVE_WRITE_BUFFER_BYTES_HIGH = 1 << 20
-"""Answer bytes a connection's transport may hold unsent (a slow reader's) before the
-node stops writing answers to it and stops reading its requests. An answer is written
-only below this mark, one at a time, so a connection holds at most this plus one
-answer (at most `response_bytes_max` of key-values) unsent."""
-NATIVE_LISTEN_BACKLOG = 1024
-"""Connections queued before they are accepted (many clients connecting at once)."""
 READ_BYTES = 1 << 16
 STREAMING = 100
 """The status of a watch's event frames (more follow)."""
@@ -161,8 +158,15 @@ class _Session:
         """The read in progress is between frames (its timeout, if any, is the idle one)."""
 
     def send(self, request_id: int, status: int, body: Any) -> None:
-        if not self.writer.is_closing():
-            self.writer.write(encode_frame(msgpack.packb([request_id, status, body])))
+        if self.writer.is_closing():
+            return
+        payload = msgpack.packb([request_id, status, body])
+        if len(payload) > NATIVE_ANSWER_FRAME_BYTES_MAX:
+            # Larger than any client accepts (e.g. the keys of a lease with very many).
+            error = ResponseTooLarge(len(payload), NATIVE_ANSWER_FRAME_BYTES_MAX, 0, 0)
+            status, error_body = self.error_body(error)
+            payload = msgpack.packb([request_id, status, error_body])
+        self.writer.write(encode_frame(payload))
 
     async def reply(self, request_id: int, status: int, body: Any) -> None:
         """Send an answer once the unsent bytes are below the high-water mark, one
@@ -198,7 +202,7 @@ class _Session:
         self.writer.transport.abort()
 
     async def run(self) -> None:
-        decoder = FrameDecoder(NATIVE_FRAME_BYTES_MAX)
+        decoder = FrameDecoder(NATIVE_REQUEST_FRAME_BYTES_MAX)
         if self.server.guard is not None:
             self.server.guard.connected(self)
         self.writer.transport.set_write_buffer_limits(high=NATIVE_WRITE_BUFFER_BYTES_HIGH)
@@ -437,7 +441,7 @@ class NativeServer:
 
     async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> None:
         self._server = await asyncio.start_server(
-            self._accept, host, port, ssl=ssl, backlog=NATIVE_LISTEN_BACKLOG
+            self._accept, host, port, ssl=ssl, backlog=LISTEN_BACKLOG_MAX
         )
 
     async def stop(self) -> None:

@@ -21,11 +21,21 @@ from accord.kv.limits import (
     TXN_OPS_MAX,
     TXN_RANGE_OPS_MAX,
 )
+from accord.node.limits import PENDING_READS_MAX
 
 _UINT = {"type": "integer", "minimum": 0, "maximum": INT_MAX}
 """Every integer the server reads is in 0..2^63-1 (narrower where a field says so)."""
 _ERROR = {
     "description": "error",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+_UNAVAILABLE = {
+    "description": "not_leader: no leader is known, or a write reached a follower that "
+    "could not forward it (error.leader names the leader when known); proposal_dropped: "
+    "the write was not applied, retry; too_many_pending_reads: a linearizable read (or a "
+    "lease keepalive) found the node's pending_reads_max reads already waiting (default "
+    f"{PENDING_READS_MAX:,}), refused at once with nothing read: retry later or read from "
+    "another node",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 _KEY_PARAM = {
@@ -40,8 +50,9 @@ _CONSISTENCY = {
     "name": "consistency",
     "in": "query",
     "schema": {"type": "string", "enum": ["linearizable", "serializable"]},
-    "description": "linearizable (default) confirms leadership first; serializable reads "
-    "this node's local state at once, possibly stale",
+    "description": "linearizable (default) confirms leadership first (503 "
+    "too_many_pending_reads when the node's pending_reads_max reads already wait); "
+    "serializable reads this node's local state at once, possibly stale",
 }
 _LEASE_ID = {
     "name": "id",
@@ -101,10 +112,11 @@ def _responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
     """`ok` and the error statuses (default: every one an API call may answer: 400 bad
     input, unknown query parameter; 404; 405 with Allow; 408 body too slow; 413 a
     request over the size limit; 429 a rate limit or a full table, e.g.
-    too_many_sessions for a new client id; 503 no leader; 504 outcome unknown)."""
+    too_many_sessions for a new client id; 503 no leader or too many pending reads; 504
+    outcome unknown)."""
     responses: dict[str, Any] = {"200": ok}
     for status in errors or (400, 404, 405, 408, 413, 429, 503, 504):
-        responses[str(status)] = _ERROR
+        responses[str(status)] = _UNAVAILABLE if status == 503 else _ERROR
     return responses
 
 

@@ -31,6 +31,12 @@ from accord.observability.logs import NodeContext, configure_logging
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), help="JSON lines or text")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS))
 @click.option("--tracing", type=click.Choice(TRACING_MODES), help="where request spans go")
+@click.option(
+    "--request-timeout-s", type=float, help="deadline of a request that names none (seconds)"
+)
+@click.option(
+    "--pending-reads-max", type=int, help="linearizable reads waiting in this node at once"
+)
 def node(
     config_path: Path | None,
     name: str | None,
@@ -43,6 +49,8 @@ def node(
     log_format: str | None,
     log_level: str | None,
     tracing: str | None,
+    request_timeout_s: float | None,
+    pending_reads_max: int | None,
 ) -> None:
     """Run one Accord node until SIGINT/SIGTERM."""
     overrides = {
@@ -56,6 +64,8 @@ def node(
         "log_format": log_format,
         "log_level": log_level,
         "tracing": tracing,
+        "request_timeout_s": request_timeout_s,
+        "pending_reads_max": pending_reads_max,
     }
     try:
         config = load_config(config_path, overrides=overrides)

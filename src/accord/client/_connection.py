@@ -21,7 +21,7 @@ sequence number (`X-Accord-Client-Id` / `X-Accord-Seq` over HTTP, `client_id` / 
 over the native protocol), so the server applies a retried write once and answers the
 retries from its record. The server keeps only each client id's latest result, so a
 session carries one write at a time, retries included. Concurrent writes each take a
-session of their own from a pool (opened on demand, at most `SESSIONS_MAX`, reused
+session of their own from a pool (opened on demand, at most `CLIENT_SESSIONS_MAX`, reused
 afterwards), so they travel in parallel — pipelined on one connection with the native
 protocol. Reads use no sessions. A `session_expired` answer means no session exists
 for the client id, which also means no attempt of this write was applied (a write
@@ -63,9 +63,9 @@ from accord.client.errors import (
 )
 from accord.client.limits import (
     CLIENT_ID_BITS,
+    CLIENT_SESSIONS_MAX,
     DISCOVERY_TIMEOUT_S,
     LEADER_REFRESH_S,
-    SESSIONS_MAX,
 )
 from accord.client.native import Answer, NativePool, is_native
 from accord.client.policy import (
@@ -151,7 +151,7 @@ class Connection:
         if credentials is not None:
             self._native_links.login = credentials.native_login()
         self.idle_sessions: list[Session] = []
-        self._session_slots = asyncio.Semaphore(SESSIONS_MAX)
+        self._session_slots = asyncio.Semaphore(CLIENT_SESSIONS_MAX)
         self._http: aiohttp.ClientSession | None = None
         self._discovery_lock = asyncio.Lock()
         self._discovered_at: float | None = None

@@ -71,6 +71,14 @@ class TooManyWatches(LimitExceeded):
     code = "too_many_watches"
 
 
+class TooManyPendingReads(LimitExceeded):
+    """A linearizable read (or lease keepalive) would exceed the node's
+    `pending_reads_max` reads waiting at once (503): the node refused it at once,
+    nothing was read. Retry later, or read from another node."""
+
+    code = "too_many_pending_reads"
+
+
 class ResponseTooLarge(LimitExceeded):
     """The answer would exceed the node's `response_bytes_max` (413): nothing was
     applied. `keys` key-values of op `op` (0 for a lone range) fit; ask for at most
@@ -172,6 +180,7 @@ _CLASSES: dict[str, type[AccordError]] = {
         TooManyLeases,
         TooManySessions,
         TooManyWatches,
+        TooManyPendingReads,
         ResponseTooLarge,
         QuotaExceeded,
         Compacted,
@@ -252,6 +261,7 @@ __all__ = [
     "SessionExpired",
     "StaleRequest",
     "TooManyLeases",
+    "TooManyPendingReads",
     "TooManySessions",
     "TooManyWatches",
     "Unavailable",

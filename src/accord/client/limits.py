@@ -1,12 +1,14 @@
 """The client's defaults and bounds, named with units last.
 
 Every one of the timing values can be overridden per client (`AsyncClient(...)`
-keyword arguments); `timeout_s` can also be overridden per call.
+keyword arguments); `timeout_s` can also be overridden per call. The bounds on what a
+node sends (native answer frames, HTTP watch lines) are the protocols' own, in
+`accord.api.limits`: the largest a node may send, so the client accepts exactly those.
 """
 
 from __future__ import annotations
 
-TIMEOUT_S = 5.0
+CALL_TIMEOUT_S = 5.0
 """Default deadline of one call, retries and backoff included."""
 
 ATTEMPT_TIMEOUT_S = 2.0
@@ -14,17 +16,17 @@ ATTEMPT_TIMEOUT_S = 2.0
 longer than what is left of the call's deadline). Bounds the time lost to a node that
 accepts connections but does not answer (paused, partitioned)."""
 
-ATTEMPT_TIMEOUT_MIN_S = 0.01
+ATTEMPT_TIMEOUT_S_MIN = 0.01
 """A retry is not started with less than this left of the call's deadline: it could
 not get an answer, and its timeout would hide why the earlier attempts failed."""
 
 RETRIES_MAX = 10
 """Retries after the first attempt of one call (the deadline usually ends it first)."""
 
-BACKOFF_BASE_S = 0.05
+RETRY_BACKOFF_S_MIN = 0.05
 """Ceiling of the first retry's delay; the ceiling doubles with every retry."""
 
-BACKOFF_CAP_S = 1.0
+RETRY_BACKOFF_S_MAX = 1.0
 """Largest ceiling of a retry's delay. Each delay is drawn uniformly from
 [0, ceiling] (full jitter), so clients that failed together retry apart."""
 
@@ -57,20 +59,13 @@ and is not far behind); if the probe fails the watch resumes on another endpoint
 WATCH_RECONNECT_TIMEOUT_S = 30.0
 """A watch that finds no node to resume on for this long raises `Unavailable`."""
 
-WATCH_LINE_BYTES_MAX = 256 * 1024 * 1024
-"""Longest line (one batch of events) a watch stream may send."""
-
 CLIENT_ID_BITS = 63
 """Client ids are random positive 63-bit integers (they fit any signed 64-bit field)."""
 
-NATIVE_FRAME_BYTES_MAX = 256 * 1024 * 1024
-"""Largest answer frame accepted from a node over the native protocol (a watch batch or
-a range can be large; the node's own request limit is 4 MiB)."""
-
-WATCH_QUEUE_FRAMES = 64
+WATCH_QUEUE_FRAMES_MAX = 64
 """Frames of a native watch held for a slow consumer before the link stops reading
 (backpressure through TCP; the node ends a watcher that falls too far behind)."""
 
-SESSIONS_MAX = 64
+CLIENT_SESSIONS_MAX = 64
 """Concurrent writes one client sends: each uses a session of its own (a client id
 and its sequence numbers), as the node keeps one result per client id."""

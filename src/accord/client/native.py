@@ -28,12 +28,9 @@ from typing import Any
 
 import msgpack
 
-from accord.client.errors import error_from_answer
-from accord.client.limits import (
-    NATIVE_FRAME_BYTES_MAX,
-    NATIVE_LINK_IDLE_S_MAX,
-    WATCH_QUEUE_FRAMES,
-)
+from accord.api.limits import NATIVE_ANSWER_FRAME_BYTES_MAX, NATIVE_REQUEST_FRAME_BYTES_MAX
+from accord.client.errors import LimitExceeded, error_from_answer
+from accord.client.limits import NATIVE_LINK_IDLE_S_MAX, WATCH_QUEUE_FRAMES_MAX
 from accord.client.results import BadAnswer
 from accord.transport.errors import TransportError
 from accord.transport.framing import FrameDecoder, encode_frame
@@ -71,7 +68,7 @@ class NativeLink:
     def __init__(
         self,
         url: str,
-        stream_queue_frames: int = WATCH_QUEUE_FRAMES,
+        stream_queue_frames: int = WATCH_QUEUE_FRAMES_MAX,
         tls: ssl.SSLContext | None = None,
         login: Args | None = None,
     ) -> None:
@@ -104,7 +101,7 @@ class NativeLink:
             host, port, ssl=_ssl_for(self.url, self._tls)
         )
         self._writer.write(encode_frame(msgpack.packb([PROTOCOL, VERSION])))
-        decoder = FrameDecoder(NATIVE_FRAME_BYTES_MAX)
+        decoder = FrameDecoder(NATIVE_ANSWER_FRAME_BYTES_MAX)
         frames: list[bytes] = []
         while not frames:
             data = await self._reader.read(READ_BYTES)
@@ -137,7 +134,15 @@ class NativeLink:
     def _send(self, request_id: int, op: str, args: dict[str, Any]) -> None:
         if self.dead or self._writer is None:
             raise ConnectionError(f"connection to {self.url} is closed")
-        self._writer.write(encode_frame(msgpack.packb([request_id, op, args])))
+        payload = msgpack.packb([request_id, op, args])
+        if len(payload) > NATIVE_REQUEST_FRAME_BYTES_MAX:  # the node would close the link
+            raise LimitExceeded(
+                f"request of {len(payload)} bytes exceeds the limit of "
+                f"{NATIVE_REQUEST_FRAME_BYTES_MAX} bytes",
+                code="request_too_large",
+                status=413,
+            )
+        self._writer.write(encode_frame(payload))
 
     async def call(self, op: str, args: dict[str, Any]) -> Answer:
         """Send one request and wait for its answer (the caller bounds the wait)."""

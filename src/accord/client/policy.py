@@ -40,13 +40,13 @@ from typing import NoReturn, TypeVar
 
 from accord.client.errors import Unavailable
 from accord.client.limits import (
-    ATTEMPT_TIMEOUT_MIN_S,
     ATTEMPT_TIMEOUT_S,
-    BACKOFF_BASE_S,
-    BACKOFF_CAP_S,
+    ATTEMPT_TIMEOUT_S_MIN,
     BREAKER_COOLDOWN_S,
     BREAKER_FAILURES_MAX,
     RETRIES_MAX,
+    RETRY_BACKOFF_S_MAX,
+    RETRY_BACKOFF_S_MIN,
 )
 from accord.errorcodes import is_retryable_code
 from accord.errors import AccordError, DeadlineExceeded
@@ -170,8 +170,8 @@ class CircuitBreaker:
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     retries_max: int = RETRIES_MAX
-    backoff_base_s: float = BACKOFF_BASE_S
-    backoff_cap_s: float = BACKOFF_CAP_S
+    backoff_base_s: float = RETRY_BACKOFF_S_MIN
+    backoff_cap_s: float = RETRY_BACKOFF_S_MAX
     attempt_timeout_s: float = ATTEMPT_TIMEOUT_S
 
     def __post_init__(self) -> None:
@@ -213,7 +213,7 @@ class Retrier:
         last: Exception | None = None
         while True:
             remaining_s = deadline - self._clock()
-            if remaining_s <= 0 or (last is not None and remaining_s < ATTEMPT_TIMEOUT_MIN_S):
+            if remaining_s <= 0 or (last is not None and remaining_s < ATTEMPT_TIMEOUT_S_MIN):
                 assert last is not None
                 _raise(give_up(last, deadline_passed=True), last)
             try:

@@ -35,9 +35,10 @@ from types import TracebackType
 
 import aiohttp
 
+from accord.api.limits import HTTP_WATCH_LINE_BYTES_MAX
 from accord.client._connection import READY_REQUEST, Connection, Request
 from accord.client.errors import ServerError, Unavailable, error_from_answer
-from accord.client.limits import DISCOVERY_TIMEOUT_S, WATCH_LINE_BYTES_MAX
+from accord.client.limits import DISCOVERY_TIMEOUT_S
 from accord.client.policy import EndpointFailure, NoEndpoint
 from accord.client.results import BadAnswer, decode_event
 from accord.kv.types import Event
@@ -190,8 +191,8 @@ class Watch:
                 line = bytes(buffer[:end])
                 del buffer[: end + 1]
                 yield line
-            if len(buffer) > WATCH_LINE_BYTES_MAX:
-                raise BadAnswer(f"{url} sent a watch line over {WATCH_LINE_BYTES_MAX} bytes")
+            if len(buffer) > HTTP_WATCH_LINE_BYTES_MAX:
+                raise BadAnswer(f"{url} sent a watch line over {HTTP_WATCH_LINE_BYTES_MAX} bytes")
 
     async def _native_stream(self, url: str) -> AsyncGenerator[list[Event], None]:
         key, range_end = self._key_range

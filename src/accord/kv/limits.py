@@ -14,11 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accord.limits import RAFT_ENTRY_BYTES_MAX
-
-KIB = 1024
-MIB = 1024 * KIB
-GIB = 1024 * MIB
+from accord.raft.limits import GIB, KIB, MIB, RAFT_ENTRY_BYTES_MAX, RAFT_SNAPSHOT_DATA_BYTES_MAX
 
 KEY_BYTES_MAX = 4 * KIB
 """Length of one key (etcd has no separate key bound; its request bound is 1.5 MiB)."""
@@ -36,7 +32,7 @@ LEASES_MAX = 1_000_000
 """Leases in the table at once (node setting `leases_max`); one more grant is refused
 with `TooManyLeases`."""
 
-LEASES_PER_USER_MAX = 100_000
+LEASES_PER_USER_MAX = LEASES_MAX // 10
 """Leases one owner holds at once (node setting `leases_per_user_max`). The owner is
 the authenticated user; with auth off every client is the one anonymous owner `""`."""
 
@@ -45,6 +41,7 @@ LEASE_IDS_PER_COMMAND_MAX = 10_000
 longer lists over several commands."""
 
 LEASE_TTL_MS_MIN = 1
+"""Shortest lease TTL a grant names (the API counts in whole seconds)."""
 LEASE_TTL_MS_MAX = 10 * 365 * 24 * 3600 * 1000
 """Ten years; a longer lease is a permanent key spelled badly."""
 
@@ -56,7 +53,7 @@ SESSIONS_MAX = 100_000
 evicting another client's session, which would silently weaken its exactly-once
 guarantee; idle sessions are removed by `ExpireSessions`."""
 
-SESSIONS_PER_USER_MAX = 25_000
+SESSIONS_PER_USER_MAX = SESSIONS_MAX // 4
 """Client sessions one owner holds at once (a quarter of the table), so one user
 cannot lock every other client out; with auth off all clients are one owner."""
 
@@ -64,20 +61,46 @@ SESSION_IDLE_MS_MIN = 1_000
 """Smallest idle time `ExpireSessions` accepts, so a mistaken command cannot drop every
 session of clients that are merely between requests."""
 
-STORE_BYTES_MAX = 2 * GIB
-"""Quota on the MVCC history, measured by `version_bytes()`: puts are refused with
-`QuotaExceeded` while it is exceeded; deletes and compaction still work (etcd's
-space quota)."""
-
 VERSION_OVERHEAD_BYTES = 128
 """What one stored version (or tombstone) is charged on top of its key and value: an
-estimate of the Python objects that hold it."""
+estimate of the Python objects that hold it, and more than its snapshot encoding adds
+(at most 42 bytes: four 9-byte integers and the framing; the key, written once per key,
+takes at most 11 more), so a store's snapshot is never larger than its charge."""
+
+SNAPSHOT_TABLES_BYTES_MAX = 1 * GIB
+"""What a snapshot may hold besides the key store: counters, leases, sessions and the
+result each one records, members and users. An allowance: `LEASES_MAX` leases take
+about 100 MB (at most ~100 bytes each, owner included), which leaves `SESSIONS_MAX`
+sessions about 9 KiB each for their recorded results. A session's result is charged
+to no quota (a transaction's reads are bounded only by `response_bytes_max`), so this
+is the one part of the snapshot bound that is not a proof."""
+
+
+def snapshot_bytes_max(store_bytes_max: int) -> int:
+    """The largest snapshot a store held to `store_bytes_max` makes. Puts keep the
+    history at or below the quota; deletes are never refused (so a full store can be
+    emptied), and each adds one tombstone charged no more than the live version it ends,
+    so the history is at most twice the quota. Its encoding is no larger than its
+    charge (`VERSION_OVERHEAD_BYTES`); the other tables get `SNAPSHOT_TABLES_BYTES_MAX`."""
+    return 2 * store_bytes_max + SNAPSHOT_TABLES_BYTES_MAX
+
+
+STORE_BYTES_MAX = (RAFT_SNAPSHOT_DATA_BYTES_MAX - SNAPSHOT_TABLES_BYTES_MAX) // 2
+"""Quota on the MVCC history, measured by `version_bytes()`: puts are refused with
+`QuotaExceeded` while it is exceeded; deletes and compaction still work (etcd's space
+quota). Default and largest value of the node setting `store_bytes_max` (1 GiB): derived
+from the largest snapshot the Raft layer stores, `RAFT_SNAPSHOT_DATA_BYTES_MAX` (3 GiB),
+so that `snapshot_bytes_max(STORE_BYTES_MAX)` fits it."""
+
+STORE_BYTES_MIN = 4 * MIB
+"""Smallest `store_bytes_max` a node accepts: room for a few versions of the largest
+key and value."""
 
 COMMAND_BYTES_MAX = RAFT_ENTRY_BYTES_MAX
 """Largest encoded command the decoder accepts (the Raft core bounds proposals too)."""
 
-SNAPSHOT_BYTES_MAX = 4 * GIB
-"""Largest snapshot `restore()` accepts."""
+RESTORE_BYTES_MAX = RAFT_SNAPSHOT_DATA_BYTES_MAX
+"""Largest snapshot `restore()` accepts: what storage accepts, no more."""
 
 INT64_MAX = (1 << 63) - 1
 """Revisions, times and counters in commands are non-negative signed 64-bit integers."""
@@ -89,20 +112,29 @@ RESPONSE_BYTES_MAX = 16 * MIB
 """What the reads of one request may return: a range, a transaction (summed over all
 its ops) or one catch-up chunk of a watch. Counted while the response is built, as
 `response_kv_bytes()` per key-value plus `RESPONSE_OP_OVERHEAD_BYTES` per op; a read
-that would go over is refused with `ResponseTooLarge` (HTTP 413). 16 MiB is four
-times the request limit and holds sixteen values of the largest size, so one page of
-a range always fits; the JSON form is at most 4/3 of it for binary values (base64)."""
+that would go over is refused with `ResponseTooLarge` (HTTP 413). Default of the node
+setting `response_bytes_max`. 16 MiB is four times the request limit and holds fifteen
+values of the largest size, so one page of a range always fits; the native form is at
+most this (the charges cover its encoding), the JSON form at most
+`api.limits.JSON_EXPANSION_MAX` times it."""
 
 RESPONSE_BYTES_MIN = 2 * MIB
 """Smallest `response_bytes_max` a node accepts: one key-value of the largest sizes
 must always fit, or some keys could never be read."""
 
-RESPONSE_KV_OVERHEAD_BYTES = 64
-"""What one key-value in a response is charged on top of its key and value (its
-revisions, version and lease, and the encoding around them)."""
+RESPONSE_BYTES_CEILING = 32 * MIB
+"""Largest `response_bytes_max` a node accepts: the client protocols' answer bounds
+(`api.limits.NATIVE_ANSWER_FRAME_BYTES_MAX`, the HTTP watch line) are sized for it."""
+
+RESPONSE_KV_OVERHEAD_BYTES = 128
+"""What one key-value in a response is charged on top of its key and value: at least
+what encoding it adds, so an answer is never larger than its charge. Its native form
+(a map of key, value, two revisions, version and lease, each integer up to 9 bytes)
+adds at most 98 bytes, a watch event's type and map at most 25 more."""
 
 RESPONSE_OP_OVERHEAD_BYTES = 64
-"""What one op's result in a response is charged, whatever it returns."""
+"""What one op's result in a response is charged, whatever it returns: at least its
+native encoding besides its key-values (at most 45 bytes, a range's)."""
 
 TXN_RANGE_OPS_MAX = 32
 """Range ops in one branch of a transaction (gets are not counted): each may scan a
@@ -119,7 +151,7 @@ a larger range in pieces."""
 WATCHERS_MAX = 10_000
 """Watchers one `WatchHub` holds; registering one more raises `LimitExceeded`."""
 
-WATCHERS_PER_USER_MAX = 1_000
+WATCHERS_PER_USER_MAX = WATCHERS_MAX // 10
 """Watchers one owner holds on one node (a tenth of `WATCHERS_MAX`)."""
 
 WATCH_QUEUE_EVENTS_MAX = 1_000

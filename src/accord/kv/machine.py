@@ -91,7 +91,7 @@ from accord.kv.errors import (
     TooManyLeases,
 )
 from accord.kv.leases import Lease, LeaseTable
-from accord.kv.limits import SNAPSHOT_BYTES_MAX, UINT64_MAX, KVLimits, version_bytes
+from accord.kv.limits import RESTORE_BYTES_MAX, UINT64_MAX, KVLimits, version_bytes
 from accord.kv.mvcc import MVCCStore, SnapshotReader
 from accord.kv.results import (
     CompactResult,
@@ -557,8 +557,8 @@ class KVStateMachine:
     def restore(self, data: bytes) -> None:
         """Replace the whole state with `snapshot()`'s output; raises `BadSnapshot`
         (leaving the state as it was) for anything else."""
-        if len(data) > SNAPSHOT_BYTES_MAX:
-            raise BadSnapshot(f"{len(data)} bytes, over the limit of {SNAPSHOT_BYTES_MAX}")
+        if len(data) > RESTORE_BYTES_MAX:
+            raise BadSnapshot(f"{len(data)} bytes, over the limit of {RESTORE_BYTES_MAX}")
         try:
             fields = _wire.array(_wire.unpack(data), "snapshot", 8)
             version, applied, revision, compact, clock, keys, leases, sessions = fields

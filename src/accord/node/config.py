@@ -21,6 +21,9 @@ Example file (what `accord up` writes for each node):
     leases_per_user_max = 100000     # leases one user holds (same on every node)
     response_bytes_max = 16777216    # what one range, txn or watch chunk may return
     read_keys_scanned_max = 100000   # keys the reads of one request may visit
+    store_bytes_max = 1073741824     # the store's quota (same on every node)
+    request_timeout_s = 5.0          # deadline of a request that names none
+    pending_reads_max = 10000        # linearizable reads waiting in this node at once
 
     [members.1]
     name = "n1"
@@ -36,9 +39,10 @@ Example file (what `accord up` writes for each node):
     peer_cert = "/tmp/accord/peers/node-n1.crt"  # insecure_peers = true says the peer
     peer_key = "/tmp/accord/peers/node-n1.key"   # links may be plaintext
 
-`response_bytes_max` and `read_keys_scanned_max` are state machine bounds
-(`accord.kv.limits`): give every member of a cluster the same values, or members could
-disagree about which transactions fail.
+`response_bytes_max`, `read_keys_scanned_max` and `store_bytes_max` are state machine
+bounds (`accord.kv.limits`): give every member of a cluster the same values, or members
+could disagree about which transactions fail. Every setting's default and range is in
+the limits table (`accord.limits`, docs/limits.md).
 
 `dial` changes only where this node connects to reach a peer; the member registry,
 which every node replicates, keeps the members' own addresses. The `debug_*` keys are
@@ -64,9 +68,24 @@ from accord.kv.limits import (
     LEASES_MAX,
     LEASES_PER_USER_MAX,
     READ_KEYS_SCANNED_MAX,
+    RESPONSE_BYTES_CEILING,
     RESPONSE_BYTES_MAX,
     RESPONSE_BYTES_MIN,
+    STORE_BYTES_MAX,
+    STORE_BYTES_MIN,
 )
+from accord.node.limits import (
+    PENDING_READS_CEILING,
+    PENDING_READS_MAX,
+    REQUEST_TIMEOUT_S,
+    REQUEST_TIMEOUT_S_MAX,
+    REQUEST_TIMEOUT_S_MIN,
+    SLOW_FSYNC_MS,
+    SLOW_REQUEST_MS,
+    SNAPSHOT_ENTRIES,
+    TICK_MS,
+)
+from accord.raft.limits import RAFT_ELECTION_TICKS
 from accord.security.config import SecurityConfig, parse_security, render_security
 
 SCALAR_KEYS = {
@@ -90,6 +109,9 @@ SCALAR_KEYS = {
     "leases_per_user_max": int,
     "response_bytes_max": int,
     "read_keys_scanned_max": int,
+    "store_bytes_max": int,
+    "request_timeout_s": float,
+    "pending_reads_max": int,
     "debug_unsafe_local_reads": bool,
     "debug_ack_before_fsync": bool,
     "debug_send_before_persist": bool,
@@ -134,9 +156,9 @@ class NodeConfig:
     peer: tuple[str, int]
     members: dict[int, Member] = field(default_factory=dict)
     cluster_id: str = "accord"
-    tick_ms: int = 50
-    election_ticks: int = 10
-    snapshot_entries: int = 10_000
+    tick_ms: int = TICK_MS
+    election_ticks: int = RAFT_ELECTION_TICKS
+    snapshot_entries: int = SNAPSHOT_ENTRIES
     """Applied entries between two snapshots (then the log is compacted)."""
     join: bool = False
     """True for a node added to a running cluster: it waits to be contacted."""
@@ -146,8 +168,8 @@ class NodeConfig:
     log_level: str = "info"
     tracing: str = "off"
     """Where request spans go: nowhere, stdout, or an OTLP collector."""
-    slow_request_ms: int = 1000
-    slow_fsync_ms: int = 100
+    slow_request_ms: int = SLOW_REQUEST_MS
+    slow_fsync_ms: int = SLOW_FSYNC_MS
     leases_max: int = LEASES_MAX
     """Leases in the table at once; part of the replicated behaviour, so every node of
     a cluster must have the same value (as for `leases_per_user_max`)."""
@@ -157,6 +179,14 @@ class NodeConfig:
     """What the reads of one request may return (see `accord.kv.limits`)."""
     read_keys_scanned_max: int = READ_KEYS_SCANNED_MAX
     """Keys the reads of one request may visit (see `accord.kv.limits`)."""
+    store_bytes_max: int = STORE_BYTES_MAX
+    """The store's quota: puts are refused beyond it (see `accord.kv.limits`); at most
+    the default, whose snapshot is the largest storage accepts."""
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+    """Deadline of a write, membership change or linearizable read that names none."""
+    pending_reads_max: int = PENDING_READS_MAX
+    """Linearizable reads waiting in this node at once; one more fails at once (503
+    `too_many_pending_reads`)."""
     dial: dict[int, tuple[str, int]] = field(default_factory=dict)
     """Member id -> the address this node dials to reach that member, instead of the
     member's registered peer address (fault testing puts a proxy there)."""
@@ -210,9 +240,24 @@ def _coerce(key: str, value: Any) -> Any:
         if not (digits.isascii() and digits.isdigit() and len(digits) <= 18):
             raise ConfigError(f"{key}: expected a non-negative integer, got {value!r}")
         return int(digits)
+    if kind is float:
+        return _coerce_float(key, value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
     return value
+
+
+def _coerce_float(key: str, value: Any) -> float:
+    """A number of seconds: a TOML integer or float, or a decimal string (no inf, nan)."""
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text.replace(".", "", 1)
+        if not (digits.isascii() and digits.isdigit() and len(text) <= 18):
+            raise ConfigError(f"{key}: expected a non-negative number, got {value!r}")
+        return float(text)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    return float(value)
 
 
 def _members(raw: Any) -> dict[int, Member]:
@@ -288,22 +333,21 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
     values = {key: _coerce(key, value) for key, value in raw.items() if key in SCALAR_KEYS}
     if values["id"] <= 0:
         raise ConfigError(f"id: must be a positive integer, got {values['id']}")
-    if values.get("tick_ms", 50) < 1:
+    if values.get("tick_ms", TICK_MS) < 1:
         raise ConfigError("tick_ms: must be at least 1")
-    if values.get("election_ticks", 10) < 3:
+    if values.get("election_ticks", RAFT_ELECTION_TICKS) < 3:
         raise ConfigError("election_ticks: must be at least 3")
     if not 0 <= values.get("debug_slow_disk_ms", 0) <= 10_000:
         raise ConfigError("debug_slow_disk_ms: must be between 0 and 10000")
     if values.get("slow_request_ms", 1) < 1 or values.get("slow_fsync_ms", 1) < 1:
         raise ConfigError("slow_request_ms and slow_fsync_ms: must be at least 1")
-    if values.get("snapshot_entries", 10_000) < 1:
+    if values.get("snapshot_entries", SNAPSHOT_ENTRIES) < 1:
         raise ConfigError("snapshot_entries: must be at least 1")
     if values.get("leases_max", 1) < 1 or values.get("leases_per_user_max", 1) < 1:
         raise ConfigError("leases_max and leases_per_user_max: must be at least 1")
-    if values.get("response_bytes_max", RESPONSE_BYTES_MAX) < RESPONSE_BYTES_MIN:
-        raise ConfigError(f"response_bytes_max: must be at least {RESPONSE_BYTES_MIN}")
     if values.get("read_keys_scanned_max", READ_KEYS_SCANNED_MAX) < 1:
         raise ConfigError("read_keys_scanned_max: must be at least 1")
+    _check_ranges(values)
     _check_observability(values)
     members = _members(raw.get("members", {}))
     config = NodeConfig(
@@ -314,20 +358,23 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         peer=parse_address(values["peer"], "peer"),
         members=members,
         cluster_id=values.get("cluster_id", "accord"),
-        tick_ms=values.get("tick_ms", 50),
-        election_ticks=values.get("election_ticks", 10),
-        snapshot_entries=values.get("snapshot_entries", 10_000),
+        tick_ms=values.get("tick_ms", TICK_MS),
+        election_ticks=values.get("election_ticks", RAFT_ELECTION_TICKS),
+        snapshot_entries=values.get("snapshot_entries", SNAPSHOT_ENTRIES),
         join=values.get("join", False),
         native=parse_address(values["native"], "native") if "native" in values else None,
         log_format=values.get("log_format", "json"),
         log_level=values.get("log_level", "info"),
         tracing=values.get("tracing", "off"),
-        slow_request_ms=values.get("slow_request_ms", 1000),
-        slow_fsync_ms=values.get("slow_fsync_ms", 100),
+        slow_request_ms=values.get("slow_request_ms", SLOW_REQUEST_MS),
+        slow_fsync_ms=values.get("slow_fsync_ms", SLOW_FSYNC_MS),
         leases_max=values.get("leases_max", LEASES_MAX),
         leases_per_user_max=values.get("leases_per_user_max", LEASES_PER_USER_MAX),
         response_bytes_max=values.get("response_bytes_max", RESPONSE_BYTES_MAX),
         read_keys_scanned_max=values.get("read_keys_scanned_max", READ_KEYS_SCANNED_MAX),
+        store_bytes_max=values.get("store_bytes_max", STORE_BYTES_MAX),
+        request_timeout_s=values.get("request_timeout_s", REQUEST_TIMEOUT_S),
+        pending_reads_max=values.get("pending_reads_max", PENDING_READS_MAX),
         dial=_dial(raw.get("dial", {})),
         debug_unsafe_local_reads=values.get("debug_unsafe_local_reads", False),
         debug_ack_before_fsync=values.get("debug_ack_before_fsync", False),
@@ -340,6 +387,22 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
             "or set join = true for a node added to a running cluster"
         )
     return config
+
+
+RANGES: dict[str, tuple[float, float]] = {
+    "response_bytes_max": (RESPONSE_BYTES_MIN, RESPONSE_BYTES_CEILING),
+    "store_bytes_max": (STORE_BYTES_MIN, STORE_BYTES_MAX),
+    "request_timeout_s": (REQUEST_TIMEOUT_S_MIN, REQUEST_TIMEOUT_S_MAX),
+    "pending_reads_max": (1, PENDING_READS_CEILING),
+}
+"""The settings bounded on both sides: (smallest, largest) value accepted. The limits
+table (`accord.limits`) says why each bound is where it is."""
+
+
+def _check_ranges(values: dict[str, Any]) -> None:
+    for key, (low, high) in RANGES.items():
+        if key in values and not low <= values[key] <= high:
+            raise ConfigError(f"{key}: must be in {low}..{high}, got {values[key]}")
 
 
 def _check_observability(values: dict[str, Any]) -> None:
@@ -391,6 +454,9 @@ def render_config(config: NodeConfig) -> str:
         f"leases_per_user_max = {config.leases_per_user_max}",
         f"response_bytes_max = {config.response_bytes_max}",
         f"read_keys_scanned_max = {config.read_keys_scanned_max}",
+        f"store_bytes_max = {config.store_bytes_max}",
+        f"request_timeout_s = {config.request_timeout_s!r}",
+        f"pending_reads_max = {config.pending_reads_max}",
     ]
     for key in ("debug_unsafe_local_reads", "debug_ack_before_fsync", "debug_send_before_persist"):
         if getattr(config, key):

@@ -7,14 +7,11 @@ import bisect
 import time
 from collections.abc import Callable, Mapping
 
+from accord.node.limits import READY_APPLY_LAG_MAX
 from accord.node.runtime import Node
 from accord.node.service import KVService
 from accord.observability.metrics import NodeSample
 from accord.raft import MessageType, Role
-
-READY_APPLY_LAG_MAX = 100
-"""A member whose applied index trails the commit index it knows by more than this
-many entries is catching up, not ready."""
 
 _TYPE_NAMES = {t.value: t.name.lower() for t in MessageType}
 

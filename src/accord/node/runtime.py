@@ -49,10 +49,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from accord.errors import DeadlineExceeded, NotLeader, ProposalDropped
+from accord.errors import DeadlineExceeded, NotLeader, ProposalDropped, TooManyPendingReads
 from accord.host import AWAIT_DURABLE, Batch, GroupWrite, Host, Persist, Send
 from accord.kv import SnapshotJob
 from accord.node import gcpolicy
+from accord.node.limits import PENDING_READS_MAX, REQUEST_TIMEOUT_S
 from accord.raft import (
     ConfChange,
     Entry,
@@ -170,12 +171,18 @@ class Node:
         clock: Clock | None = None,
         send_before_persist: bool = False,
         disk_delay_s: float = 0.0,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+        pending_reads_max: int = PENDING_READS_MAX,
     ) -> None:
         self.clock: Clock = clock or RealClock()
         self.storage = storage
         # Fault injection (config `debug_slow_disk_ms`): each synced write waits a random
         # 0..2x `disk_delay_s` first, as on a slow, uneven disk.
         self.disk_delay_s = disk_delay_s
+        self.request_timeout_s = request_timeout_s
+        """The deadline of a proposal, membership change or read barrier naming none."""
+        self.pending_reads_max = pending_reads_max
+        """Read barriers that may wait at once; one more raises TooManyPendingReads."""
         # DELIBERATE BUG when > 0 (config `debug_ack_before_fsync`, together with the
         # core's `ack_before_persist`): a Ready's persistent part is queued and written
         # only every `write_behind_s`, so what was acknowledged may exist in memory only.
@@ -290,9 +297,11 @@ class Node:
             self._wake.set()
 
     # --- requests ------------------------------------------------------------------------
-    async def propose(self, data: bytes, timeout_s: float = 5.0) -> Any:
+    async def propose(self, data: bytes, timeout_s: float | None = None) -> Any:
         """Replicate and apply a command; returns the state machine's result.
-        Raises NotLeader, ProposalDropped or DeadlineExceeded."""
+        Raises NotLeader, ProposalDropped or DeadlineExceeded (after `timeout_s`,
+        by default `request_timeout_s`)."""
+        timeout_s = self.request_timeout_s if timeout_s is None else timeout_s
         try:
             term, index = self.core.propose(data)
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -304,7 +313,8 @@ class Node:
             self.stats.proposals_failed += 1
             raise
 
-    async def propose_conf_change(self, change: ConfChange, timeout_s: float = 5.0) -> None:
+    async def propose_conf_change(self, change: ConfChange, timeout_s: float | None = None) -> None:
+        timeout_s = self.request_timeout_s if timeout_s is None else timeout_s
         term, index = self.core.propose_conf_change(change)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._track(index, _Proposal(term, future))
@@ -319,9 +329,14 @@ class Node:
             replaced.future.set_exception(ProposalDropped("a new leader replaced the entry"))
         self._proposals[index] = proposal
 
-    async def read_barrier(self, timeout_s: float = 5.0) -> int:
+    async def read_barrier(self, timeout_s: float | None = None) -> int:
         """Wait until local state reflects every write committed before this call
-        (ReadIndex); returns the read index."""
+        (ReadIndex); returns the read index. Raises TooManyPendingReads at once when
+        `pending_reads_max` barriers already wait, else NotLeader or DeadlineExceeded
+        (after `timeout_s`, by default `request_timeout_s`)."""
+        if len(self._reads) >= self.pending_reads_max:
+            raise TooManyPendingReads(len(self._reads) + 1, self.pending_reads_max)
+        timeout_s = self.request_timeout_s if timeout_s is None else timeout_s
         self._read_counter += 1
         context = self._read_nonce + self._read_counter.to_bytes(8, "big")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from accord.api.http import HttpApi
+from accord.api.limits import LISTEN_BACKLOG_MAX
 from accord.api.native import NativeServer
 from accord.kv import KVLimits, KVStateMachine
 from accord.node.config import NodeConfig
@@ -34,11 +35,6 @@ from accord.storage import FileStorage
 from accord.transport import PeerTransport
 
 log = logging.getLogger("accord.node")
-
-LISTEN_BACKLOG = 1024
-"""Connections the kernel queues before a client port accepts them. The usual 128
-overflows when hundreds of clients connect at once, and a dropped SYN costs its
-client a second (the first retransmission)."""
 
 WRITE_BEHIND_S = 1.0
 """With `debug_ack_before_fsync`, how long acknowledged Raft state may sit in memory
@@ -97,6 +93,7 @@ def build_node(
         leases_per_user_max=config.leases_per_user_max,
         response_bytes_max=config.response_bytes_max,
         read_keys_scanned_max=config.read_keys_scanned_max,
+        store_bytes_max=config.store_bytes_max,
     )
     state = NodeState(KVStateMachine(limits), config.members)
     transports: list[PeerTransport] = []
@@ -136,6 +133,8 @@ def build_node(
         write_behind_s=WRITE_BEHIND_S if config.debug_ack_before_fsync else 0.0,
         send_before_persist=config.debug_send_before_persist,
         disk_delay_s=config.debug_slow_disk_ms / 1000,
+        request_timeout_s=config.request_timeout_s,
+        pending_reads_max=config.pending_reads_max,
     )
     tracing = observers.tracing if observers else None
     services.append(
@@ -214,7 +213,7 @@ async def serve(
         config.client[0],
         config.client[1],
         ssl_context=client_ssl,
-        backlog=LISTEN_BACKLOG,
+        backlog=LISTEN_BACKLOG_MAX,
     )
     await site.start()
     log.info(

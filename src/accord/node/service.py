@@ -50,19 +50,14 @@ from accord.kv.results import ErrorResult, GetResult, LeaseInfo, RangeResult
 from accord.kv.types import Event
 from accord.kv.validate import check_command
 from accord.node.lessor import Lessor
+from accord.node.limits import HOUSEKEEPING_INTERVAL_S, LEASE_EXPIRY_SLACK_MS, SESSION_IDLE_MS
 from accord.node.registry import KVCommand, encode
 from accord.node.runtime import Node
 from accord.observability.tracing import Tracing
 
-HOUSEKEEPING_INTERVAL_S = 0.5
-LEASE_EXPIRY_SLACK_MS = 1_000
-"""How late a lease may expire after its deadline: one housekeeping round, plus the
-time `ExpireLeaseIds` takes to commit (documented; not enforced by a timer)."""
 CHECKPOINT_MARGIN_MS = 2 * int(HOUSEKEEPING_INTERVAL_S * 1000) + LEASE_EXPIRY_SLACK_MS
 """A kept-alive lease's replicated deadline is written again once it is this close
 (or half a TTL, if longer), so it cannot lapse between two rounds even for a short TTL."""
-SESSION_IDLE_MS = 10 * 60 * 1000
-"""A client session unused this long is forgotten (clients stop retrying far sooner)."""
 
 
 REQUEST_OWNER: ContextVar[str] = ContextVar("accord_request_owner", default="")
@@ -114,10 +109,11 @@ class KVService:
 
     # --- writes -----------------------------------------------------------------------
     async def execute(
-        self, command: Command, client_id: int = 0, seq: int = 0, timeout_s: float = 5.0
+        self, command: Command, client_id: int = 0, seq: int = 0, timeout_s: float | None = None
     ) -> Any:
         """Propose `command` and return its result; a failing command raises its typed
-        KV error (e.g. Compacted, LeaseNotFound)."""
+        KV error (e.g. Compacted, LeaseNotFound). `timeout_s` None: the node's
+        `request_timeout_s`."""
         check_command(command, self.machine.limits)
         envelope = Envelope(client_id, seq, command, now_ms(), REQUEST_OWNER.get())
         data = encode(KVCommand(envelope))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from accord import limits
 from accord.invariant import invariant
+from accord.raft import limits
 from accord.raft.types import NodeId
 
 

@@ -32,16 +32,19 @@ from typing import Any
 
 import msgpack
 
+from accord.security.limits import (
+    GRANTS_PER_ROLE_MAX,
+    NAME_CHARS_MAX,
+    PREFIX_BYTES_MAX,
+    ROLES_MAX,
+    USERS_MAX,
+)
+
 ROOT = "root"
 READ = 1
 WRITE = 2
 READWRITE = READ | WRITE
 PERMISSIONS = {"read": READ, "write": WRITE, "readwrite": READWRITE}
-NAME_CHARS_MAX = 64
-USERS_MAX = 10_000
-ROLES_MAX = 10_000
-GRANTS_PER_ROLE_MAX = 1_000
-PREFIX_BYTES_MAX = 4096
 
 
 def valid_name(name: object) -> bool:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from accord.limits import RAFT_NODE_ID_MAX
+from accord.raft.limits import RAFT_NODE_ID_MAX
 from accord.security.errors import SecurityError
 
 NODE_UNIT = "accord-node"

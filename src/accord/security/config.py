@@ -57,11 +57,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from accord.security import limits
 from accord.security.errors import SecurityError
 from accord.security.loginlimit import LoginLimits
 
 TABLE = "security"
-_LOGIN = LoginLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,20 +81,20 @@ class SecurityConfig:
     root_password_file: Path | None = None
     root_password: str | None = None
     """From ACCORD_ROOT_PASSWORD (never rendered into a file)."""
-    token_ttl_s: int = 3600
-    connections_max: int = 1024
-    rate_limit_rps: float = 0.0
-    rate_limit_burst: int = 100
-    read_timeout_s: float = 30.0
-    login_source_rps: float = _LOGIN.source_rps
-    login_source_burst: int = _LOGIN.source_burst
-    login_user_rps: float = _LOGIN.user_rps
-    login_user_burst: int = _LOGIN.user_burst
-    login_failures_max: int = _LOGIN.failures_max
-    login_lockout_s: float = _LOGIN.lockout_s
-    login_lockout_max_s: float = _LOGIN.lockout_max_s
-    login_entries_max: int = _LOGIN.entries_max
-    idle_timeout_s: float = 30.0
+    token_ttl_s: int = limits.TOKEN_TTL_S
+    connections_max: int = limits.CONNECTIONS_MAX
+    rate_limit_rps: float = limits.RATE_LIMIT_RPS
+    rate_limit_burst: int = limits.RATE_LIMIT_BURST
+    read_timeout_s: float = limits.READ_TIMEOUT_S
+    login_source_rps: float = limits.LOGIN_SOURCE_RPS
+    login_source_burst: int = limits.LOGIN_SOURCE_BURST
+    login_user_rps: float = limits.LOGIN_USER_RPS
+    login_user_burst: int = limits.LOGIN_USER_BURST
+    login_failures_max: int = limits.LOGIN_FAILURES_MAX
+    login_lockout_s: float = limits.LOGIN_LOCKOUT_S
+    login_lockout_max_s: float = limits.LOGIN_LOCKOUT_S_MAX
+    login_entries_max: int = limits.LOGIN_ENTRIES_MAX
+    idle_timeout_s: float = limits.IDLE_TIMEOUT_S
 
     @property
     def tls(self) -> bool:

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from accord.security.errors import SecurityError, UnknownKey
+from accord.security.limits import ENCRYPTION_KEYS_MAX
 
 KEY_BYTES = 32
 KEY_ID_BYTES = 4
-KEYS_MAX = 16
-"""Keys one keyring may hold (the current one and those still being retired)."""
 KEY_ENV = "ACCORD_ENCRYPTION_KEY"
 
 
@@ -62,8 +61,8 @@ def parse_keys(text: str, source: str) -> Keyring:
     items = [item for item in items if item and not item.startswith("#")]
     if not items:
         raise SecurityError(f"{source} holds no encryption key")
-    if len(items) > KEYS_MAX:
-        raise SecurityError(f"{source} holds {len(items)} keys; at most {KEYS_MAX}")
+    if len(items) > ENCRYPTION_KEYS_MAX:
+        raise SecurityError(f"{source} holds {len(items)} keys; at most {ENCRYPTION_KEYS_MAX}")
     keys: dict[bytes, bytes] = {}
     for position, item in enumerate(items, 1):
         try:

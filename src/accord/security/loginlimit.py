@@ -38,25 +38,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from accord.security.errors import LoginLocked, RateLimited
+from accord.security.limits import (
+    LOGIN_ENTRIES_MAX,
+    LOGIN_FAILURES_MAX,
+    LOGIN_LOCKOUT_DOUBLINGS_MAX,
+    LOGIN_LOCKOUT_S,
+    LOGIN_LOCKOUT_S_MAX,
+    LOGIN_SOURCE_BURST,
+    LOGIN_SOURCE_RPS,
+    LOGIN_USER_BURST,
+    LOGIN_USER_RPS,
+)
 from accord.security.ratelimit import RateLimiter
-
-LOCKOUT_DOUBLINGS_MAX = 32
-"""Past this many doublings the lock is at `lockout_max_s` anyway; no huge powers."""
 
 
 @dataclass(frozen=True, slots=True)
 class LoginLimits:
-    source_rps: float = 2.0
+    source_rps: float = LOGIN_SOURCE_RPS
     """Login attempts per second per source address (0: unlimited)."""
-    source_burst: int = 30
-    user_rps: float = 1.0
+    source_burst: int = LOGIN_SOURCE_BURST
+    user_rps: float = LOGIN_USER_RPS
     """Failed logins per second per user name (0: unlimited)."""
-    user_burst: int = 10
-    failures_max: int = 5
+    user_burst: int = LOGIN_USER_BURST
+    failures_max: int = LOGIN_FAILURES_MAX
     """Failures in a row from one address before the (name, address) is locked (0: never)."""
-    lockout_s: float = 5.0
-    lockout_max_s: float = 900.0
-    entries_max: int = 10_000
+    lockout_s: float = LOGIN_LOCKOUT_S
+    lockout_max_s: float = LOGIN_LOCKOUT_S_MAX
+    entries_max: int = LOGIN_ENTRIES_MAX
     """Sources, names and (name, source) pairs each table remembers."""
 
 
@@ -108,7 +116,7 @@ class LoginLimiter:
         beyond = record.count - limits.failures_max
         lock_s = 0.0
         if beyond >= 0:
-            lock_s = limits.lockout_s * 2 ** min(beyond, LOCKOUT_DOUBLINGS_MAX)
+            lock_s = limits.lockout_s * 2 ** min(beyond, LOGIN_LOCKOUT_DOUBLINGS_MAX)
             lock_s = min(limits.lockout_max_s, lock_s)
             record.locked_until_s = now + lock_s
         self._failures[key] = record

@@ -12,14 +12,13 @@ import hashlib
 import hmac
 import secrets
 
+from accord.security.limits import PASSWORD_BYTES_MAX
+
 SCRYPT_N = 1 << 14
 SCRYPT_R = 8
 SCRYPT_P = 1
 SALT_BYTES = 16
 HASH_BYTES = 32
-PASSWORD_BYTES_MAX = 1024
-"""Longer passwords are refused before hashing (scrypt's cost is in N, not the input,
-but there is no reason to accept megabytes)."""
 
 
 def hash_password(password: str) -> str:

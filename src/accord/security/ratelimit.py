@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-CLIENTS_MAX = 10_000
+from accord.security.limits import RATE_LIMIT_CLIENTS_MAX
 
 
 class RateLimiter:
@@ -18,7 +18,7 @@ class RateLimiter:
         rate_per_s: float,
         burst: int,
         clock: Callable[[], float] = time.monotonic,
-        clients_max: int = CLIENTS_MAX,
+        clients_max: int = RATE_LIMIT_CLIENTS_MAX,
     ) -> None:
         if rate_per_s <= 0 or burst < 1:
             raise ValueError("rate_per_s must be positive and burst at least 1")

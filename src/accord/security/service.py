@@ -37,8 +37,9 @@ from accord.security.errors import (
     SecurityError,
     Unauthenticated,
 )
+from accord.security.limits import PASSWORD_BYTES_MAX
 from accord.security.loginlimit import LoginLimiter
-from accord.security.passwords import PASSWORD_BYTES_MAX, hash_password, verify_password
+from accord.security.passwords import hash_password, verify_password
 from accord.security.rbac import Need, first_denied
 from accord.security.tokens import issue_token, verify_token
 

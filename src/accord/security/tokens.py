@@ -18,8 +18,7 @@ import msgpack
 
 from accord.security.authstore import AuthStore
 from accord.security.errors import Unauthenticated
-
-TOKEN_CHARS_MAX = 1024
+from accord.security.limits import TOKEN_CHARS_MAX
 
 
 def _b64(data: bytes) -> str:

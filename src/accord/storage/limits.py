@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from accord.raft.limits import KIB, MIB, RAFT_MEMBERS_MAX, RAFT_SNAPSHOT_DATA_BYTES_MAX
 from accord.raft.types import Entry
-
-KIB = 1024
-MIB = 1024 * KIB
-GIB = 1024 * MIB
 
 ENTRY_OVERHEAD_BYTES = 32
 """What one entry is charged on top of its data when a batch is sized (an upper bound
@@ -44,19 +41,28 @@ SEGMENT_BYTES_MIN = 4 * KIB
 SEGMENT_FILE_BYTES_MAX = SEGMENT_BYTES_MAX + 2 * (RECORD_HEADER_BYTES + RECORD_PAYLOAD_BYTES_MAX)
 """A segment file larger than this was not written by us; it is not read into memory."""
 
-SNAPSHOT_DATA_BYTES_MAX = 1 * GIB
-"""Largest state-machine snapshot (`Snapshot.data`) accepted."""
+SNAPSHOT_DATA_BYTES_MAX = RAFT_SNAPSHOT_DATA_BYTES_MAX
+"""Largest state-machine snapshot (`Snapshot.data`) accepted: the Raft layer's bound,
+which the state machine's store quota is derived from, so a store at its quota always
+makes a snapshot storage accepts."""
 
-SNAPSHOT_FILE_BYTES_MAX = SNAPSHOT_DATA_BYTES_MAX + 1 * MIB
-"""A snapshot file larger than this is corrupt (data plus membership and framing)."""
+SNAPSHOT_ENVELOPE_BYTES_MAX = 1 * MIB
+"""What a snapshot file holds besides the data: both records' headers, the header
+record, the body's index, term and membership (at most `SNAPSHOT_MEMBERS_MAX` ids of
+9 bytes each) and the cipher's overhead."""
 
-SNAPSHOT_MEMBERS_MAX = 10_000
+SNAPSHOT_FILE_BYTES_MAX = SNAPSHOT_DATA_BYTES_MAX + SNAPSHOT_ENVELOPE_BYTES_MAX
+"""A snapshot file larger than this is corrupt (data plus membership and framing).
+Below 4 GiB: the body record's length is a 32-bit field."""
+
+SNAPSHOT_MEMBERS_MAX = RAFT_MEMBERS_MAX
 """Most members a snapshot's configuration may name (a sanity bound for the decoder)."""
 
 SNAPSHOTS_KEPT_DEFAULT = 2
 """Snapshot files kept; older ones are deleted after a new one is durable."""
 
 SNAPSHOTS_KEPT_MAX = 64
+"""Most snapshot files `snapshots_kept` may keep."""
 
 RESYNC_SCAN_BYTES_MAX = 256 * MIB
 """CRC work allowed while looking for a valid record after a damaged one (the test

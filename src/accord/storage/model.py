@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from accord.invariant import invariant
-from accord.limits import RAFT_INDEX_MAX, RAFT_TERM_MAX
+from accord.raft.limits import RAFT_INDEX_MAX, RAFT_TERM_MAX
 from accord.raft.types import NO_NODE, Entry, HardState, Snapshot
 from accord.storage.errors import CorruptionError, LimitExceeded
 from accord.storage.limits import BATCH_BYTES_MAX, SNAPSHOT_DATA_BYTES_MAX, batch_bytes
@@ -303,7 +303,7 @@ def _check_numbers(
             raise CorruptionError(
                 log_name,
                 None,
-                f"{what} {value} is beyond the bound {value_max} (accord.limits); "
+                f"{what} {value} is beyond the bound {value_max} (accord.raft.limits); "
                 "this node refuses to run on it: wipe its data and add it back as a new member",
             )
 

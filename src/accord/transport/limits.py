@@ -11,11 +11,9 @@ message is always safe, while an unbounded queue is not.
 
 from __future__ import annotations
 
-from accord import limits as _raft_limits
 from accord.invariant import invariant
-
-KIB = 1024
-MIB = 1024 * KIB
+from accord.raft import limits as _raft_limits
+from accord.raft.limits import KIB, MIB
 
 FRAME_HEADER_BYTES = 4
 """A frame is a 4-byte big-endian payload length, then the payload."""
@@ -40,11 +38,11 @@ bytes; this bounds the Python objects a small frame of tiny entries could expand
 CONTEXT_BYTES_MAX = 64 * KIB
 """Longest `Message.context` (ReadIndex request ids, heartbeat round ids)."""
 
-CONF_MEMBERS_MAX = 10_000
+CONF_MEMBERS_MAX = _raft_limits.RAFT_MEMBERS_MAX
 """Most node ids one membership list in a snapshot chunk may name."""
 
 # Every integer a peer sends is checked against one of these (they are Raft's own
-# bounds, `accord.limits`): a term, index, id or byte count beyond them is a
+# bounds, `accord.raft.limits`): a term, index, id or byte count beyond them is a
 # `ProtocolError`, so no peer can hand the core a number it could not increment,
 # persist or encode again.
 TERM_MAX = _raft_limits.RAFT_TERM_MAX
@@ -62,7 +60,7 @@ QUEUE_MESSAGES_MAX = 4096
 """Messages waiting for one peer's connection. Beyond it, new messages to that peer
 are dropped and counted (etcd's rafthttp uses the same depth)."""
 
-QUEUE_BYTES_MAX = 64 * MIB
+QUEUE_BYTES_MAX = _raft_limits.RAFT_INFLIGHT_MESSAGES_MAX * _raft_limits.RAFT_APPEND_BYTES_MAX
 """Encoded bytes waiting for one peer's connection: a full pipeline window of
 `RAFT_INFLIGHT_MESSAGES_MAX` AppendEntries of `RAFT_APPEND_BYTES_MAX` each. Beyond it,
 new messages to that peer are dropped and counted."""
