@@ -90,6 +90,7 @@ from accord.storage.model import (
     GroupDestroyed,
     GroupReplay,
     LogShape,
+    apply_writes,
     check_group_id,
     prepare_writes,
     recover_state,
@@ -252,7 +253,7 @@ class FileHostStorage:
     def save(self, writes: Sequence[GroupWrite], *, sync: bool = True) -> None:
         if self._phase is not _Phase.RECOVERED:
             self._check_writable()
-        prepared, shapes = prepare_writes(writes, self._shape_of)
+        prepared = prepare_writes(writes, self._shape_of)
         if not prepared:
             return
         groups = self._groups
@@ -273,8 +274,7 @@ class FileHostStorage:
         except BaseException as exc:
             self._poison(exc)
             raise
-        for group, shape in shapes.items():
-            groups[group].shape = shape
+        apply_writes(prepared, self._shape_of)
 
     def save_snapshot(self, group: int, snapshot: Snapshot) -> None:
         self._check_writable()

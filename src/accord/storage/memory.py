@@ -54,6 +54,7 @@ from accord.storage.model import (
     Batch,
     LogModel,
     LogShape,
+    apply_writes,
     check_group_id,
     prepare_writes,
     recover_state,
@@ -179,12 +180,11 @@ class MemoryHostStorage:
     def write(self, writes: Sequence[GroupWrite]) -> None:
         """Like `save()`, but nothing is durable until `sync()`."""
         invariant(self._open, "write before load()")
-        prepared, shapes = prepare_writes(writes, self._shape_of)
+        prepared = prepare_writes(writes, self._shape_of)
         if not prepared:
             return
         self._pending.append([_Write(w.group, w.batch, w.snapshot) for w in prepared])
-        for group, shape in shapes.items():
-            self._disks[group].shape = shape
+        apply_writes(prepared, self._shape_of)
 
     def sync(self) -> None:
         """Make every write so far durable (one simulated fsync, if any were pending)."""

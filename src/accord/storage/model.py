@@ -447,27 +447,43 @@ class PreparedWrite:
 
 def prepare_writes(
     writes: Sequence[GroupWrite], shape_of: Callable[[int], LogShape]
-) -> tuple[list[PreparedWrite], dict[int, LogShape]]:
-    """Check a host save's writes in order (each as `prepare_save()` checks one save,
-    against the shape the writes before it left); return the batches to log and the
-    new shape of every group written. Nothing is changed: the caller installs the
-    shapes once the batches are durable. `shape_of(group)` raises `InvariantError`
-    for a group that does not exist or is not loaded."""
-    shapes: dict[int, LogShape] = {}
+) -> list[PreparedWrite]:
+    """Check a host save's writes in order, each as `prepare_save()` checks one save
+    against the shape the writes before it left; return the batches to log. Nothing
+    is changed: once they are durable the caller applies them (`apply_writes`).
+    `shape_of(group)` raises `InvariantError` for a group that does not exist or is
+    not loaded."""
+    # Only a group written twice needs a scratch copy of its shape for the check.
+    scratch: dict[int, LogShape] | None = None
+    if len(writes) > 1 and len({write.group for write in writes}) < len(writes):
+        scratch = {}
     prepared: list[PreparedWrite] = []
     for write in writes:
         group = write.group
-        shape = shapes.get(group)
-        if shape is None:
-            shape = dataclasses.replace(shape_of(group))
-            shapes[group] = shape
+        if scratch is None:
+            shape = shape_of(group)
+        else:
+            shape = scratch.get(group) or _copy_shape(shape_of(group))
+            scratch[group] = shape
         batch = prepare_save(shape, write.hard_state, write.entries, write.snapshot)
         if batch is None:
             continue
-        shape.apply_save(batch.hard_state, write.entries, write.snapshot)
+        if scratch is not None:
+            shape.apply_save(batch.hard_state, batch.entries, write.snapshot)
         prepared.append(PreparedWrite(group, batch, write.snapshot))
     if len(prepared) > 1:
         size = host_batch_bytes(writes)
         if size > HOST_BATCH_BYTES_MAX:
             raise LimitExceeded("host batch", size, HOST_BATCH_BYTES_MAX)
-    return prepared, shapes
+    return prepared
+
+
+def apply_writes(prepared: Sequence[PreparedWrite], shape_of: Callable[[int], LogShape]) -> None:
+    """Advance each group's shape past its prepared writes, in order."""
+    for write in prepared:
+        batch = write.batch
+        shape_of(write.group).apply_save(batch.hard_state, batch.entries, write.snapshot)
+
+
+def _copy_shape(shape: LogShape) -> LogShape:
+    return LogShape(shape.hard_state, shape.snapshot_index, shape.last_index, shape.last_term)
