@@ -316,3 +316,42 @@ def test_a_group_that_cannot_be_recovered_does_not_stop_the_others(tmp_path: Pat
             host.save([GroupWrite(2, HardState(1, 1, 5))])
     with open_host(tmp_path) as host:
         assert host.load(1).entries == entries(1, 1)
+
+
+def test_a_crash_between_the_snapshot_files_and_the_record_completes_every_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = open_host(tmp_path)
+    for group in (1, 2, 3):
+        host.create_group(group)
+        host.load(group)
+    host.save([GroupWrite(g, HardState(1, 1, 2), tuple(entries(1, 8))) for g in (1, 2, 3)])
+
+    def dies(self: Wal, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.EIO, "power cut")
+
+    monkeypatch.setattr(Wal, "append", dies)
+    with pytest.raises(StorageFailed):
+        host.save(
+            [
+                GroupWrite(1, HardState(2, 0, 6), (), snapshot(6, term=2)),  # conflicts at 6
+                GroupWrite(2, HardState(1, 1, 3)),
+                GroupWrite(3, HardState(2, 0, 12), (), snapshot(12, term=2)),  # beyond the log
+            ]
+        )
+    monkeypatch.undo()
+    host.close()
+    with open_host(tmp_path) as again:
+        for group, index in ((1, 6), (3, 12)):
+            state = again.load(group)
+            assert (state.snapshot, state.entries) == (snapshot(index, term=2), [])
+            assert any("completed the install" in note for note in state.notes)
+            again.save(
+                [GroupWrite(group, HardState(2, 0, index), tuple(entries(index + 1, index + 2, 2)))]
+            )
+        assert again.load(2).hard_state == HardState(1, 1, 2)  # the record was never written
+    with open_host(tmp_path) as third:
+        for group, index in ((1, 6), (3, 12)):
+            state = third.load(group)
+            assert state.snapshot == snapshot(index, term=2)
+            assert state.entries == entries(index + 1, index + 2, 2)

@@ -68,6 +68,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from accord.invariant import InvariantError, invariant
 from accord.raft.types import Entry, HardState, Snapshot
@@ -95,7 +96,7 @@ from accord.storage.model import (
     prepare_writes,
     recover_state,
 )
-from accord.storage.protocol import Cipher, GroupWrite, RecoveredState
+from accord.storage.protocol import Cipher, GroupWrite, HostStorage, RecoveredState, Storage
 from accord.storage.snapshots import (
     SnapshotStore,
     group_snapshot_dir,
@@ -512,3 +513,12 @@ def _noting_corrupt(
 
 def _with_notes(state: RecoveredState, notes: list[str]) -> RecoveredState:
     return dataclasses.replace(state, notes=(*state.notes, *notes)) if notes else state
+
+
+if TYPE_CHECKING:  # the classes implement the protocols (checked by mypy, not at run time)
+
+    def _host(storage: FileHostStorage) -> HostStorage:
+        return storage
+
+    def _single(storage: FileStorage) -> Storage:
+        return storage

@@ -44,6 +44,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from accord.invariant import InvariantError, invariant
 from accord.raft.types import Entry, HardState, Snapshot
@@ -59,7 +60,7 @@ from accord.storage.model import (
     prepare_writes,
     recover_state,
 )
-from accord.storage.protocol import GroupWrite, RecoveredState
+from accord.storage.protocol import GroupWrite, HostStorage, RecoveredState, Storage
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,3 +320,12 @@ class MemoryStorage:
     def crash(self, rng: random.Random) -> None:
         """Cut the power (see the module docstring); then `load()` to restart."""
         self._host.crash(rng)
+
+
+if TYPE_CHECKING:  # the classes implement the protocols (checked by mypy, not at run time)
+
+    def _host(storage: MemoryHostStorage) -> HostStorage:
+        return storage
+
+    def _single(storage: MemoryStorage) -> Storage:
+        return storage

@@ -9,10 +9,11 @@ a view detaches it and leaves the host (and every other group) open.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from accord.invariant import invariant
 from accord.raft.types import Entry, HardState, Snapshot
-from accord.storage.protocol import GroupWrite, HostStorage, RecoveredState
+from accord.storage.protocol import GroupWrite, HostStorage, RecoveredState, Storage
 
 
 class GroupView:
@@ -59,3 +60,9 @@ class GroupView:
 
     def _check_open(self) -> None:
         invariant(not self._closed, f"use of the closed view of group {self._group}")
+
+
+if TYPE_CHECKING:  # the class implements the protocol (checked by mypy, not at run time)
+
+    def _single(view: GroupView) -> Storage:
+        return view

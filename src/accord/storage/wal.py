@@ -15,9 +15,10 @@ many groups is one record.
 Formats: version-2 segments (all that is written) hold such records. Version-1
 segments, written before groups existed, hold one batch per record and no group ids;
 their batches are group 0's (`LEGACY_GROUP`), which exists from the start of a replay
-that begins with one. Recovery reads both; the first append after opening a directory
-whose last segment is version 1 starts a version-2 segment (`needs_upgrade`), so the
-two never mix within a segment. (Older versions of Accord cannot read version 2.)
+that begins with one. Recovery reads both; an append never goes into a version-1
+segment but starts a version-2 one (`needs_upgrade`: `FileHostStorage` appends a
+checkpoint at once when it opens such a directory), so the two never mix within a
+segment. (Older versions of Accord cannot read version 2.)
 
 Appending: a record is encoded, framed, written with one `write()` and made durable
 with one `fdatasync` (enough for an append on Linux: it flushes the size with the
