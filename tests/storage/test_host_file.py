@@ -24,7 +24,8 @@ SEGMENT_BYTES = 4096
 
 
 def open_host(directory: Path, **options: object) -> FileHostStorage:
-    return FileHostStorage(directory, segment_bytes_max=SEGMENT_BYTES, **options)  # type: ignore[arg-type]
+    options.setdefault("segment_bytes_max", SEGMENT_BYTES)
+    return FileHostStorage(directory, **options)  # type: ignore[arg-type]
 
 
 def write_round(
@@ -74,7 +75,7 @@ def test_one_data_sync_per_save_across_groups(
     host.close()
 
 
-def test_a_hundred_groups_recover_after_close(tmp_path: Path) -> None:
+def test_a_hundred_groups_recover_after_close_and_after_a_torn_tail(tmp_path: Path) -> None:
     refs = {group: Reference() for group in range(100)}
     with FileHostStorage(tmp_path, segment_bytes_max=64 * 1024) as host:
         for group in refs:
@@ -86,11 +87,20 @@ def test_a_hundred_groups_recover_after_close(tmp_path: Path) -> None:
                 host.save_snapshot(7, snapshot(refs[7].hard_state.commit, term=2))
                 refs[7].local_snapshot(refs[7].hard_state.commit, 2)
                 host.compact(7, refs[7].snapshot_index)
+        before = {group: ref.copy() for group, ref in refs.items()}
+        write_round(host, refs, count=2)
         assert len(host.segment_paths) > 1
-    with FileHostStorage(tmp_path, segment_bytes_max=64 * 1024) as host:
-        assert host.groups() == set(refs)
-        for group, ref in refs.items():
-            assert view_of(host.load(group)) == ref.view()
+        last = host.segment_paths[-1]
+    assert_recovers(tmp_path, refs, segment_bytes_max=64 * 1024)
+    # The last save, torn anywhere inside its record: every group is as before it.
+    records, _ = scan(last.read_bytes(), tail=True, payload_bytes_max=1 << 30)
+    start, end = records[-1].offset, records[-1].end
+    for cut in (end - 1, (start + end) // 2, start + 5):
+        copy = tmp_path.parent / f"torn-{cut}"
+        shutil.copytree(tmp_path, copy)
+        with (copy / "wal" / last.name).open("r+b") as file:
+            file.truncate(cut)
+        assert_recovers(copy, before, segment_bytes_max=64 * 1024)
 
 
 def test_a_torn_last_record_loses_the_whole_save_in_every_group() -> None:
