@@ -27,7 +27,6 @@ from accord.storage._fsutil import DirectoryLock
 from accord.storage.errors import StorageError
 from accord.storage.file import SNAPSHOT_DIRECTORY, WAL_DIRECTORY
 from accord.storage.protocol import Cipher
-from accord.storage.record import Damage
 
 RAFT_DIRECTORY = "raft"
 """Where a node keeps its storage inside `data_dir` (`accord.node.server`)."""
@@ -170,48 +169,5 @@ def _inspect(target: Target) -> fsck.Report:
 
 
 def _print_report(report: fsck.Report) -> None:
-    click.echo(f"storage directory: {report.directory}")
-    click.echo(f"WAL segments: {len(report.segments)}")
-    for segment in report.segments:
-        span = "no entries"
-        if segment.first_index is not None:
-            span = f"entries {segment.first_index}-{segment.last_index}"
-        click.echo(
-            f"  {segment.path.name}  {segment.size_bytes} bytes  {segment.batches} batches  "
-            f"{span}{'  sealed' if segment.sealed else ''}  {_damage(segment.damage)}"
-        )
-    click.echo(f"snapshots: {len(report.snapshots)}")
-    for snap in report.snapshots:
-        status = "ok" if snap.error is None else f"CORRUPT: {snap.error}"
-        click.echo(
-            f"  {snap.path.name}  index {snap.index}  term {snap.term}  "
-            f"{snap.size_bytes} bytes  {status}"
-        )
-    hs = report.hard_state
-    click.echo(f"hard state: term {hs.term}, vote {hs.vote}, commit {hs.commit}")
-    recovered = report.recovered
-    if recovered is not None:
-        base = "no snapshot"
-        if recovered.snapshot is not None:
-            base = f"snapshot at {recovered.snapshot.index} (term {recovered.snapshot.term})"
-        span = f"entries {recovered.first_index}-{recovered.last_index}"
-        if not recovered.entries:
-            span = "no entries after it" if recovered.snapshot is not None else "no entries"
-        click.echo(f"recovers to: {base}, {span}, commit {recovered.hard_state.commit}")
-    else:
-        click.echo(f"recovery refuses: {report.recovery_error}")
-    click.echo(f"result: {_verdict(report)}")
-
-
-def _damage(damage: Damage | None) -> str:
-    if damage is None:
-        return "ok"
-    if damage.torn:
-        return f"torn tail at byte {damage.offset} (truncated on next open): {damage.reason}"
-    return f"CORRUPT at byte {damage.offset}: {damage.reason}"
-
-
-def _verdict(report: fsck.Report) -> str:
-    if report.corrupt:
-        return "CORRUPT"
-    return "OK (torn tail)" if report.torn else "OK"
+    for line in fsck.describe(report):
+        click.echo(line)

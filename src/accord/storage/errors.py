@@ -37,11 +37,15 @@ class LimitExceeded(StorageError):
 
     code = "storage_limit_exceeded"
 
-    def __init__(self, what: str, size_bytes: int, limit_bytes: int) -> None:
+    def __init__(
+        self, what: str, size_bytes: int, limit_bytes: int, *, unit: str = "bytes"
+    ) -> None:
         self.what = what
         self.size_bytes = size_bytes
+        """The size refused, in `unit` (bytes unless said otherwise, e.g. groups)."""
         self.limit_bytes = limit_bytes
-        super().__init__(f"{what} is {size_bytes} bytes; the limit is {limit_bytes} bytes")
+        self.unit = unit
+        super().__init__(f"{what} is {size_bytes} {unit}; the limit is {limit_bytes} {unit}")
 
 
 class StorageLocked(StorageError):

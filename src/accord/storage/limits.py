@@ -9,9 +9,13 @@ from disk.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from accord.raft.limits import KIB, MIB, RAFT_MEMBERS_MAX, RAFT_SNAPSHOT_DATA_BYTES_MAX
 from accord.raft.types import Entry
+
+if TYPE_CHECKING:
+    from accord.storage.protocol import GroupWrite
 
 ENTRY_OVERHEAD_BYTES = 32
 """What one entry is charged on top of its data when a batch is sized (an upper bound
@@ -24,8 +28,30 @@ keep a Ready's entries under it (it bounds proposals and AppendEntries anyway)."
 RECORD_HEADER_BYTES = 16
 """Magic (4), payload length (4), type (1), reserved (3), CRC32C (4)."""
 
-RECORD_PAYLOAD_BYTES_MAX = BATCH_BYTES_MAX + 64 * KIB
-"""Largest WAL record payload: a full batch plus its fixed fields and cipher overhead."""
+GROUPS_MAX = 10_000
+"""Most Raft groups one storage directory holds at once (created and not destroyed).
+Every segment begins with the hard state of each of them (`wal`), so this also
+bounds that checkpoint."""
+
+GROUP_WRITE_OVERHEAD_BYTES = 128
+"""What one group's write in a `HostStorage.save()` is charged on top of its entries
+(an upper bound on its fixed msgpack fields: group, hard state, reset, first index,
+column headers)."""
+
+HOST_BATCH_BYTES_MAX = BATCH_BYTES_MAX + GROUP_WRITE_OVERHEAD_BYTES
+"""Largest `HostStorage.save()` as measured by `host_batch_bytes()`: the writes of all
+groups together are one WAL record, so together they get one batch's budget (one
+group's full batch fits). A host that gathers more splits it over several saves."""
+
+CHECKPOINT_GROUP_BYTES_MAX = 40
+"""Upper bound on one group's entry in a segment checkpoint (group, term, vote, commit)."""
+
+CHECKPOINT_BYTES_MAX = GROUPS_MAX * CHECKPOINT_GROUP_BYTES_MAX + 16
+"""Largest checkpoint: the group table the first record of every segment carries."""
+
+RECORD_PAYLOAD_BYTES_MAX = HOST_BATCH_BYTES_MAX + CHECKPOINT_BYTES_MAX + 64 * KIB
+"""Largest WAL record payload: a full batch, a full checkpoint, their fixed fields and
+the cipher's overhead."""
 
 CIPHER_OVERHEAD_BYTES_MAX = 4 * KIB
 """Most a cipher may add to a payload (AES-GCM adds 28 bytes)."""
@@ -77,3 +103,11 @@ def batch_bytes(entries: Sequence[Entry]) -> int:
     accepted or refused the same way by the file WAL and by the in-memory twin.
     """
     return sum([len(entry.data) for entry in entries]) + ENTRY_OVERHEAD_BYTES * len(entries)
+
+
+def host_batch_bytes(writes: Sequence[GroupWrite]) -> int:
+    """The size a `HostStorage.save()` is charged against `HOST_BATCH_BYTES_MAX`: each
+    write's entries as `batch_bytes()` counts them, plus `GROUP_WRITE_OVERHEAD_BYTES`."""
+    return sum([batch_bytes(write.entries) for write in writes]) + GROUP_WRITE_OVERHEAD_BYTES * len(
+        writes
+    )

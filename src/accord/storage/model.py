@@ -22,20 +22,36 @@ falling back must never lose entries the log promised.
 `LogShape` is the handful of numbers needed to reject misuse (`InvariantError`) before
 anything is written: gaps, replacing committed entries, a decreasing term, two votes
 in one term, a commit index beyond the log.
+
+Many groups: a WAL record (`WalRecord`) is a list of operations, each naming its
+group: `GroupBatch` (one group's batch, as above), `GroupCreated`, `GroupDestroyed`.
+The first record of every segment also carries a checkpoint: every group that exists
+at that point with its hard state. `HostReplay` replays records into one log model
+and hard state per group: a checkpoint sets the set of groups (a replay that begins
+after older segments were removed learns the groups, and their hard states, from it),
+creating a group starts it empty, destroying it forgets everything replayed for it.
+`prepare_writes()` checks a host save's writes, in order, exactly as `prepare_save()`
+checks one `save()`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from accord.invariant import invariant
-from accord.raft.limits import RAFT_INDEX_MAX, RAFT_TERM_MAX
+from accord.raft.limits import RAFT_INDEX_MAX, RAFT_NODE_ID_MAX, RAFT_TERM_MAX
 from accord.raft.types import NO_NODE, Entry, HardState, Snapshot
 from accord.storage.errors import CorruptionError, LimitExceeded
-from accord.storage.limits import BATCH_BYTES_MAX, SNAPSHOT_DATA_BYTES_MAX, batch_bytes
-from accord.storage.protocol import RecoveredState
+from accord.storage.limits import (
+    BATCH_BYTES_MAX,
+    HOST_BATCH_BYTES_MAX,
+    SNAPSHOT_DATA_BYTES_MAX,
+    batch_bytes,
+    host_batch_bytes,
+)
+from accord.storage.protocol import GroupWrite, RecoveredState
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,3 +345,145 @@ def prepare_save(
         raise LimitExceeded("snapshot data", len(snapshot.data), SNAPSHOT_DATA_BYTES_MAX)
     reset = None if snapshot is None else (snapshot.index, snapshot.term)
     return Batch(hard_state, reset, tuple(entries))
+
+
+# --- many groups -------------------------------------------------------------------
+
+LEGACY_GROUP = 0
+"""The group a single-group directory (version-1 segments, `FileStorage`) holds."""
+
+
+def check_group_id(group: int) -> None:
+    invariant(
+        type(group) is int and 0 <= group <= RAFT_NODE_ID_MAX,
+        f"group id {group!r} outside [0, {RAFT_NODE_ID_MAX}]",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupBatch:
+    """One group's `Batch` inside a WAL record."""
+
+    group: int
+    batch: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCreated:
+    group: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDestroyed:
+    group: int
+
+
+Op = GroupBatch | GroupCreated | GroupDestroyed
+
+Checkpoint = tuple[tuple[int, HardState], ...]
+"""Every group that exists, with its hard state, ascending by group."""
+
+
+@dataclass(frozen=True, slots=True)
+class WalRecord:
+    """One WAL record: the checkpoint (first record of a segment only), then `ops`."""
+
+    checkpoint: Checkpoint | None = None
+    ops: tuple[Op, ...] = ()
+
+
+class ReplayError(ValueError):
+    """A record that cannot follow the ones before it (a batch for a group that does
+    not exist): the caller reports it as corruption at the record's position."""
+
+
+@dataclass(slots=True)
+class GroupReplay:
+    """What replaying the WAL found for one group."""
+
+    hard_state: HardState = field(default_factory=HardState)
+    model: LogModel = field(default_factory=LogModel)
+
+
+class HostReplay:
+    """Replay of WAL records into one `GroupReplay` per existing group."""
+
+    __slots__ = ("groups",)
+
+    def __init__(self, groups: Iterable[int] = ()) -> None:
+        self.groups: dict[int, GroupReplay] = {group: GroupReplay() for group in groups}
+
+    def apply(self, record: WalRecord) -> None:
+        if record.checkpoint is not None:
+            known = self.groups
+            self.groups = {}
+            for group, hard_state in record.checkpoint:
+                kept = known.get(group) or GroupReplay()
+                kept.hard_state = hard_state
+                self.groups[group] = kept
+        for op in record.ops:
+            if isinstance(op, GroupBatch):
+                replay = self.groups.get(op.group)
+                if replay is None:
+                    raise ReplayError(f"a batch for group {op.group}, which does not exist")
+                replay.model.apply(op.batch)
+                if op.batch.hard_state is not None:
+                    replay.hard_state = op.batch.hard_state
+            elif isinstance(op, GroupCreated):
+                if op.group in self.groups:
+                    raise ReplayError(f"group {op.group} created twice")
+                self.groups[op.group] = GroupReplay()
+            else:
+                if self.groups.pop(op.group, None) is None:
+                    raise ReplayError(f"group {op.group} destroyed, but it does not exist")
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedWrite:
+    group: int
+    batch: Batch
+    snapshot: Snapshot | None
+
+
+def prepare_writes(
+    writes: Sequence[GroupWrite], shape_of: Callable[[int], LogShape]
+) -> list[PreparedWrite]:
+    """Check a host save's writes in order, each as `prepare_save()` checks one save
+    against the shape the writes before it left; return the batches to log. Nothing
+    is changed: once they are durable the caller applies them (`apply_writes`).
+    `shape_of(group)` raises `InvariantError` for a group that does not exist or is
+    not loaded."""
+    # Only a group written twice needs a scratch copy of its shape for the check.
+    scratch: dict[int, LogShape] | None = None
+    if len(writes) > 1 and len({write.group for write in writes}) < len(writes):
+        scratch = {}
+    prepared: list[PreparedWrite] = []
+    for write in writes:
+        group = write.group
+        if scratch is None:
+            shape = shape_of(group)
+        else:
+            shape = scratch.get(group) or _copy_shape(shape_of(group))
+            scratch[group] = shape
+        batch = prepare_save(shape, write.hard_state, write.entries, write.snapshot)
+        if batch is None:
+            continue
+        if scratch is not None:
+            shape.apply_save(batch.hard_state, batch.entries, write.snapshot)
+        prepared.append(PreparedWrite(group, batch, write.snapshot))
+    if len(prepared) > 1:
+        size = host_batch_bytes(writes)
+        if size > HOST_BATCH_BYTES_MAX:
+            raise LimitExceeded("host batch", size, HOST_BATCH_BYTES_MAX)
+    return prepared
+
+
+def apply_writes(prepared: Sequence[PreparedWrite], shape_of: Callable[[int], LogShape]) -> None:
+    """Advance each group's shape past its prepared writes, in order."""
+    for write in prepared:
+        batch = write.batch
+        shape_of(write.group).apply_save(batch.hard_state, batch.entries, write.snapshot)
+
+
+def _copy_shape(shape: LogShape) -> LogShape:
+    return LogShape(shape.hard_state, shape.snapshot_index, shape.last_index, shape.last_term)

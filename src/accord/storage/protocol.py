@@ -30,16 +30,48 @@ after the snapshot; it exists to reclaim space.
 Misuse (a gap in the log, replacing a committed entry, a decreasing term, voting twice
 in a term, compacting past the snapshot) raises `InvariantError`: the core has a bug.
 Operating conditions raise `StorageError` subclasses.
+
+Many groups, one log
+--------------------
+A node process hosts many Raft groups (a `RaftCore` each, told apart by their group
+id). `HostStorage` is the same contract per group, for all of them on one write-ahead
+log: `save(writes)` takes a `GroupWrite` (one Ready's persistent part) per group and
+makes all of them durable with one WAL record and one fsync, however many groups
+they touch. Each write is applied in the order given, with exactly the semantics and
+the checks of `Storage.save()` for its group (a group may appear more than once; each
+write then sees the state the previous ones left). Any misuse or limit in any write
+raises before anything is written.
+
+What a crash inside `save(writes)` (or before the sync of `sync=False` saves) may
+leave, per the contract: the writes of the unsynced saves, in order, up to some point
+and none after it; each single write is kept whole or lost whole. Each group
+therefore recovers the state before or after each of its own writes, which is all a
+Raft group needs (nothing was acknowledged before the fsync returned). No group may
+rely on another group's write surviving with its own: `FileHostStorage` happens to
+keep every save whole or lose it whole (one record), while `MemoryHostStorage`
+tears between the writes of one save too, so the simulator exercises the weaker
+contract.
+
+Groups: `create_group(g)` and `destroy_group(g)` are durable when they return (each
+is one WAL record and one fsync, which also makes every earlier unsynced save
+durable). Creating a group that exists, or destroying or writing one that does not,
+is `InvariantError`. A group id may be created again after its group was destroyed:
+the new group starts empty (nothing of the old one is ever recovered into it); when an
+id may safely be reused is for the host to decide. Lifecycle: after opening (and
+after each restart), `groups()` names the groups recovered; `load(g)` is called
+exactly once for each group before it is written, a freshly created one included (it
+returns the empty state).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from accord.raft.types import Entry, HardState, RecoveredState, Snapshot
 
-__all__ = ["Cipher", "RecoveredState", "Storage"]
+__all__ = ["Cipher", "GroupWrite", "HostStorage", "RecoveredState", "Storage"]
 
 
 class Cipher(Protocol):
@@ -91,6 +123,61 @@ class Storage(Protocol):
 
     def compact(self, index: int) -> None:
         """Allow entries up to `index` (at most the snapshot's index) to be dropped."""
+        ...
+
+    def close(self) -> None:
+        """Release files and locks. Idempotent. Everything saved stays durable."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class GroupWrite:
+    """One group's part of a `HostStorage.save()`: what `Storage.save()` takes, for
+    `group`. `None` / empty means "unchanged"."""
+
+    group: int
+    hard_state: HardState | None = None
+    entries: tuple[Entry, ...] = ()
+    snapshot: Snapshot | None = None
+
+
+class HostStorage(Protocol):
+    """Durable Raft state of every group a node hosts, on one log; see the module
+    docstring ("Many groups, one log"). Not thread-safe: one caller at a time."""
+
+    def groups(self) -> frozenset[int]:
+        """The groups with durable state: created and not destroyed. The first call
+        after opening recovers the log (`CorruptionError` when it cannot be trusted)."""
+        ...
+
+    def create_group(self, group: int) -> None:
+        """Durably create an empty group; `InvariantError` if it exists. Raises
+        `LimitExceeded` when `GROUPS_MAX` groups exist already."""
+        ...
+
+    def destroy_group(self, group: int) -> None:
+        """Durably destroy a group: nothing of it is recovered again, its snapshots
+        are deleted, and the log segments only it needed can be reclaimed."""
+        ...
+
+    def load(self, group: int) -> RecoveredState:
+        """Recover one group's state, as `Storage.load()`: once per group per open."""
+        ...
+
+    def save(self, writes: Sequence[GroupWrite], *, sync: bool = True) -> None:
+        """Apply every write in order with one WAL record and (if `sync`) one fsync;
+        return once durable. A write's snapshot is installed as `Storage.save()`
+        installs one (its file is durable before the record). Raises `LimitExceeded`
+        (nothing written) when the writes together exceed `HOST_BATCH_BYTES_MAX`."""
+        ...
+
+    def save_snapshot(self, group: int, snapshot: Snapshot) -> None:
+        """As `Storage.save_snapshot()`, for `group`."""
+        ...
+
+    def compact(self, group: int, index: int) -> None:
+        """As `Storage.compact()`, for `group`: a log segment is reclaimed only when no
+        group needs anything in it."""
         ...
 
     def close(self) -> None:

@@ -53,6 +53,8 @@ class RecordType(IntEnum):
     BATCH = 2
     SNAPSHOT_HEADER = 3
     SNAPSHOT_BODY = 4
+    GROUP_RECORD = 5
+    """A WAL record of a version-2 segment: operations that name their groups."""
 
 
 _RECORD_TYPES = frozenset(int(t) for t in RecordType)

@@ -2,11 +2,15 @@
 
 Theory of operation
 -------------------
-Snapshots live in `DIR/snap/` as `{index:016x}-{term:016x}.snap`: two records in the
+Snapshots live in one directory per Raft group: group 0's in `DIR/snap/` (where a
+single-group directory always kept them), group G's in `DIR/snap/G/` (G in decimal;
+`group_snapshot_dir()`). Each is `{index:016x}-{term:016x}.snap`: two records in the
 WAL's framing (`accord.storage.record`). The header record (format version, index,
 term, whether the body is sealed) is never encrypted, so `accord storage check` can
 list snapshots without the key; the body record (index, term, membership, data) is
-sealed when a cipher is configured, bound to the index and term.
+sealed when a cipher is configured, bound to the index and term, and to the group
+for every group but 0 (whose files keep the binding they always had), so a sealed
+snapshot moved into another group's directory fails to open.
 
 Writing: the file is written under a temporary name, fsynced, renamed into place and
 the directory fsynced. A crash leaves no file or a complete one; temporaries left
@@ -53,6 +57,7 @@ TEMPORARY_SUFFIX = ".tmp"
 CORRUPT_SUFFIX = ".corrupt"
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _POSITION = struct.Struct("<QQ")
+_GROUP = struct.Struct("<Q")
 
 
 def snapshot_name(index: int, term: int) -> str:
@@ -70,8 +75,68 @@ def parse_snapshot_name(name: str) -> tuple[int, int] | None:
         return None
 
 
-def associated_data(index: int, term: int) -> bytes:
-    return b"accord-snap" + _POSITION.pack(index, term)
+def associated_data(index: int, term: int, group: int = 0) -> bytes:
+    if group == 0:
+        return b"accord-snap" + _POSITION.pack(index, term)
+    return b"accord-snap/g" + _GROUP.pack(group) + _POSITION.pack(index, term)
+
+
+def group_snapshot_dir(root: Path, group: int) -> Path:
+    """Where `group` keeps its snapshots under the snapshot root `DIR/snap/`."""
+    return root if group == 0 else root / str(group)
+
+
+def parse_group_dir_name(name: str) -> int | None:
+    """The group a subdirectory of the snapshot root belongs to, or None."""
+    if not name.isdigit() or not name.isascii() or str(int(name)) != name or name == "0":
+        return None
+    return int(name)
+
+
+def list_group_dirs(root: Path) -> dict[int, Path]:
+    """Every group's snapshot directory under `root` (group 0's is `root` itself)."""
+    found = {0: root}
+    for path in root.iterdir():
+        group = parse_group_dir_name(path.name)
+        if group is not None and path.is_dir():
+            found[group] = path
+    return found
+
+
+def remove_group_snapshots(root: Path, group: int) -> list[Path]:
+    """Delete every file of `group`'s snapshot directory (snapshots, temporaries, files
+    set aside as corrupt) and, but for group 0, the directory; durably."""
+    directory = group_snapshot_dir(root, group)
+    if not directory.is_dir():
+        return []
+    removed = [path for path in directory.iterdir() if path.is_file()]
+    for path in removed:
+        path.unlink()
+    if group != 0:
+        directory.rmdir()
+        sync_dir(root)
+    elif removed:
+        sync_dir(directory)
+    return removed
+
+
+def groups_with_snapshots(root: Path) -> list[int]:
+    """The groups whose snapshot directory under `root` holds a snapshot file."""
+    if not root.is_dir():
+        return []
+    return sorted(g for g, d in list_group_dirs(root).items() if has_snapshot_files(d))
+
+
+def has_snapshot_files(directory: Path) -> bool:
+    """Whether `directory` holds any snapshot file (complete or set aside)."""
+    return directory.is_dir() and any(
+        path.is_file()
+        and (
+            parse_snapshot_name(path.name) is not None
+            or parse_snapshot_name(path.name.removesuffix(CORRUPT_SUFFIX)) is not None
+        )
+        for path in directory.iterdir()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +157,7 @@ def list_snapshots(directory: Path) -> list[SnapshotFile]:
     return files
 
 
-def read_snapshot(file: SnapshotFile, cipher: Cipher | None) -> Snapshot:
+def read_snapshot(file: SnapshotFile, cipher: Cipher | None, group: int = 0) -> Snapshot:
     """Load and fully validate one snapshot file; `CorruptionError` on any damage."""
     where = str(file.path)
     size = file.path.stat().st_size
@@ -114,7 +179,7 @@ def read_snapshot(file: SnapshotFile, cipher: Cipher | None) -> Snapshot:
         if sealed:
             if cipher is None:
                 raise CipherRequired(where)
-            payload = _open(cipher, payload, index, term)
+            payload = _open(cipher, payload, associated_data(index, term, group))
         snapshot = decode_snapshot_body(payload)
         if (snapshot.index, snapshot.term) != (index, term):
             raise DecodeError("body and header disagree on index or term")
@@ -123,9 +188,9 @@ def read_snapshot(file: SnapshotFile, cipher: Cipher | None) -> Snapshot:
     return snapshot
 
 
-def _open(cipher: Cipher, payload: bytes, index: int, term: int) -> bytes:
+def _open(cipher: Cipher, payload: bytes, associated: bytes) -> bytes:
     try:
-        return cipher.open(payload, associated_data(index, term))
+        return cipher.open(payload, associated)
     except Exception as exc:  # a foreign cipher may fail any way it likes
         raise DecodeError(f"cannot open sealed snapshot (wrong key?): {exc!r}") from exc
 
@@ -133,10 +198,17 @@ def _open(cipher: Cipher, payload: bytes, index: int, term: int) -> bytes:
 class SnapshotStore:
     """The snapshot directory. Any `OSError` leaves it in an unknown state."""
 
-    def __init__(self, directory: Path, *, cipher: Cipher | None, kept: int) -> None:
+    def __init__(
+        self, directory: Path, *, cipher: Cipher | None, kept: int, group: int = 0
+    ) -> None:
         self._dir = directory
         self._cipher = cipher
         self._kept = kept
+        self._group = group
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
 
     def files(self) -> list[SnapshotFile]:
         return list_snapshots(self._dir)
@@ -162,7 +234,7 @@ class SnapshotStore:
         """Snapshots newest first, each read only when asked for."""
         for file in self.files():
             try:
-                yield read_snapshot(file, self._cipher)
+                yield read_snapshot(file, self._cipher, self._group)
             except CorruptionError as exc:
                 yield exc
 
@@ -177,7 +249,9 @@ class SnapshotStore:
         )
         body = encode_snapshot_body(snapshot)
         if self._cipher is not None:
-            body = self._cipher.seal(body, associated_data(snapshot.index, snapshot.term))
+            body = self._cipher.seal(
+                body, associated_data(snapshot.index, snapshot.term, self._group)
+            )
         final = self._dir / snapshot_name(snapshot.index, snapshot.term)
         temporary = final.with_name(final.name + TEMPORARY_SUFFIX)
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _CLOEXEC, 0o644)
