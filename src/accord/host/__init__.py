@@ -7,12 +7,12 @@ from accord.host.plan import (
     Advance,
     Apply,
     AwaitDurable,
-    GroupWrite,
     Persist,
     Send,
     Step,
     plan,
 )
+from accord.storage.protocol import GroupWrite
 
 __all__ = [
     "AWAIT_DURABLE",

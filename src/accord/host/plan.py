@@ -37,17 +37,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from accord.raft.types import Entry, HardState, Message, Ready, Snapshot
-
-
-@dataclass(frozen=True, slots=True)
-class GroupWrite:
-    """What one group's Ready asks storage to make durable."""
-
-    group: int
-    hard_state: HardState | None
-    entries: tuple[Entry, ...]
-    snapshot: Snapshot | None
+from accord.raft.types import Message, Ready
+from accord.storage.protocol import GroupWrite
 
 
 @dataclass(frozen=True, slots=True)
