@@ -33,7 +33,7 @@ def test_the_state_machine_does_no_io_and_reads_no_clock() -> None:
     assert found == []
 
 
-BELOW_KV = ("accord.kv", "accord.errors", "accord.invariant", "accord.limits")
+BELOW_KV = ("accord.kv", "accord.errors", "accord.invariant", "accord.limits", "accord.raft.limits")
 """What `accord.kv` may import of Accord: itself and the cross-cutting modules. The
 command registry and the auth store sit above it (`accord.node.registry` tags KV
 commands; kv knows nothing of other kinds)."""

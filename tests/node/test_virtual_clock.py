@@ -67,7 +67,7 @@ async def test_elections_wait_for_virtual_time() -> None:
         await _run_until(clock, lambda: node.is_leader, limit_s=10.0)
         assert node.is_leader
         # The election timeout is randomised in [10, 20) ticks of 100 ms.
-        assert 1.0 <= clock.monotonic() <= 2.1
+        assert 0.99 <= clock.monotonic() <= 2.1  # ticks of 0.1 s add up inexactly
     finally:
         await node.stop(transfer_leadership=False)
 
