@@ -1,11 +1,12 @@
 """One simulated server process: a `Host` with one `SimReplica` per Raft group, each
-a real `RaftCore`, `MemoryStorage` as its disk and the real `KVStateMachine`.
+a real `RaftCore` and the real `KVStateMachine`, all on one `MemoryHostStorage` (the
+node's one log, so a crash tears its unsynced writes at one point across groups).
 
 The process executes the host's batches exactly as the asyncio runtime does — the
 steps come from the same `accord.host.plan` — with the fsync taking simulated time:
 `AWAIT_DURABLE` schedules the rest of the batch after a random delay, during which
 the process takes inputs but no new batch. A crash in between loses what was not
-synced. One simulated fsync covers the disks of every group, as one WAL fsync does.
+synced. One simulated fsync covers every group, as one WAL fsync does.
 
 BUGGIFY: some seeds turn on rare paths only the simulator takes, each firing now and
 then: applying later than the fsync returns (the rest of a batch waits a while), and
@@ -52,7 +53,7 @@ from accord.sim.kvops import (
     write_outcome,
 )
 from accord.sim.protocol import ClientReply, ClientRequest
-from accord.storage import MemoryStorage
+from accord.storage import MemoryHostStorage
 
 if TYPE_CHECKING:
     from accord.sim.runner import Simulation
@@ -76,7 +77,6 @@ class SimReplica:
         self.group = group
         self.make_config = make_config
         self.checker: SafetyChecker = node.sim.checkers[group]
-        self.disk = MemoryStorage()
         self.core: RaftCore
         self.machine = KVStateMachine()
         self._pending_writes: dict[int, _PendingWrite] = {}
@@ -99,8 +99,12 @@ class SimReplica:
     def is_leader(self) -> bool:
         return self.node.alive and self.core.role == Role.LEADER
 
+    def durable(self, index: int, term: int) -> bool:
+        """Whether this group's entry (index, term) would survive a power cut now."""
+        return self.node.disk.durable(self.group, index, term)
+
     def start(self) -> RaftCore:
-        recovered = self.disk.load()
+        recovered = self.node.disk.load(self.group)
         self.core = RaftCore(
             self.make_config(self.group), random.Random(self.sim.rng.random()), recovered
         )
@@ -256,8 +260,8 @@ class SimReplica:
                 data: bytes = done.value
             if index > self.core.log.snapshot_index:  # not overtaken by an installed one
                 snapshot = self.core.compact(index, data)
-                self.disk.save_snapshot(snapshot)
-                self.disk.compact(snapshot.index)
+                self.node.disk.save_snapshot(self.group, snapshot)
+                self.node.disk.compact(self.group, snapshot.index)
             return
         every = self.sim.params.compact_every
         log = self.core.log
@@ -277,6 +281,7 @@ class SimNode:
         self.id = node_id
         self.alive = False
         self.incarnation = 0
+        self.disk = MemoryHostStorage(range(sim.params.groups))
         self.host = Host()
         self.replicas = {
             group: SimReplica(self, group, make_config) for group in range(sim.params.groups)
@@ -299,8 +304,7 @@ class SimNode:
 
     def crash(self) -> None:
         self.alive = False
-        for replica in self.replicas.values():
-            replica.disk.crash(self.sim.rng)
+        self.disk.crash(self.sim.rng)
 
     def _schedule_tick(self) -> None:
         self.sim.schedule(self.sim.tick_interval[self.id], self._on_tick, self.incarnation)
@@ -351,9 +355,7 @@ class SimNode:
                 for m in step.messages:
                     self.sim.network.send(self.id, m.dst, m)
             elif isinstance(step, Persist):
-                for write in step.writes:
-                    disk = self.replicas[write.group].disk
-                    disk.write(write.hard_state, write.entries, write.snapshot)
+                self.disk.write(step.writes)
             elif step is AWAIT_DURABLE:
                 self._suspend(batch, position)
                 return
@@ -372,8 +374,7 @@ class SimNode:
     def _on_synced(self, incarnation: int, batch: Batch, position: int) -> None:
         if incarnation != self.incarnation or not self.alive:
             return
-        for replica in self.replicas.values():  # one fsync: the whole log
-            replica.disk.sync()
+        self.disk.sync()  # one fsync: the whole log, every group
         for group, rd in batch.readies:
             self.replicas[group].checker.on_synced(self.replicas[group], rd)
         if self.sim.buggify("late_apply"):

@@ -73,7 +73,7 @@ class SafetyChecker:
     def on_apply(
         self, node: SimReplica, index: int, term: int, kind: EntryType, data: bytes
     ) -> None:
-        if not node.disk.durable(index, term):
+        if not node.durable(index, term):
             raise SafetyViolation(
                 "apply after persist",
                 f"node {node.id} applied (term {term}) at {index} before its own disk held it",
