@@ -150,7 +150,7 @@ def test_a_host_of_real_cores_elects_and_commits_every_group_in_shared_batches()
         host.core(group).propose(b"w%d" % group)
     batch = host.ready()
     assert batch is not None
-    assert [g for g, _ in batch.readies] == [1, 2, 3]  # group order: replays exactly
+    assert [g for g, _ in batch.readies] == [3, 1, 2]  # as added: replays exactly
     persists = [s for s in batch.steps if isinstance(s, Persist)]
     assert len(persists) == 1 and {w.group for w in persists[0].writes} == {1, 2, 3}
     for step in batch.steps:

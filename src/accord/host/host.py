@@ -113,11 +113,10 @@ class Host:
         return any(hosted.core.has_ready() for hosted in self._groups.values())
 
     def ready(self) -> Batch | None:
-        """Take the Ready of every group that has one (in group id order, so a
-        simulation replays exactly) and plan how to handle them together."""
+        """Take the Ready of every group that has one (in the order the groups were
+        added, so a simulation replays exactly) and plan how to handle them together."""
         readies: list[tuple[int, Ready]] = []
-        for group in sorted(self._groups):
-            hosted = self._groups[group]
+        for group, hosted in self._groups.items():
             if hosted.core.has_ready():
                 rd = hosted.core.ready()
                 hosted.handler.on_ready(rd)
