@@ -18,6 +18,7 @@ import random
 import select
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from accord.storage import FileStorage
@@ -65,18 +66,25 @@ def check_durable(directory: Path, acknowledged: int) -> int:
     return state.last_index
 
 
-def start_writer(directory: Path, seed: int) -> tuple[int, int]:
-    """Fork the writer; return its pid and the read end of its pipe."""
+def fork_writer(
+    writer: Callable[[str, int, int], None], directory: Path, seed: int
+) -> tuple[int, int]:
+    """Fork a process running `writer(directory, seed, pipe)`; return its pid and the
+    read end of its pipe."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: write until killed, never return into pytest
         try:
             os.close(read_fd)
-            run(str(directory), seed, write_fd)
+            writer(str(directory), seed, write_fd)
         finally:
             os._exit(1)
     os.close(write_fd)
     return pid, read_fd
+
+
+def start_writer(directory: Path, seed: int) -> tuple[int, int]:
+    return fork_writer(run, directory, seed)
 
 
 def test_sigkill_never_loses_a_synced_index(tmp_path: Path) -> None:

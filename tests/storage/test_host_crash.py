@@ -17,7 +17,7 @@ from pathlib import Path
 from accord.storage import FileHostStorage
 
 from .crash_writer_groups import GROUPS, SEGMENT_BYTES, TERM, data_for, run
-from .test_crash import LINE_DEADLINE_S, LineReader
+from .test_crash import LINE_DEADLINE_S, LineReader, fork_writer
 
 KILLS = 25
 
@@ -42,17 +42,7 @@ def check_durable(directory: Path, acknowledged: list[int]) -> list[int]:
 
 
 def start_writer(directory: Path, seed: int) -> tuple[int, int]:
-    """Fork the writer; return its pid and the read end of its pipe."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: write until killed, never return into pytest
-        try:
-            os.close(read_fd)
-            run(str(directory), seed, write_fd)
-        finally:
-            os._exit(1)
-    os.close(write_fd)
-    return pid, read_fd
+    return fork_writer(run, directory, seed)
 
 
 def test_sigkill_never_loses_a_synced_batch_in_any_group(tmp_path: Path) -> None:
