@@ -69,6 +69,7 @@ from accord.raft import (
     Snapshot,
     SoftState,
 )
+from accord.raft.confchange import apply_conf_change
 from accord.storage import Storage
 
 log = logging.getLogger("accord.node")
@@ -209,6 +210,10 @@ class Node:
         self._proposals: dict[int, _Proposal] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._waiting_reads: list[tuple[int, asyncio.Future[int]]] = []
+        self._last_leave_joint_index = 0
+        """Index of the last "leave joint" entry applied."""
+        self._leave_joint_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        """(index of a change that entered the joint configuration, its waiter)."""
         self._read_counter = 0
         self._deadlines: list[tuple[float, int, asyncio.Future[Any], str, float]] = []
         """Heap of (deadline, tie-breaker, future, what it waits for, timeout)."""
@@ -314,12 +319,26 @@ class Node:
             raise
 
     async def propose_conf_change(self, change: ConfChange, timeout_s: float | None = None) -> None:
+        """Propose `change` and return once it is fully in effect: a change of the
+        voters also waits for the leader's "leave joint" entry, so the next change
+        may be proposed right away. Raises ConfChangeError, NotLeader,
+        ProposalDropped (another change in progress) or DeadlineExceeded."""
         timeout_s = self.request_timeout_s if timeout_s is None else timeout_s
+        deadline = self.clock.monotonic() + timeout_s
         term, index = self.core.propose_conf_change(change)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        # Only a leader gets here, having validated the change against the
+        # configuration in force, which stays so until this change commits.
+        joint = apply_conf_change(self.core.conf, change).joint
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._track(index, _Proposal(term, future))
         self._wake.set()
         await self._wait(future, timeout_s, "the membership change")
+        if joint and self._last_leave_joint_index < index:
+            left: asyncio.Future[None] = loop.create_future()
+            self._leave_joint_waiters.append((index, left))
+            remaining = max(0.0, deadline - self.clock.monotonic())
+            await self._wait(left, remaining, "leaving the joint configuration")
 
     def _track(self, index: int, proposal: _Proposal) -> None:
         # An older proposal at this index lost its entry (the log was cut back and we
@@ -498,6 +517,8 @@ class Node:
             elif entry.type == EntryType.CONF_CHANGE:
                 change = ConfChange.decode(entry.data)
                 self.state_machine.apply_conf_change(change)
+                if not change.changes:
+                    self._left_joint(entry.index)
                 self.on_members_changed()
                 described = ", ".join(f"{op.name.lower()} {n}" for op, n in change.changes)
                 log.info(
@@ -518,6 +539,18 @@ class Node:
                     )
         if events:
             self.on_events(events)
+
+    def _left_joint(self, index: int) -> None:
+        self._last_leave_joint_index = index
+        waiting = []
+        for entered, future in self._leave_joint_waiters:
+            if future.done():
+                continue
+            if entered < index:
+                future.set_result(None)
+            else:
+                waiting.append((entered, future))
+        self._leave_joint_waiters = waiting
 
     def _resolve_reads(self) -> None:
         still_waiting = []
