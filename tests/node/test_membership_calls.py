@@ -60,9 +60,8 @@ def _member(node_id: int) -> Member:
 def _node(network: Network, node_id: int, voters: frozenset[int]) -> Node:
     state = NodeState(KVStateMachine(), {i: _member(i) for i in voters | {node_id}})
     config = RaftConfig(id=node_id, bootstrap_voters=voters, election_ticks=10)
-    return Node(
-        config, MemoryStorage(), network.transport(node_id), state, tick_ms=10, snapshot_entries=10**9
-    )
+    transport = network.transport(node_id)
+    return Node(config, MemoryStorage(), transport, state, tick_ms=10, snapshot_entries=10**9)
 
 
 async def _until(condition: Callable[[], bool], what: str) -> None:
