@@ -117,7 +117,7 @@ from accord.node.limits import (
     SNAPSHOT_ENTRIES,
     TICK_MS,
 )
-from accord.node.runtime import (
+from accord.node.replica import (
     APPEND_TIMES_MAX,
     SNAPSHOT_STEP_S,
 )

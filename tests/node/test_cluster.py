@@ -193,8 +193,10 @@ def test_lease_expiry_deletes_its_keys(cluster: LocalCluster) -> None:
     code, body, _ = http("POST", f"{cluster.url(1)}/v1/lease/grant", b'{"ttl": 1}')
     assert code == 200, body
     lease = json.loads(body)["id"]
-    assert http("PUT", f"{cluster.url(2)}/v1/kv/session?lease={lease}", b"alive")[0] == 200
-    assert http("GET", f"{cluster.url(3)}/v1/kv/session")[0] == 200
+    code, body, _ = http("PUT", f"{cluster.url(2)}/v1/kv/session?lease={lease}", b"alive")
+    assert code == 200, body
+    code, body, _ = http("GET", f"{cluster.url(3)}/v1/kv/session")
+    assert code == 200, body
     wait_for(
         lambda: http("GET", f"{cluster.url(3)}/v1/kv/session")[0] == 404,
         "the leased key to expire",

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -27,31 +27,25 @@ from accord.node.config import Member
 from accord.node.members import NodeState
 from accord.node.runtime import Node
 from accord.node.service import KVService
-from accord.raft import Entry, HardState, Message, RaftConfig, Snapshot
-from accord.storage import MemoryStorage
+from accord.raft import Message, RaftConfig
+from accord.storage import GroupWrite, MemoryHostStorage
 
 TICK_MS = 10
 pytestmark = pytest.mark.asyncio
 
 
-class HeldDisk(MemoryStorage):
-    """MemoryStorage whose synced saves wait while `held` is clear."""
+class HeldDisk(MemoryHostStorage):
+    """MemoryHostStorage whose synced saves wait while `held` is clear."""
 
     def __init__(self) -> None:
         super().__init__()
         self.held = threading.Event()
         self.held.set()
 
-    def save(
-        self,
-        hard_state: HardState | None,
-        entries: tuple[Entry, ...] = (),
-        snapshot: Snapshot | None = None,
-        sync: bool = True,
-    ) -> None:
+    def save(self, writes: Sequence[GroupWrite], *, sync: bool = True) -> None:
         if sync:
             self.held.wait(timeout=30)
-        super().save(hard_state, entries, snapshot, sync=sync)
+        super().save(writes, sync=sync)
 
 
 class NoPeers:
@@ -199,7 +193,7 @@ async def test_a_read_past_pending_reads_max_is_refused_at_once() -> None:
         disk.held.clear()  # the Ready loop stops in the fsync: no read index comes back
         write = asyncio.create_task(service.execute(Put(b"k", b"w")))
         reads = [asyncio.create_task(service.get(b"k")) for _ in range(3)]
-        await wait_until(lambda: len(runtime._reads) == 3, "three reads waiting")
+        await wait_until(lambda: runtime.replica.pending_reads == 3, "three reads waiting")
         started = time.monotonic()
         with pytest.raises(TooManyPendingReads) as refused:
             await asyncio.wait_for(service.get(b"k"), 5)

@@ -14,7 +14,7 @@ from accord.node.config import Member
 from accord.node.members import NodeState
 from accord.node.runtime import Node
 from accord.raft import Message, RaftConfig, Role
-from accord.storage import MemoryStorage
+from accord.storage import MemoryHostStorage
 from accord.testing.clock import VirtualClock
 
 TICK_MS = 100
@@ -35,7 +35,7 @@ class NoPeers:
         pass
 
 
-def _node(clock: VirtualClock, disk: MemoryStorage) -> tuple[Node, KVStateMachine]:
+def _node(clock: VirtualClock, disk: MemoryHostStorage) -> tuple[Node, KVStateMachine]:
     machine = KVStateMachine()
     state = NodeState(machine, {1: Member(1, "n1", ("127.0.0.1", 1), ("127.0.0.1", 2))})
     config = RaftConfig(id=1, bootstrap_voters=frozenset({1}), election_ticks=10)
@@ -58,7 +58,7 @@ async def _run_until(clock: VirtualClock, done: object, limit_s: float) -> None:
 
 async def test_elections_wait_for_virtual_time() -> None:
     clock = VirtualClock()
-    node, _ = _node(clock, MemoryStorage())
+    node, _ = _node(clock, MemoryHostStorage())
     await node.start()
     try:
         for _ in range(50):
@@ -72,7 +72,7 @@ async def test_elections_wait_for_virtual_time() -> None:
         await node.stop(transfer_leadership=False)
 
 
-class HeldDisk(MemoryStorage):
+class HeldDisk(MemoryHostStorage):
     """Synced saves wait while `held` is clear (a disk that does not answer)."""
 
     def __init__(self) -> None:
@@ -80,10 +80,10 @@ class HeldDisk(MemoryStorage):
         self.held = threading.Event()
         self.held.set()
 
-    def save(self, hard_state, entries=(), snapshot=None, sync=True):  # type: ignore[no-untyped-def]
+    def save(self, writes, *, sync=True):  # type: ignore[no-untyped-def]
         if sync:
             self.held.wait(timeout=30)
-        super().save(hard_state, entries, snapshot, sync=sync)
+        super().save(writes, sync=sync)
 
 
 async def test_a_write_fails_at_its_deadline_in_virtual_time() -> None:

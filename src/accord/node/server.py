@@ -31,7 +31,7 @@ from accord.security.atrest import node_cipher
 from accord.security.node_security import NodeSecurity
 from accord.security.nodetls import INSECURE_PEERS_WARNING, NodeTls
 from accord.security.tls import node_identity
-from accord.storage import FileStorage
+from accord.storage import FileHostStorage
 from accord.transport import PeerTransport
 
 log = logging.getLogger("accord.node")
@@ -77,7 +77,7 @@ def build_node(
     on_sync = _sync_observer(config, observers.metrics) if observers else None
     security = config.security
     cipher = node_cipher(config.data_dir, security.encryption_key_file, security.encryption_key)
-    storage = FileStorage(config.data_dir / "raft", on_sync=on_sync, cipher=cipher)
+    storage = FileHostStorage(config.data_dir / "raft", on_sync=on_sync, cipher=cipher)
     peers = NodeTls.build(security, config.id, config.cluster_id).peers
     peer_tls: dict[str, Any] = {}
     if peers is None:
