@@ -14,7 +14,7 @@ only raft's; api, node, security and client import downwards):
     accord.node.limits       the node: request deadline, pending reads, housekeeping
     accord.security.limits   client ports (connections, timeouts, rates), logins, users
     accord.client.limits     the Python client's defaults
-    accord.node.runtime      the Ready loop's two constants, kept beside it
+    accord.node.replica      a replica's two constants (snapshot step, append times)
 
 Every default is written once, in its layer's module; a bound that depends on another
 is written as that expression, so the two cannot drift apart (the store quota and
@@ -373,7 +373,7 @@ SOURCES = (
     "accord.node.limits",
     "accord.security.limits",
     "accord.client.limits",
-    "accord.node.runtime",
+    "accord.node.replica",
 )
 """The modules whose bounds make the table, lowest layer first."""
 

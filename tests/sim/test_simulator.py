@@ -130,10 +130,11 @@ def _first_caught(debug: DebugFlags, seeds: range, groups: int = 1) -> SimResult
 @pytest.mark.parametrize(
     ("bug", "seed_bound", "expected"),
     [
-        # A previous-term commit needs a chain of unlucky leader crashes (Figure 8).
+        # A previous-term commit needs a chain of unlucky leader crashes (Figure 8);
+        # seeds whose groups pause to go quiet make fewer such chains.
         (
             "commit-previous-term",
-            1000,
+            2000,
             {"leader completeness", "state machine safety", "linearizability", "log matching"},
         ),
         (

@@ -19,6 +19,17 @@ batch waits for its fsync go into the next batch — the group commit, across gr
 Groups can be added and removed while the host runs; a removed group's steps in a
 batch still in flight are skipped (its handler is gone).
 
+Quiet groups and node liveness. A group whose leader has been idle goes quiet (see
+`RaftConfig.quiesce_ticks`): no heartbeats, no election timers, so a thousand idle
+groups cost next to nothing. What a quiet follower can no longer notice by itself
+is that its leader died; the host notices for it, once per node instead of once per
+group. While it has quiet groups, a host built with its `node_id` sends every
+member of those groups a `NODE_HEARTBEAT` each `liveness_ticks // 4` ticks (with
+the Ready of the next batch); any message from a node, of any group, counts as
+hearing from it. A node not heard from for `liveness_ticks` is lost: each quiet
+follower whose leader is on it is woken with `leader_lost`, and campaigns as if its
+election timer had run out.
+
 Pure: no I/O, no clock, no asyncio.
 """
 
@@ -28,9 +39,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from accord.host.plan import Advance, Apply, Step, plan
+from accord.host.plan import Advance, Apply, Send, Step, plan
 from accord.invariant import invariant
-from accord.raft import Entry, Message, RaftCore, ReadState, Ready, Snapshot
+from accord.raft import Entry, Message, MessageType, RaftCore, ReadState, Ready, Role, Snapshot
+from accord.raft.limits import RAFT_ELECTION_TICKS
 
 
 class GroupHandler(Protocol):
@@ -70,14 +82,33 @@ class Batch:
 
 
 class Host:
-    def __init__(self, *, send_before_persist: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        node_id: int = 0,
+        liveness_ticks: int = RAFT_ELECTION_TICKS,
+        send_before_persist: bool = False,
+    ) -> None:
+        invariant(liveness_ticks >= 4, "liveness_ticks must be >= 4")
         self._groups: dict[int, _Group] = {}
         self.send_before_persist = send_before_persist
         """DELIBERATE BUG (see `accord.host.plan`): acks leave before the fsync."""
+        self.node_id = node_id
+        """This node's id; 0: no node heartbeats (the host's groups never go quiet)."""
+        self.liveness_ticks = liveness_ticks
+        self._ticks = 0
+        self._heard: dict[int, int] = {}
+        """Node id -> the tick it was last heard from."""
+        self._lost: set[int] = set()
+        self._outbox: list[Message] = []
 
     # --- groups ------------------------------------------------------------------------
     def add_group(self, core: RaftCore, handler: GroupHandler) -> None:
         invariant(core.group not in self._groups, f"group {core.group} already hosted")
+        invariant(
+            bool(self.node_id) or not core.config.quiesce_ticks,
+            "a group that may go quiet needs a host that sends node heartbeats (node_id)",
+        )
         self._groups[core.group] = _Group(core, handler)
 
     def remove_group(self, group: int) -> None:
@@ -97,7 +128,12 @@ class Host:
 
     # --- inputs --------------------------------------------------------------------------
     def step(self, message: Message) -> bool:
-        """Route a peer's message to its group; False if this node hosts no such group."""
+        """Route a peer's message to its group; False if this node hosts no such group
+        (a node heartbeat is the host's own, and True)."""
+        self._heard[message.src] = self._ticks
+        self._lost.discard(message.src)
+        if message.type == MessageType.NODE_HEARTBEAT:
+            return True
         hosted = self._groups.get(message.group)
         if hosted is None:
             return False
@@ -105,12 +141,39 @@ class Host:
         return True
 
     def tick(self) -> None:
+        self._ticks += 1
+        quiet: list[RaftCore] = []
         for hosted in self._groups.values():
-            hosted.core.tick()
+            core = hosted.core
+            core.tick()
+            if core.quiescent:
+                quiet.append(core)
+        if quiet and self.node_id:
+            self._tick_liveness(quiet)
+
+    def _tick_liveness(self, quiet: list[RaftCore]) -> None:
+        peers: set[int] = set()
+        for core in quiet:
+            peers.update(core.conf.members())
+        peers.discard(self.node_id)
+        ticks = self._ticks
+        if ticks % max(1, self.liveness_ticks // 4) == 0:
+            self._outbox.extend(
+                Message(MessageType.NODE_HEARTBEAT, 0, self.node_id, peer, 0)
+                for peer in sorted(peers)
+            )
+        for peer in peers:
+            # Never heard of since this host started: give it a full timeout too.
+            heard = self._heard.setdefault(peer, ticks)
+            if peer not in self._lost and ticks - heard >= self.liveness_ticks:
+                self._lost.add(peer)
+                for core in quiet:
+                    if core.leader == peer and core.role != Role.LEADER:
+                        core.wake(leader_lost=True)
 
     # --- the executor ----------------------------------------------------------------------
     def has_ready(self) -> bool:
-        return any(hosted.core.has_ready() for hosted in self._groups.values())
+        return bool(self._outbox) or any(h.core.has_ready() for h in self._groups.values())
 
     def ready(self) -> Batch | None:
         """Take the Ready of every group that has one (in the order the groups were
@@ -121,9 +184,12 @@ class Host:
                 rd = hosted.core.ready()
                 hosted.handler.on_ready(rd)
                 readies.append((group, rd))
-        if not readies:
+        steps = plan(readies, send_before_persist=self.send_before_persist) if readies else ()
+        if self._outbox:
+            steps = (Send(tuple(self._outbox)), *steps)
+            self._outbox = []
+        if not steps:
             return None
-        steps = plan(readies, send_before_persist=self.send_before_persist)
         return Batch(tuple(readies), steps)
 
     def run(self, step: Step) -> None:

@@ -129,7 +129,11 @@ class Node:
         self._flush_lock = asyncio.Lock()  # two flushes must not interleave their writes
         self.tick_ms = tick_ms
         self.stats = RuntimeStats(max(MessageType) + 1)
-        self.host = Host(send_before_persist=send_before_persist)
+        self.host = Host(
+            node_id=raft_config.id,
+            liveness_ticks=raft_config.election_ticks,
+            send_before_persist=send_before_persist,
+        )
         self.replicas: dict[int, Replica] = {}
         """Every group this node hosts, by group id."""
         self.replica = self._open_replica(

@@ -42,6 +42,11 @@ class RaftConfig:
     entry_bytes_max: int = limits.RAFT_ENTRY_BYTES_MAX
     apply_entries_max: int = limits.RAFT_APPLY_ENTRIES_MAX
     snapshot_chunk_bytes: int = limits.RAFT_SNAPSHOT_CHUNK_BYTES
+    quiesce_ticks: int = 0
+    """Ticks a leader stays idle (everything committed, applied and acknowledged by
+    every member, nothing waiting) before its group goes quiet: no heartbeats, no
+    election timers, until something happens. 0: never. A quiet group relies on the
+    host's per-node liveness to notice a dead leader (see `RaftCore.wake`)."""
     compaction_keep_entries: int = 0
     """Entries kept behind a local snapshot, so slightly lagging followers catch up
     from the log instead of needing the snapshot."""
@@ -57,3 +62,4 @@ class RaftConfig:
         invariant(self.inflight_messages_max >= 1, "inflight_messages_max must be >= 1")
         invariant(self.apply_entries_max >= 1, "apply_entries_max must be >= 1")
         invariant(self.snapshot_chunk_bytes >= 1, "snapshot_chunk_bytes must be >= 1")
+        invariant(self.quiesce_ticks >= 0, "quiesce_ticks must be >= 0")

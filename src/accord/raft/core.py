@@ -60,6 +60,9 @@ from accord.raft.types import (
 )
 
 TRANSFER_CONTEXT = b"transfer"
+QUIESCE_CONTEXT = b"quiesce"
+"""The context of the heartbeat with which an idle leader tells its group to go quiet
+(never 8 bytes long: that is a ReadIndex round id)."""
 
 # Messages that promise something durable: they leave only after the persist.
 _AFTER_PERSIST = frozenset({MessageType.APPEND_RESP, MessageType.VOTE_RESP})
@@ -87,6 +90,7 @@ class Status:
     conf: ConfState
     progress: dict[NodeId, ProgressStatus]
     transferring_to: NodeId
+    quiescent: bool = False
 
 
 class RaftCore:
@@ -130,6 +134,9 @@ class RaftCore:
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._randomized_election_timeout = 0
+        self.quiescent = False
+        """The group is quiet: this core's ticks do nothing (see `_quiesce`)."""
+        self._idle_ticks = 0
         self._transferee: NodeId = NO_NODE
         self._pending_conf_index = 0
         self._ready_outstanding = False
@@ -142,10 +149,23 @@ class RaftCore:
 
     # ================================================================= public inputs
     def tick(self) -> None:
+        if self.quiescent:
+            return
         if self.role == Role.LEADER:
             self._tick_leader()
         else:
             self._tick_election()
+
+    def wake(self, leader_lost: bool = False) -> None:
+        """End this core's quiet (the host calls it when something outside the group
+        happened). `leader_lost`: the host found the leader's node unreachable, so a
+        follower also forgets that it heard from the leader recently — it campaigns
+        within an election timeout, and grants votes to others who do."""
+        if not self.quiescent:
+            return
+        self._unquiesce()
+        if leader_lost and self.role != Role.LEADER:
+            self._election_elapsed = self.config.election_ticks
 
     def propose(self, data: bytes) -> tuple[int, int]:
         """Append a command; returns its (term, index). The command is committed iff
@@ -163,6 +183,7 @@ class RaftCore:
 
     def read_index(self, context: bytes) -> None:
         """Ask for a linearizable read; answered by a `ReadState` in a later Ready."""
+        self._unquiesce()
         if self.role == Role.LEADER:
             self._handle_read_request(PendingRead(context, self.id))
         elif self.leader != NO_NODE:
@@ -172,6 +193,7 @@ class RaftCore:
 
     def campaign(self) -> None:
         """Start an election now (skipping PreVote), if this node may."""
+        self._unquiesce()
         if self._promotable() and self.role != Role.LEADER:
             self._campaign(pre_vote=False, transfer=False)
 
@@ -182,6 +204,7 @@ class RaftCore:
             return
         if target not in self.conf.all_voters():
             raise ConfChangeError(f"node {target} is not a voter")
+        self._unquiesce()
         self._transferee = target
         self._election_elapsed = 0  # the transfer is abandoned after an election timeout
         pr = self._prs[target]
@@ -203,6 +226,8 @@ class RaftCore:
 
     def step(self, m: Message) -> None:
         invariant(m.group == self.group, f"message for group {m.group} stepped into {self.group}")
+        if self.quiescent and not self._keeps_quiet(m):
+            self._unquiesce()
         if not self._check_term(m):
             return
         handler, roles = _HANDLERS[m.type]
@@ -291,6 +316,7 @@ class RaftCore:
             conf=self.conf,
             progress=progress,
             transferring_to=self._transferee,
+            quiescent=self.quiescent,
         )
 
     # ================================================================= roles
@@ -337,6 +363,8 @@ class RaftCore:
         self.leader = NO_NODE
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
+        self.quiescent = False
+        self._idle_ticks = 0
         self._reset_randomized_election_timeout()
         self._votes = {}
         self._transferee = NO_NODE
@@ -358,6 +386,11 @@ class RaftCore:
             self._campaign(pre_vote=self.config.pre_vote, transfer=False)
 
     def _tick_leader(self) -> None:
+        if self.config.quiesce_ticks:
+            self._idle_ticks = self._idle_ticks + 1 if self._idle() else 0
+            if self._idle_ticks >= self.config.quiesce_ticks:
+                self._quiesce()
+                return
         self._heartbeat_elapsed += 1
         self._election_elapsed += 1
         if self._election_elapsed >= self.config.election_ticks:
@@ -369,6 +402,66 @@ class RaftCore:
         if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
             self._heartbeat_elapsed = 0
             self._broadcast_heartbeat(self._reads.last_round)
+
+    # ================================================================= quiet groups
+    # An idle group costs nothing per tick: once a leader has had nothing to do for
+    # `quiesce_ticks` (see `_idle`), it sends one last heartbeat, with
+    # QUIESCE_CONTEXT and the commit index, and stops ticking; a follower that gets it
+    # with its whole log committed stops its election timer too. Anything else
+    # wakes a core: a proposal, a read, a transfer, any message but the quiet
+    # heartbeat and its responses. Quiet changes no state Raft reasons about — only
+    # whether ticks count — so safety is untouched; what a quiet follower no longer
+    # notices by itself is a dead leader, which the host tells it (`wake`).
+    def _idle(self) -> bool:
+        last = self.log.last_index()
+        if not (
+            self._transferee == NO_NODE
+            and not self.conf.joint
+            and self._pending_conf_index <= self.log.committed
+            and self.log.committed == last
+            and self.log.applied == last
+            and self._committed_in_current_term()
+            and self._reads.idle()
+            and not self._reads_before_commit
+            and not self._append_pending
+            and not self._commit_news
+        ):
+            return False
+        members = self.conf.members()
+        if set(self._prs) != members:
+            return False
+        return all(
+            pr.match == last and pr.state == ProgressState.REPLICATE
+            for node, pr in self._prs.items()
+            if node != self.id
+        )
+
+    def _quiesce(self) -> None:
+        for node in self._prs:
+            if node != self.id:
+                self._send(
+                    MessageType.HEARTBEAT, node, commit=self.log.committed, context=QUIESCE_CONTEXT
+                )
+        self.quiescent = True
+        self._idle_ticks = 0
+
+    def _keeps_quiet(self, m: Message) -> bool:
+        if m.type == MessageType.HEARTBEAT_RESP:
+            return True  # the answers to the quiet heartbeat (or late ones)
+        return m.type == MessageType.HEARTBEAT and m.context == QUIESCE_CONTEXT
+
+    def _unquiesce(self) -> None:
+        if not self.quiescent:
+            return
+        self.quiescent = False
+        self._idle_ticks = 0
+        self._election_elapsed = 0
+        if self.role == Role.LEADER:
+            # Nobody was asked to answer while quiet: count every member as heard
+            # from, so CheckQuorum judges the next election timeout afresh.
+            for pr in self._prs.values():
+                pr.recent_active = True
+            self._heartbeat_elapsed = self.config.heartbeat_ticks  # heartbeat next tick
 
     def _quorum_recently_active(self) -> bool:
         active = {self.id}
@@ -483,6 +576,7 @@ class RaftCore:
     def _propose_entry(self, kind: EntryType, data: bytes) -> tuple[int, int]:
         if self.role != Role.LEADER:
             raise NotLeader(self.leader)
+        self._unquiesce()
         if self._transferee != NO_NODE:
             raise ProposalDropped(f"leadership is being transferred to {self._transferee}")
         if len(data) > self.config.entry_bytes_max:
@@ -589,6 +683,11 @@ class RaftCore:
         self._follow(m)
         if self.log.commit_to(m.commit):
             self._apply_conf_entries_up_to(self.log.committed)
+        if m.context == QUIESCE_CONTEXT:
+            # Quiet only with nothing left to learn: the leader said it holds nothing
+            # past its commit index, so a log longer than that still has to be cut.
+            self.quiescent = self.log.committed == self.log.last_index()
+            return  # no answer: the leader is not counting
         self._send(MessageType.HEARTBEAT_RESP, m.src, context=m.context)
 
     def _handle_append_response(self, m: Message) -> None:

@@ -43,6 +43,10 @@ class ReadIndexQueue:
     def has_waiting(self) -> bool:
         return bool(self._waiting)
 
+    def idle(self) -> bool:
+        """No read waits for a round or for its round's confirmation."""
+        return not self._waiting and not self._rounds
+
     def start_round(self, commit_index: int) -> int:
         """Put every waiting read into a new round confirming `commit_index`."""
         self._last_round += 1

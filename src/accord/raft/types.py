@@ -103,6 +103,9 @@ class MessageType(IntEnum):
     READ_INDEX = 11
     READ_INDEX_RESP = 12
     TIMEOUT_NOW = 13
+    NODE_HEARTBEAT = 14
+    """Between hosts, not groups (`group` is 0 and ignored): "this node is alive". A
+    host sends it while it has quiet groups, whose own heartbeats have stopped."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 _KINDS = {"r": OpKind.READ, "w": OpKind.WRITE, "c": OpKind.CAS}
 
 
+QUIET_PAUSE_CHANCE = 0.05
+"""With groups that can go quiet: how often an operation's end pauses its group."""
+
+
 class SimClient:
     def __init__(self, sim: Simulation, address: int, history: History, group: int = 0) -> None:
         self.sim = sim
@@ -108,7 +112,17 @@ class SimClient:
         self.op_id = None
         self.request = None
         backoff = 1 + self.sim.rng.randrange(5)
-        self.sim.schedule(backoff, self.start_next)
+        sim = self.sim
+        if sim.params.quiesce_ticks and sim.quiet_rng.random() < QUIET_PAUSE_CHANCE:
+            # Every client of the group pauses, long enough for the group to go quiet
+            # and for faults to find it so.
+            p = sim.params
+            pause = p.tick_base * p.election_ticks * sim.quiet_rng.randint(2, 8)
+            sim.idle_until[self.group] = max(sim.idle_until.get(self.group, 0), sim.now + pause)
+        idle_until = sim.idle_until.get(self.group, 0)
+        if idle_until > sim.now:
+            backoff = idle_until - sim.now + backoff
+        sim.schedule(backoff, self.start_next)
 
     def receive(self, reply: ClientReply) -> None:
         if reply.seq != self.seq or reply.attempt != self.attempt or not self.busy:

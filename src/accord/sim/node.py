@@ -296,7 +296,12 @@ class SimNode:
         self.incarnation += 1
         self.alive = True
         self._syncing = False
-        self.host = Host(send_before_persist=self.sim.params.debug.send_before_persist)
+        params = self.sim.params
+        self.host = Host(
+            node_id=self.id,
+            liveness_ticks=params.election_ticks,
+            send_before_persist=params.debug.send_before_persist,
+        )
         for replica in self.replicas.values():
             self.host.add_group(replica.start(), replica)
         self._schedule_tick()

@@ -44,6 +44,9 @@ BUGGIFY_SITES = ("late_apply", "odd_snapshot")
 """Rare paths only the simulator takes (see `accord.sim.node`); a seed turns on some."""
 BUGGIFY_CHANCE = 0.05
 """How often a site that is on fires when reached."""
+QUIESCE_TICKS_CHOICES = (0, 0, 1, 3, 10)
+"""Idle ticks before a group goes quiet, one drawn per seed: 0 keeps groups awake."""
+QUIESCE_SALT = 0x9E3779B9
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,8 @@ class SimParams:
     """Raft groups every node hosts, each with its own clients, keys and checks."""
     buggify: frozenset[str] = frozenset()
     """The BUGGIFY sites this seed turns on."""
+    quiesce_ticks: int = 0
+    """`RaftConfig.quiesce_ticks` of every group (0: groups never go quiet)."""
 
     @staticmethod
     def draw(
@@ -156,7 +161,14 @@ class Simulation:
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
-        self.params = SimParams.draw(self.rng, nodes, steps, debug or DebugFlags(), groups)
+        params = SimParams.draw(self.rng, nodes, steps, debug or DebugFlags(), groups)
+        # Drawn apart from the main stream, so every other choice of a seed stays what
+        # it was before groups could go quiet.
+        self.quiet_rng = random.Random(seed ^ QUIESCE_SALT)
+        quiet = self.quiet_rng.choice(QUIESCE_TICKS_CHOICES)
+        self.params = replace(params, quiesce_ticks=quiet)
+        self.idle_until: dict[int, int] = {}
+        """Group -> until when its clients start nothing (see `SimClient._finish`)."""
         self.now = 0
         self._lease_ids = 0
         self._queue: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
@@ -202,6 +214,7 @@ class Simulation:
             inflight_messages_max=p.inflight_max,
             snapshot_chunk_bytes=p.snapshot_chunk_bytes,
             compaction_keep_entries=p.compaction_keep,
+            quiesce_ticks=p.quiesce_ticks,
             debug=p.debug,
         )
         return lambda group: replace(config, group=group)
