@@ -255,17 +255,17 @@ def pack_batches(
     invariant(0 < messages_max < 1 << 16, "messages_max must fit an array16")
     payloads: list[bytes] = []
     batch: list[bytes] = []
-    batch_bytes = 0  # the encodings' bytes, without the header
-    for message in encoded:
+    batch_bytes = 1  # the header of a batch of up to 15, then the encodings
+    for message in encoded:  # the hot path of every link: no calls but the needed ones
         size = len(message)
-        invariant(batch_header_bytes(1) + size <= payload_bytes_max, "message over a frame")
+        if 1 + size > payload_bytes_max:
+            invariant(False, "a message over a frame of its own was queued")
         count = len(batch) + 1
-        if (
-            count > messages_max
-            or batch_header_bytes(count) + batch_bytes + size > payload_bytes_max
-        ):
+        if count == _FIXARRAY_ITEMS_MAX + 1:
+            batch_bytes += 2  # the header of 16 or more
+        if count > messages_max or batch_bytes + size > payload_bytes_max:
             payloads.append(pack_batch(batch))
-            batch, batch_bytes = [], 0
+            batch, batch_bytes = [], 1
         batch.append(message)
         batch_bytes += size
     if batch:
