@@ -86,10 +86,11 @@ def test_a_plaintext_peer_cannot_crash_a_node_with_a_huge_term(tmp_path: Path) -
     try:
         term = _status(node)["term"]
         for forged_term in ((1 << 64) - 1, 1 << 63, RAFT_TERM_MAX + 1):
-            # The wire layout of a message (see accord.transport.codec), packed by hand:
-            # the codec's encoder would never produce these.
+            # The wire layout of a frame of one message (see accord.transport.codec),
+            # packed by hand: the codec's encoder would never produce these.
             heartbeat = int(MessageType.HEARTBEAT)
-            fields = [heartbeat, 0, 2, 1, forged_term, 0, 0, [], 0, False, 0, b"", None, 0]
+            message = [heartbeat, 0, 2, 1, forged_term, 0, 0, [], 0, False, 0, b"", None, 0]
+            fields = [message]
             with socket.create_connection(node.config.peer, timeout=5) as s:
                 s.sendall(encode_frame(encode_hello(Hello("accord-single", 2, 1))))
                 reply = FrameDecoder(1 << 16)

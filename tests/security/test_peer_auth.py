@@ -22,8 +22,8 @@ from accord.transport.codec import (
     Hello,
     HelloReply,
     decode_hello_reply,
+    encode_batch,
     encode_hello,
-    encode_message,
 )
 from accord.transport.framing import FrameDecoder, encode_frame
 from accord.transport.peer import REFUSAL_NODE_ID, REFUSAL_REASON
@@ -93,7 +93,7 @@ def test_node_1_claiming_to_be_node_3_is_refused_and_deposes_no_one(
         context.wrap_socket(raw, server_hostname="127.0.0.1") as s,
     ):
         s.sendall(encode_frame(encode_hello(Hello(_cluster_id(cluster), 3, target))))
-        s.sendall(encode_frame(encode_message(forged)))
+        s.sendall(encode_frame(encode_batch([forged])))
         reply = _read_reply(s)
     # Refused, and the refusal names neither the cluster nor any node.
     assert reply == HelloReply(REFUSAL_NODE_ID, REFUSAL_REASON)

@@ -14,7 +14,13 @@ import ssl
 import pytest
 
 from accord.raft.types import Entry, Message, MessageType
-from accord.transport.codec import PROTOCOL_VERSION, Hello, HelloReply, encode_message
+from accord.transport.codec import (
+    PROTOCOL_VERSION,
+    Hello,
+    HelloReply,
+    encode_batch,
+    encode_message,
+)
 from accord.transport.peer import REFUSAL_NODE_ID, REFUSAL_REASON, PeerStats, PeerTransport
 
 from .helpers import (
@@ -119,14 +125,14 @@ async def test_a_down_peer_gets_a_bounded_queue_and_drops_the_rest() -> None:
 
 async def test_queue_is_bounded_in_bytes_too() -> None:
     big = Message(MessageType.APPEND, 0, 1, 2, 1, entries=(Entry(1, 1, data=b"x" * 1000),))
-    frame_bytes = 4 + len(encode_message(big))
-    node = Node(1, queue_bytes_max=3 * frame_bytes)
+    message_bytes = len(encode_message(big))  # a queue holds encodings, not frames
+    node = Node(1, queue_bytes_max=3 * message_bytes)
     await node.transport.start()
     node.transport.update_peers({2: (LOCALHOST, unused_port())})
     try:
         assert [node.transport.send(big) for _ in range(5)] == [True] * 3 + [False] * 2
         peer = node.transport.stats().peers[2]
-        assert peer.queued_bytes == 3 * frame_bytes and peer.dropped == 2
+        assert peer.queued_bytes == 3 * message_bytes and peer.dropped == 2
     finally:
         await node.transport.stop()
 
@@ -246,7 +252,7 @@ async def test_bad_frames_after_the_handshake_close_that_connection() -> None:
             raw = await RawPeer.connect(a.address)
             reply = await raw.hello(Hello(CLUSTER, src=9, dst=1))
             assert reply is not None and reply.accepted and reply.node_id == 1
-            raw.send_frame(encode_message(heartbeat(9, 1, commit=5)))
+            raw.send_frame(encode_batch([heartbeat(9, 1, commit=5)]))
             await wait_for(lambda: len(a.received) == 1)
             raw.writer.write(bad)
             assert await raw.closed_by_peer()
@@ -296,9 +302,9 @@ async def test_misaddressed_messages_are_dropped_and_counted() -> None:
     async with cluster(1) as (a,):
         raw = await RawPeer.connect(a.address)
         assert await raw.hello(Hello(CLUSTER, src=9, dst=1))
-        raw.send_frame(encode_message(heartbeat(9, 2)))  # for another node
-        raw.send_frame(encode_message(heartbeat(8, 1)))  # not from the node that shook hands
-        raw.send_frame(encode_message(heartbeat(9, 1, commit=3)))
+        raw.send_frame(encode_batch([heartbeat(9, 2)]))  # for another node
+        raw.send_frame(encode_batch([heartbeat(8, 1)]))  # not from the node that shook hands
+        raw.send_frame(encode_batch([heartbeat(9, 1, commit=3)]))
         await wait_for(lambda: len(a.received) == 1)
         assert a.received[0].commit == 3
         assert a.transport.stats().misaddressed == 2

@@ -2,9 +2,13 @@
 
 Theory of operation
 -------------------
-Every frame payload is one msgpack value. Messages are on the hot path, so they are
-positional arrays, never maps with field names; the layout is `Message`'s field
-order::
+After the handshake, every frame payload is one batch: a msgpack array of one to
+`FRAME_MESSAGES_MAX` messages, of any groups, in the order they were sent::
+
+    [message, message, ...]
+
+Messages are on the hot path, so each is a positional array, never a map with field
+names; the layout is `Message`'s field order::
 
     [type, group, src, dst, term, log_term, index, entries, commit,
      reject, reject_hint, context, chunk, offset]
@@ -14,29 +18,44 @@ order::
     conf:    [voters, voters_outgoing, learners]     (each a sorted list of node ids)
 
 Integers are msgpack ints, `reject` a msgpack bool, `context` and `data` msgpack bin.
+A batch is its array header (1 byte up to 15 messages, 3 bytes up to 65,535) followed
+by the messages' own encodings, so the sender encodes each message once, when it is
+queued (its size decides whether the queue takes it), and `pack_batches` only joins
+encodings: in order, each batch holding as many of the next messages as fit the
+frame's byte and count bounds. Protocol version 1 sent one bare message per frame;
+version 2 (this layout) is refused by version-1 nodes at the handshake and refuses
+them, as every version does (stop every node to upgrade). A bare message is never
+read as a batch: a batch's items must be arrays, a message's first field is an int.
 
 A connection opens with a handshake (see `Hello` and `HelloReply`). Both start with
 the magic string and the protocol version, and the reply's layout never changes, so a
 node can always tell a peer of another version why it refuses it.
 
-Decoding is strict and total: `decode_message` returns a `Message` or raises
-`ProtocolError`, whatever the bytes. Types are checked exactly (a bool is not an int,
-a str is not bytes), every integer must lie within its bound (terms up to `TERM_MAX`,
-indexes up to `INDEX_MAX`, ids up to `NODE_ID_MAX`, byte counts up to
+Decoding is strict and total: `decode_batch` returns the messages of a frame or
+raises `ProtocolError`, whatever the bytes, and a frame is taken or refused whole (one
+bad message refuses the batch, before any of it is delivered). The count in a batch's
+array header is checked first, from the first bytes alone, so a frame announcing too
+many messages costs nothing to refuse. Types are checked exactly (a bool is not an
+int, a str is not bytes), every integer must lie within its bound (terms up to
+`TERM_MAX`, indexes up to `INDEX_MAX`, ids up to `NODE_ID_MAX`, byte counts up to
 `SNAPSHOT_BYTES_MAX`: far below 2^63, so the core can always add one), node ids
 non-zero, enum values known, lengths within `accord.transport.limits`, and the
 fields must fit the message type (a chunk exactly on SNAPSHOT, entries only on
-APPEND), so nothing a peer sends can trip an invariant inside the Raft core. The
-encoder trusts its input: messages come from our own core.
+APPEND), so nothing a peer sends can trip an invariant inside the Raft core. Checks
+that depend on the connection (addressed to this node, from the node that shook
+hands) are the caller's, per message. The encoder trusts its input: messages come
+from our own core.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgpack
 
+from accord.invariant import invariant
 from accord.raft.types import (
     ConfState,
     Entry,
@@ -51,6 +70,7 @@ from accord.transport.limits import (
     CLUSTER_ID_BYTES_MAX,
     CONF_MEMBERS_MAX,
     CONTEXT_BYTES_MAX,
+    FRAME_MESSAGES_MAX,
     GROUP_ID_MAX,
     HANDSHAKE_BYTES_MAX,
     INDEX_MAX,
@@ -61,7 +81,7 @@ from accord.transport.limits import (
 )
 
 PROTOCOL_MAGIC = "accord"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 MESSAGE_FIELDS = 14
 ENTRY_FIELDS = 4
@@ -73,7 +93,8 @@ _VERSION_MAX = 1 << 16  # any version number a future release could use
 
 _MESSAGE_TYPES: dict[int, MessageType] = {int(t): t for t in MessageType}
 _ENTRY_TYPES: dict[int, EntryType] = {int(t): t for t in EntryType}
-_ARRAY_ITEMS_MAX = max(MESSAGE_ENTRIES_MAX, CONF_MEMBERS_MAX, MESSAGE_FIELDS)
+_ARRAY_ITEMS_MAX = max(MESSAGE_ENTRIES_MAX, CONF_MEMBERS_MAX, MESSAGE_FIELDS, FRAME_MESSAGES_MAX)
+_FIXARRAY, _FIXARRAY_ITEMS_MAX, _ARRAY16, _ARRAY32 = 0x90, 15, 0xDC, 0xDD
 # msgpack raises ValueError (and its subclasses) for malformed input; the others are
 # listed so that no surprise in a future msgpack version escapes as a crash.
 _UNPACK_ERRORS = (ValueError, TypeError, OverflowError, msgpack.UnpackException)
@@ -114,8 +135,13 @@ def _chunk_fields(chunk: SnapshotChunk) -> tuple[object, ...]:
 
 
 def decode_message(payload: bytes) -> Message:
-    """Decode one message payload; any deviation from the format is a `ProtocolError`."""
-    fields = _array(_unpack(payload, str_bytes_max=0), MESSAGE_FIELDS, "message")
+    """Decode one message's encoding (not a frame: see `decode_batch`); any deviation
+    from the format is a `ProtocolError`."""
+    return _message(_unpack(payload, str_bytes_max=0))
+
+
+def _message(value: object) -> Message:
+    fields = _array(value, MESSAGE_FIELDS, "message")
     kind, group, src, dst, term, log_term, index = fields[:7]
     entries, commit, reject, reject_hint, context, chunk, offset = fields[7:]
     message_type = _enum(kind, _MESSAGE_TYPES, "message type")
@@ -192,6 +218,90 @@ def _members(value: object, what: str) -> frozenset[NodeId]:
     if len(members) != len(items):
         raise ProtocolError(f"{what}: duplicate node ids")
     return members
+
+
+# --- batches: one frame's payload ---------------------------------------------------
+
+
+def batch_header_bytes(count: int) -> int:
+    """Bytes a batch of `count` messages adds to their encodings (its array header)."""
+    invariant(0 < count < 1 << 16, "a batch holds 1 to 65,535 messages")
+    return 1 if count <= _FIXARRAY_ITEMS_MAX else 3
+
+
+def pack_batch(encoded: Sequence[bytes]) -> bytes:
+    """One frame payload holding `encoded` (each from `encode_message`), in order."""
+    count = len(encoded)
+    header_bytes = batch_header_bytes(count)
+    if header_bytes == 1:
+        header = bytes((_FIXARRAY | count,))
+    else:
+        header = bytes((_ARRAY16,)) + count.to_bytes(2, "big")
+    return header + b"".join(encoded)
+
+
+def encode_batch(messages: Iterable[Message]) -> bytes:
+    """One frame payload holding `messages`, in order."""
+    return pack_batch([encode_message(m) for m in messages])
+
+
+def pack_batches(
+    encoded: Iterable[bytes], payload_bytes_max: int, messages_max: int
+) -> list[bytes]:
+    """Frame payloads for `encoded` (message encodings, in order): as few as the
+    bounds allow, since each takes as many of the next messages as fit in at most
+    `payload_bytes_max` bytes and `messages_max` messages. Every message must fit a
+    batch of its own (the sender refuses one that does not when it is queued)."""
+    invariant(0 < messages_max < 1 << 16, "messages_max must fit an array16")
+    payloads: list[bytes] = []
+    batch: list[bytes] = []
+    batch_bytes = 1  # the header of a batch of up to 15, then the encodings
+    for message in encoded:  # the hot path of every link: no calls but the needed ones
+        size = len(message)
+        if 1 + size > payload_bytes_max:
+            invariant(False, "a message over a frame of its own was queued")
+        count = len(batch) + 1
+        if count == _FIXARRAY_ITEMS_MAX + 1:
+            batch_bytes += 2  # the header of 16 or more
+        if count > messages_max or batch_bytes + size > payload_bytes_max:
+            payloads.append(pack_batch(batch))
+            batch, batch_bytes = [], 1
+        batch.append(message)
+        batch_bytes += size
+    if batch:
+        payloads.append(pack_batch(batch))
+    return payloads
+
+
+def decode_batch(payload: bytes, messages_max: int = FRAME_MESSAGES_MAX) -> tuple[Message, ...]:
+    """Decode one frame payload into its messages, in order, or raise `ProtocolError`
+    for the whole frame; more than `messages_max` messages is an error found from the
+    header alone, before anything else is decoded."""
+    count = _batch_count(payload)
+    if not 0 < count <= messages_max:
+        raise ProtocolError(f"batch of {count} messages; 1 to {messages_max} are accepted")
+    items = _array(_unpack(payload, str_bytes_max=0), count, "batch")
+    messages = []
+    for position, item in enumerate(items):
+        try:
+            messages.append(_message(item))
+        except ProtocolError as exc:
+            raise ProtocolError(f"message {position} of {count}: {exc.reason}") from None
+    return tuple(messages)
+
+
+def _batch_count(payload: bytes) -> int:
+    """The item count in the array header that opens `payload`."""
+    if not payload:
+        raise ProtocolError("empty frame")
+    first = payload[0]
+    if first & 0xF0 == _FIXARRAY:
+        return first & 0x0F
+    if first == _ARRAY16 and len(payload) >= 3:
+        return int.from_bytes(payload[1:3], "big")
+    if first == _ARRAY32 and len(payload) >= 5:
+        return int.from_bytes(payload[1:5], "big")
+    raise ProtocolError(f"batch: expected an array header, got byte {first:#04x}")
 
 
 # --- handshake ----------------------------------------------------------------------

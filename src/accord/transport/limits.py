@@ -1,12 +1,14 @@
 """Every bound the transport enforces, in one place, named with units last.
 
 The queue, frame, connection, timeout and backoff bounds are defaults of
-`PeerTransport` arguments (the frame bound also of `FrameDecoder`) and may be
-configured lower. The handshake, cluster id, entry, context, membership and integer
-bounds are part of the wire protocol and fixed. A peer that exceeds a receive bound has broken
-the protocol: its connection is closed (`ProtocolError`). A local send that exceeds a
-send bound is dropped and counted: Raft retransmits what it still needs, so losing a
-message is always safe, while an unbounded queue is not.
+`PeerTransport` arguments (the frame bytes bound also of `FrameDecoder`) and may be
+configured lower; the frame bounds apply to sending and receiving alike, so every
+node of a cluster must use the same ones. The handshake, cluster id, entry, context,
+membership and integer bounds are part of the wire protocol and fixed. A peer that
+exceeds a receive bound has broken the protocol: its connection is closed
+(`ProtocolError`). A local send that exceeds a send bound is dropped and counted:
+Raft retransmits what it still needs, so losing a message is always safe, while an
+unbounded queue is not.
 """
 
 from __future__ import annotations
@@ -19,10 +21,19 @@ FRAME_HEADER_BYTES = 4
 """A frame is a 4-byte big-endian payload length, then the payload."""
 
 FRAME_BYTES_MAX = 8 * MIB
-"""Largest frame payload accepted (and sent). It must hold the largest Raft message:
-an AppendEntries of `RAFT_APPEND_BYTES_MAX` that ends with one entry of up to
-`RAFT_ENTRY_BYTES_MAX`, plus per-entry framing. A header announcing more closes the
-connection before any of the payload is buffered."""
+"""Largest frame payload accepted (and sent). It must hold the largest Raft message
+alone in a frame: an AppendEntries of `RAFT_APPEND_BYTES_MAX` that ends with one entry
+of up to `RAFT_ENTRY_BYTES_MAX`, plus per-entry framing and the batch's 1-byte header.
+A header announcing more closes the connection before any of the payload is
+buffered."""
+
+FRAME_MESSAGES_MAX = 1024
+"""Most messages one frame carries (sent and accepted). A link packs the messages
+queued for its peer, of any groups, into as few frames as this and the frame's byte
+bound allow, so a heartbeat round of a thousand groups to one peer is one frame. It
+bounds the `Message` objects one frame of tiny messages makes the receiver build at
+once; a frame announcing more is refused from its first bytes, before any message in
+it is decoded."""
 
 HANDSHAKE_BYTES_MAX = 1 * KIB
 """Largest handshake frame. Until a connection has shaken hands it may make us buffer
@@ -90,5 +101,10 @@ _LARGEST_MESSAGE_BYTES = (
     + 32 * _raft_limits.RAFT_APPEND_ENTRIES_MAX
     + CONTEXT_BYTES_MAX
 )
-invariant(FRAME_BYTES_MAX >= _LARGEST_MESSAGE_BYTES, "FRAME_BYTES_MAX below the largest message")
+_BATCH_OF_ONE_HEADER_BYTES = 1  # the msgpack array header of a frame of one message
+invariant(
+    FRAME_BYTES_MAX >= _BATCH_OF_ONE_HEADER_BYTES + _LARGEST_MESSAGE_BYTES,
+    "FRAME_BYTES_MAX below the largest message",
+)
+invariant(0 < FRAME_MESSAGES_MAX < 1 << 16, "a frame's message count must fit an array16")
 invariant(QUEUE_BYTES_MAX >= FRAME_BYTES_MAX, "a peer's queue must hold the largest frame")

@@ -10,29 +10,35 @@ one writer per peer and any number of readers, and neither ever waits for the ot
 to answer a message: Raft matches responses to requests itself.
 
 Outbound (`_Link`, one per peer). `send()` never blocks and never fails: it encodes
-the message into a frame and appends it to the peer's bounded queue, or drops it and
-counts the drop when the queue is full (in messages or bytes), the frame is over the
-size limit, or the destination is unknown. Raft treats a lost message like any other
-network loss and retransmits, so a bounded queue costs nothing in safety, while an
-unbounded one would let a dead peer exhaust memory. The link's task is started by
-the first message to that peer; it dials, shakes hands, then loops: take every
-queued frame, write them all, drain once (so one system call and one wait cover a
-whole burst). When a connection fails, or will not open, the task sleeps a backoff
-delay (full jitter, capped; `backoff.py`) and dials again once there is something to
-send; frames queued meanwhile wait, up to the bounds. A link's states and the events
-that move it are the table `_LINK_TRANSITIONS`; any other move is a bug.
+the message and appends the encoding to the peer's bounded queue, or drops it and
+counts the drop when the queue is full (in messages or bytes), the message alone
+would not fit a frame, or the destination is unknown. Raft treats a lost message
+like any other network loss and retransmits, so a bounded queue costs nothing in
+safety, while an unbounded one would let a dead peer exhaust memory. The link's task
+is started by the first message to that peer; it dials, shakes hands, then loops:
+take every queued message, pack them in order into as few frames as the frame's byte
+and message bounds allow (`codec.pack_batches`; messages of every group share them),
+write the frames, drain once. Everything queued while the task waited — all that a
+Ready of every group sent to this peer in one event-loop turn — thus leaves in one
+or a few frames, with one system call and one wait. When a connection fails, or will
+not open, the task sleeps a backoff delay (full jitter, capped; `backoff.py`) and
+dials again once there is something to send; messages queued meanwhile wait, up to
+the bounds. A link's states and the events that move it are the table
+`_LINK_TRANSITIONS`; any other move is a bug.
 
 Inbound (`_Inbound`, an asyncio `Protocol` per accepted connection). Bytes go through
 a `FrameDecoder`, synchronously inside `data_received`, so a connection buffers at
 most one partial frame. Until the handshake succeeds the frame limit is the tiny
-`HANDSHAKE_BYTES_MAX` and a deadline runs. A frame that does not decode, an oversized
-frame, a wrong handshake, or a missed deadline closes that connection only, logged
-with the reason; a refused handshake is answered first, with a generic refusal that
-names no cluster and no node. With TLS, a connection whose certificate names no node
-is closed at once, a hello must claim exactly the cluster id and node id the
-certificate names, and a dialler checks the same of the listener it reached. Decoded
-messages go to `on_message` if addressed to this node and sent by the node that shook
-hands; others are dropped and counted.
+`HANDSHAKE_BYTES_MAX` and a deadline runs. A frame that does not decode (a malformed
+batch, one with too many messages, or one bad message in it: the frame is refused
+whole, none of it delivered), an oversized frame, a wrong handshake, or a missed
+deadline closes that connection only, logged with the reason; a refused handshake
+is answered first, with a generic refusal that names no cluster and no node. With
+TLS, a connection whose certificate names no node is closed at once, a hello must
+claim exactly the cluster id and node id the certificate names, and a dialler checks
+the same of the listener it reached. Each decoded message goes to `on_message` if
+addressed to this node and sent by the node that shook hands; others are dropped and
+counted, one by one.
 
 `stop()` closes the listener and every connection, cancels every task the transport
 started and waits for them, so no task outlives it.
@@ -58,12 +64,14 @@ from accord.transport.backoff import backoff_delay_s
 from accord.transport.codec import (
     Hello,
     HelloReply,
+    batch_header_bytes,
+    decode_batch,
     decode_hello,
     decode_hello_reply,
-    decode_message,
     encode_hello,
     encode_hello_reply,
     encode_message,
+    pack_batches,
 )
 from accord.transport.errors import HandshakeRejected, ProtocolError
 from accord.transport.framing import FrameDecoder, encode_frame
@@ -81,9 +89,10 @@ REFUSAL_NODE_ID = 0
 
 @dataclass(frozen=True, slots=True)
 class PeerStats:
-    """Counters of one outbound link. `queued*` are what waits now; `sent` counts
-    messages written and drained; `dropped` counts messages refused by a full queue,
-    over the frame limit, or lost with a failed write; `reconnects` counts connections
+    """Counters of one outbound link. `queued*` are what waits now (`queued_bytes`:
+    the messages' encodings); `sent` counts messages written and drained, in
+    `frames_sent` frames; `dropped` counts messages refused by a full queue, over the
+    frame limit, or lost with a failed write; `reconnects` counts connections
     established after the first; `connect_failures` counts dials or handshakes that
     failed."""
 
@@ -93,6 +102,7 @@ class PeerStats:
     queued: int
     queued_bytes: int
     sent: int
+    frames_sent: int
     dropped: int
     reconnects: int
     connect_failures: int
@@ -101,14 +111,16 @@ class PeerStats:
 @dataclass(frozen=True, slots=True)
 class TransportStats:
     """`peers` holds one `PeerStats` per configured peer. The rest is inbound:
-    connections open now, messages handed to `on_message`, messages dropped because
-    they were not addressed to this node (or not from the node that shook hands),
+    connections open now, messages handed to `on_message`, message frames accepted
+    (a frame carries many messages), messages dropped because they were not
+    addressed to this node (or not from the node that shook hands),
     connections closed for a protocol error, handshakes refused, connections refused
     over `connections_inbound_max`; and sends to a node that is not a configured peer."""
 
     peers: dict[NodeId, PeerStats]
     inbound_connections: int
     received: int
+    frames_received: int
     misaddressed: int
     protocol_errors: int
     handshakes_refused: int
@@ -160,6 +172,7 @@ class _Link:
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.sent = 0
+        self.frames_sent = 0
         self.dropped = 0
         self.connects = 0
         self.connect_failures = 0
@@ -173,10 +186,10 @@ class _Link:
         self.state = next_state
 
     def take_all(self) -> list[bytes]:
-        frames = list(self.queue)
+        encoded = list(self.queue)
         self.queue.clear()
         self.queued_bytes = 0
-        return frames
+        return encoded
 
     def stats(self) -> PeerStats:
         return PeerStats(
@@ -186,6 +199,7 @@ class _Link:
             queued=len(self.queue),
             queued_bytes=self.queued_bytes,
             sent=self.sent,
+            frames_sent=self.frames_sent,
             dropped=self.dropped,
             reconnects=max(0, self.connects - 1),
             connect_failures=self.connect_failures,
@@ -212,6 +226,7 @@ class PeerTransport:
         queue_messages_max: int = limits.QUEUE_MESSAGES_MAX,
         queue_bytes_max: int = limits.QUEUE_BYTES_MAX,
         frame_bytes_max: int = limits.FRAME_BYTES_MAX,
+        frame_messages_max: int = limits.FRAME_MESSAGES_MAX,
         connections_inbound_max: int = limits.CONNECTIONS_INBOUND_MAX,
         connect_timeout_s: float = limits.CONNECT_TIMEOUT_S,
         handshake_timeout_s: float = limits.HANDSHAKE_TIMEOUT_S,
@@ -223,6 +238,8 @@ class PeerTransport:
         rng: random.Random | None = None,
     ) -> None:
         _check_config(node_id, cluster_id, queue_messages_max, queue_bytes_max, frame_bytes_max)
+        if not 1 <= frame_messages_max <= limits.FRAME_MESSAGES_MAX:
+            raise ValueError(f"frame_messages_max must be in [1, {limits.FRAME_MESSAGES_MAX}]")
         if not 0 < backoff_s_min <= backoff_s_max:
             raise ValueError("need 0 < backoff_s_min <= backoff_s_max")
         if connect_timeout_s <= 0 or handshake_timeout_s <= 0 or connections_inbound_max < 1:
@@ -234,6 +251,7 @@ class PeerTransport:
         self._queue_messages_max = queue_messages_max
         self._queue_bytes_max = queue_bytes_max
         self._frame_bytes_max = frame_bytes_max
+        self._frame_messages_max = frame_messages_max
         self._connections_inbound_max = connections_inbound_max
         self._connect_timeout_s = connect_timeout_s
         self._handshake_timeout_s = handshake_timeout_s
@@ -308,8 +326,9 @@ class PeerTransport:
 
     def send(self, message: Message) -> bool:
         """Queue `message` for its `dst`; never blocks. Returns False when it was
-        dropped instead: the peer's queue is full, the frame is over the size limit,
-        the peer is unknown (each counted in `stats()`), or the transport has stopped."""
+        dropped instead: the peer's queue is full, the message alone is over the frame
+        limit, the peer is unknown (each counted in `stats()`), or the transport has
+        stopped."""
         if self._state is not _TransportState.RUNNING:
             invariant(self._state is _TransportState.STOPPED, "send() before start()")
             return False
@@ -320,11 +339,11 @@ class PeerTransport:
             self._counters.unknown_destination += 1
             logger.debug("no peer %d; dropped a %s message", message.dst, message.type.name)
             return False
-        frame = encode_frame(encode_message(message))
-        if not self._admit(link, frame, message):
+        encoded = encode_message(message)
+        if not self._admit(link, encoded, message):
             return False
-        link.queue.append(frame)
-        link.queued_bytes += len(frame)
+        link.queue.append(encoded)
+        link.queued_bytes += len(encoded)
         link.wakeup.set()
         if link.task is None:
             link.task = asyncio.get_running_loop().create_task(
@@ -333,8 +352,8 @@ class PeerTransport:
             link.task.add_done_callback(_report_link_crash)
         return True
 
-    def _admit(self, link: _Link, frame: bytes, message: Message) -> bool:
-        payload_bytes = len(frame) - limits.FRAME_HEADER_BYTES
+    def _admit(self, link: _Link, encoded: bytes, message: Message) -> bool:
+        payload_bytes = batch_header_bytes(1) + len(encoded)  # a frame of its own
         if payload_bytes > self._frame_bytes_max:
             link.dropped += 1
             logger.error(
@@ -347,7 +366,7 @@ class PeerTransport:
             return False
         if (
             len(link.queue) < self._queue_messages_max
-            and link.queued_bytes + len(frame) <= self._queue_bytes_max
+            and link.queued_bytes + len(encoded) <= self._queue_bytes_max
         ):
             return True
         link.dropped += 1
@@ -395,6 +414,7 @@ class PeerTransport:
             peers={node: link.stats() for node, link in self._links.items()},
             inbound_connections=len(self._inbound),
             received=c.received,
+            frames_received=c.frames_received,
             misaddressed=c.misaddressed,
             protocol_errors=c.protocol_errors,
             handshakes_refused=c.handshakes_refused,
@@ -495,9 +515,10 @@ class PeerTransport:
     async def _pump(
         self, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        """Write every queued frame, drain once, repeat; return when the connection
-        is lost. The listener never writes after its reply, so the watcher's read
-        ends only at EOF, an error, or a protocol violation: all mean "reconnect"."""
+        """Pack every queued message into frames, write them, drain once, repeat;
+        return when the connection is lost. The listener never writes after its
+        reply, so the watcher's read ends only at EOF, an error, or a protocol
+        violation: all mean "reconnect"."""
         watcher = asyncio.get_running_loop().create_task(_watch_for_close(reader, link))
         batch: list[bytes] = []
         try:
@@ -508,9 +529,11 @@ class PeerTransport:
                     continue
                 batch = link.take_all()
                 link.overflowing = False
-                writer.writelines(batch)
+                payloads = pack_batches(batch, self._frame_bytes_max, self._frame_messages_max)
+                writer.writelines([encode_frame(payload) for payload in payloads])
                 await writer.drain()
                 link.sent += len(batch)
+                link.frames_sent += len(payloads)
                 batch = []
             reason = watcher.result()
         except OSError as exc:
@@ -550,6 +573,7 @@ async def _abort(writer: asyncio.StreamWriter) -> None:
 
 class _InboundCounters:
     __slots__ = (
+        "frames_received",
         "handshakes_refused",
         "inbound_refused",
         "misaddressed",
@@ -560,6 +584,7 @@ class _InboundCounters:
 
     def __init__(self) -> None:
         self.received = 0
+        self.frames_received = 0
         self.misaddressed = 0
         self.protocol_errors = 0
         self.handshakes_refused = 0
@@ -679,19 +704,22 @@ class _Inbound(asyncio.Protocol):
 
     def _on_payload(self, payload: bytes) -> None:
         owner = self._owner
-        message = decode_message(payload)
-        if message.dst != owner.node_id or message.src != self._peer_id:
-            owner._counters.misaddressed += 1
-            logger.debug(
-                "dropped a %s message %d -> %d on the connection from peer %s",
-                message.type.name,
-                message.src,
-                message.dst,
-                self._peer_id,
-            )
-            return
-        owner._counters.received += 1
-        owner._on_message(message)
+        counters = owner._counters
+        messages = decode_batch(payload, owner._frame_messages_max)
+        counters.frames_received += 1
+        for message in messages:
+            if message.dst != owner.node_id or message.src != self._peer_id:
+                counters.misaddressed += 1
+                logger.debug(
+                    "dropped a %s message %d -> %d on the connection from peer %s",
+                    message.type.name,
+                    message.src,
+                    message.dst,
+                    self._peer_id,
+                )
+                continue
+            counters.received += 1
+            owner._on_message(message)
 
     def _write(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():

@@ -1,7 +1,7 @@
 """Class 1: an outsider on the peer port.
 
 Each reproducer speaks the peer protocol with the project's own encoders
-(`encode_hello`, `encode_message`, `encode_frame`), so it stays correct as the codec
+(`encode_hello`, `encode_batch`, `encode_frame`), so it stays correct as the codec
 evolves. A connection that is refused, at the TLS handshake or by a hello reply,
 counts as held: the outsider never reached Raft. Otherwise the verdict is the effect
 on the cluster: every node alive, the leader and term unchanged, no forged entry
@@ -21,7 +21,7 @@ from accord.kv.commands import Envelope, Put, encode_command
 from accord.raft.types import Entry, EntryType, Message, MessageType
 from accord.security.localcluster import PEERS_DIR
 from accord.security.tls import client_context_for_node
-from accord.transport.codec import Hello, decode_hello_reply, encode_hello, encode_message
+from accord.transport.codec import Hello, decode_hello_reply, encode_batch, encode_hello
 from accord.transport.errors import TransportError
 from accord.transport.framing import FrameDecoder, encode_frame
 from accord.transport.peer import REFUSAL_REASON
@@ -58,7 +58,7 @@ def speak(
             if not reply.accepted:
                 return PeerAnswer(False, reply.reason)
             for message in messages:
-                sock.sendall(encode_frame(encode_message(message)))
+                sock.sendall(encode_frame(encode_batch([message])))
             time.sleep(0.2)  # let the listener read the frames before the close
             return PeerAnswer(True, "")
     except (OSError, TransportError, ValueError) as exc:
