@@ -108,3 +108,42 @@ def test_acknowledging_before_fsync_loses_writes_in_a_crash(tmp_path: Path) -> N
     lost = result.verdict.stats.get("lost", 0)
     assert lost > 0 or "did not recover" in result.verdict.summary, explain(result)
     assert_every_process_stopped(tmp_path)
+
+
+def test_acknowledging_before_the_executor_persists_loses_writes(tmp_path: Path) -> None:
+    # The leader is stopped while a majority of followers, on slow disks, is killed
+    # holding acknowledged but unwritten entries; they restart and elect one of their
+    # own, so the leader's copy of those entries is overwritten when it resumes.
+    options = RunOptions(
+        "set",
+        ["kill"],
+        time_s=20.0,
+        seed=seed(),
+        out=tmp_path,
+        bugs=frozenset({"send-before-persist"}),
+        pace=AGGRESSIVE,
+        variants={"kill": ["stranded-leader"]},
+    )
+    result = run(options)
+    assert not result.valid, explain(result)
+    # A follower that lost entries it acknowledged can also wedge replication (the
+    # leader trusts the acknowledged index), so "did not recover" reports it too.
+    lost = result.verdict.stats.get("lost", 0)
+    assert lost > 0 or "did not recover" in result.verdict.summary, explain(result)
+    assert_every_process_stopped(tmp_path)
+
+
+def test_a_stranded_leader_loses_nothing_without_the_bug(tmp_path: Path) -> None:
+    options = RunOptions(
+        "set",
+        ["kill"],
+        time_s=RUN_S,
+        seed=seed(),
+        out=tmp_path,
+        pace=AGGRESSIVE,
+        variants={"kill": ["stranded-leader"]},
+    )
+    result = run(options)
+    assert result.valid, explain(result)
+    assert result.faults.get("kill", 0) > 0  # the leader was stranded at least once
+    assert_every_process_stopped(tmp_path)

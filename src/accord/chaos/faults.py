@@ -12,8 +12,12 @@ shape, not the whole run.
 Families:
 - kill: kill -9 one random node, the leader, a majority or every node; restart
   them after a short downtime (a kill of every node tests durability: acknowledged
-  writes must survive on disk). Variant `followers` (not drawn by default) kills a
-  majority of followers while the leader lives on.
+  writes must survive on disk). Variants not drawn by default: `followers` kills a
+  majority of followers while the leader lives on; `stranded-leader` stops the
+  leader (SIGSTOP), kills a majority of followers, restarts them and lets them elect
+  one of their own before the leader resumes — so whatever the leader alone still
+  holds is overwritten, and an acknowledgement a follower gave for a write it had
+  not yet made durable shows as a lost write.
 - pause: SIGSTOP the leader or a random node for longer than the election timeout,
   then SIGCONT (a stopped leader that wakes up must not act on stale authority).
 - partition: majority/minority halves, the leader isolated, a bridge (two sides
@@ -44,6 +48,14 @@ from accord.chaos.cluster import ELECTION_TIMEOUT_S, ProcessCluster
 log = logging.getLogger("accord.chaos")
 
 FAMILIES = ("kill", "pause", "partition", "latency")
+VARIANTS = {
+    "kill": ("random", "leader", "majority", "all", "followers", "stranded-leader"),
+    "pause": ("leader", "random"),
+    "partition": ("halves", "isolate-leader", "bridge", "one-way"),
+}
+"""Every variant of each family (`--variant FAMILY=V,...` picks among them)."""
+STRANDED_ELECTION_WAIT_S = 10.0
+"""`stranded-leader`: how long the stopped leader waits for the others to elect."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +177,9 @@ class Nemesis:
     async def _kill(self, rng: random.Random, stop: asyncio.Event) -> None:
         variant = self._variant("kill", rng, ["random", "leader", "majority", "all"])
         leader, who = await self._leader_or_random(rng)
+        if variant == "stranded-leader":
+            await self._strand_leader(rng, stop, leader)
+            return
         targets = {
             "random": [rng.choice(self.cluster.ids)],
             "leader": [leader],
@@ -182,6 +197,35 @@ class Nemesis:
             for node in targets:
                 if not self.cluster.nodes[node].alive:
                     self.cluster.spawn(node)
+            self.cluster.write_manifest()
+            self.log.end(record)
+
+    async def _strand_leader(self, rng: random.Random, stop: asyncio.Event, leader: int) -> None:
+        targets = self._majority_of_followers(rng, leader)
+        text = f"SIGSTOP leader {_nodes([leader])}, kill -9 followers {_nodes(targets)}"
+        record = self.log.begin("kill", text, [leader, *targets])
+        try:
+            self.cluster.pause(leader)
+            for node in targets:
+                self.cluster.kill(node)
+            await _wait(stop, rng.uniform(0.1, 1.0))
+            for node in targets:
+                self.cluster.spawn(node)
+            self.cluster.write_manifest()
+            # The leader stays stopped until the restarted followers elect one of their
+            # own (or a bounded wait passes): its entries no majority kept are then
+            # overwritten when it returns.
+            assert self._session is not None
+            deadline = asyncio.get_running_loop().time() + STRANDED_ELECTION_WAIT_S
+            while asyncio.get_running_loop().time() < deadline and not stop.is_set():
+                if await self.cluster.leader(self._session) in targets:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            for node in targets:
+                if not self.cluster.nodes[node].alive:
+                    self.cluster.spawn(node)
+            self.cluster.resume(leader)
             self.cluster.write_manifest()
             self.log.end(record)
 

@@ -61,6 +61,14 @@ def chaos() -> None:
 )
 @click.option("--aggressive", is_flag=True, help="faults more often")
 @click.option(
+    "--variant",
+    "variant_specs",
+    multiple=True,
+    metavar="FAMILY=V,...",
+    help="draw a fault family's variants only from these (e.g. kill=all,stranded-leader); "
+    "kill also has followers and stranded-leader, not drawn by default",
+)
+@click.option(
     "--network",
     type=click.Choice(["proxy", "netns"]),
     default="proxy",
@@ -79,11 +87,12 @@ def run_command(
     client_kind: str,
     bugs: tuple[str, ...],
     aggressive: bool,
+    variant_specs: tuple[str, ...],
     network: str,
 ) -> None:
     """Run WORKLOAD under FAULTS; print the verdict; exit 0 if valid, 1 if not."""
     from accord.chaos.clients import CLIENT_KINDS
-    from accord.chaos.faults import AGGRESSIVE, FAMILIES, NORMAL
+    from accord.chaos.faults import AGGRESSIVE, FAMILIES, NORMAL, VARIANTS
     from accord.chaos.network import NetworkUnavailable
     from accord.chaos.runner import RunOptions, run
 
@@ -95,6 +104,15 @@ def run_command(
     bad = [f for f in families if f not in FAMILIES]
     if bad:
         raise click.BadParameter(f"unknown fault(s): {', '.join(bad)}", param_hint="--faults")
+    variants: dict[str, list[str]] = {}
+    for spec in variant_specs:
+        family, _, names = spec.partition("=")
+        chosen = [n.strip() for n in names.split(",") if n.strip()]
+        known = VARIANTS.get(family.strip())
+        if known is None or not chosen or any(n not in known for n in chosen):
+            listed = "; ".join(f"{f}={','.join(v)}" for f, v in VARIANTS.items())
+            raise click.BadParameter(f"{spec!r} (known: {listed})", param_hint="--variant")
+        variants[family.strip()] = chosen
     options = RunOptions(
         workload=workload,
         faults=families,
@@ -107,6 +125,7 @@ def run_command(
         pace=AGGRESSIVE if aggressive else NORMAL,
         clients=clients,
         network=network,
+        variants=variants,
     )
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("accord.client").setLevel(logging.WARNING)
