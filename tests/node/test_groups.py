@@ -155,3 +155,21 @@ async def test_a_restarted_node_recovers_every_group_from_one_log(tmp_path: Path
 
     await run(check=False)
     await run(check=True)
+
+
+async def test_groups_can_be_created_before_the_node_starts() -> None:
+    network = Network()
+    alone = frozenset({1})
+    node = make_node(network, 1, alone)
+    machine = KVStateMachine()
+    await node.create_group(
+        group_config(1, 4, alone), node_state(alone, machine), snapshot_entries=10**9
+    )
+    assert sorted(node.replicas) == [0, 4]
+    await node.start()
+    try:
+        await until(lambda: node.group(4).is_leader, "group 4 to elect its single voter")
+        await node.group(4).propose(put(b"early"), timeout_s=DEADLINE_S)
+        assert machine.get(b"early").kv is not None
+    finally:
+        await node.stop(transfer_leadership=False)

@@ -233,6 +233,8 @@ class Node:
         await self._run_between_batches(destroy)
 
     async def _run_between_batches(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        if not self._tasks:  # not started (or stopped): no batch can be in flight
+            return await work()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._between_batches.append((work, future))
         self._wake.set()
