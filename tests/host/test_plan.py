@@ -146,11 +146,11 @@ def test_a_host_of_real_cores_elects_and_commits_every_group_in_shared_batches()
         host.tick()
         _drain(host, durable)
     assert all(host.core(g).role == Role.LEADER for g in (1, 2, 3))
-    for group in (1, 2, 3):
+    for group in (2, 3, 1):
         host.core(group).propose(b"w%d" % group)
     batch = host.ready()
     assert batch is not None
-    assert [g for g, _ in batch.readies] == [3, 1, 2]  # as added: replays exactly
+    assert [g for g, _ in batch.readies] == [2, 3, 1]  # as given inputs: replays exactly
     persists = [s for s in batch.steps if isinstance(s, Persist)]
     assert len(persists) == 1 and {w.group for w in persists[0].writes} == {1, 2, 3}
     for step in batch.steps:

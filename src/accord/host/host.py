@@ -19,6 +19,9 @@ batch waits for its fsync go into the next batch — the group commit, across gr
 Groups can be added and removed while the host runs; a removed group's steps in a
 batch still in flight are skipped (its handler is gone).
 
+Only the groups given an input since their last Ready are asked for one: a core
+reports each input (`RaftCore.on_input`), and a quiet core's tick is none.
+
 Quiet groups and node liveness. A group whose leader has been idle goes quiet (see
 `RaftConfig.quiesce_ticks`): no heartbeats, no election timers, so a thousand idle
 groups cost next to nothing. What a quiet follower can no longer notice by itself
@@ -101,6 +104,13 @@ class Host:
         """Node id -> the tick it was last heard from."""
         self._lost: set[int] = set()
         self._outbox: list[Message] = []
+        self._dirty: dict[int, None] = {}
+        """Groups given an input since their last Ready, in the order of their first
+        input (a dict: ordered, and deterministic in the simulator): only these are
+        asked for a Ready, so a thousand quiet groups cost no Ready checks."""
+        self._quiet_peers: frozenset[int] = frozenset()
+        self._quiet_count = -1
+        self._peers_at = 0
 
     # --- groups ------------------------------------------------------------------------
     def add_group(self, core: RaftCore, handler: GroupHandler) -> None:
@@ -110,9 +120,17 @@ class Host:
             "a group that may go quiet needs a host that sends node heartbeats (node_id)",
         )
         self._groups[core.group] = _Group(core, handler)
+        core.on_input = self._mark
+        self._mark(core.group)
 
     def remove_group(self, group: int) -> None:
-        self._groups.pop(group, None)
+        hosted = self._groups.pop(group, None)
+        if hosted is not None:
+            hosted.core.on_input = None
+        self._dirty.pop(group, None)
+
+    def _mark(self, group: int) -> None:
+        self._dirty[group] = None
 
     def core(self, group: int) -> RaftCore:
         return self._groups[group].core
@@ -142,45 +160,57 @@ class Host:
 
     def tick(self) -> None:
         self._ticks += 1
-        quiet: list[RaftCore] = []
+        quiet = 0
         for hosted in self._groups.values():
             core = hosted.core
-            core.tick()
-            if core.quiescent:
-                quiet.append(core)
+            core.tick()  # a quiet core returns at once
+            quiet += core.quiescent
         if quiet and self.node_id:
             self._tick_liveness(quiet)
 
-    def _tick_liveness(self, quiet: list[RaftCore]) -> None:
-        peers: set[int] = set()
-        for core in quiet:
-            peers.update(core.conf.members())
-        peers.discard(self.node_id)
+    def _tick_liveness(self, quiet: int) -> None:
         ticks = self._ticks
+        if quiet != self._quiet_count or ticks - self._peers_at >= self.liveness_ticks:
+            # Who the quiet groups' members are: again when their number changed, and
+            # once per liveness period (a membership change), not every tick.
+            peers: set[int] = set()
+            for hosted in self._groups.values():
+                if hosted.core.quiescent:
+                    peers.update(hosted.core.conf.members())
+            peers.discard(self.node_id)
+            self._quiet_peers = frozenset(peers)
+            self._quiet_count, self._peers_at = quiet, ticks
         if ticks % max(1, self.liveness_ticks // 4) == 0:
             self._outbox.extend(
                 Message(MessageType.NODE_HEARTBEAT, 0, self.node_id, peer, 0)
-                for peer in sorted(peers)
+                for peer in sorted(self._quiet_peers)
             )
-        for peer in peers:
+        for peer in self._quiet_peers:
             # Never heard of since this host started: give it a full timeout too.
             heard = self._heard.setdefault(peer, ticks)
             if peer not in self._lost and ticks - heard >= self.liveness_ticks:
                 self._lost.add(peer)
-                for core in quiet:
-                    if core.leader == peer and core.role != Role.LEADER:
+                for hosted in self._groups.values():
+                    core = hosted.core
+                    if core.quiescent and core.leader == peer and core.role != Role.LEADER:
                         core.wake(leader_lost=True)
 
     # --- the executor ----------------------------------------------------------------------
     def has_ready(self) -> bool:
-        return bool(self._outbox) or any(h.core.has_ready() for h in self._groups.values())
+        groups = self._groups
+        return bool(self._outbox) or any(
+            group in groups and groups[group].core.has_ready() for group in self._dirty
+        )
 
     def ready(self) -> Batch | None:
-        """Take the Ready of every group that has one (in the order the groups were
-        added, so a simulation replays exactly) and plan how to handle them together."""
+        """Take the Ready of every group that has one (of those given an input since
+        their last Ready, in the order of that input, so a simulation replays exactly)
+        and plan how to handle them together."""
         readies: list[tuple[int, Ready]] = []
-        for group, hosted in self._groups.items():
-            if hosted.core.has_ready():
+        dirty, self._dirty = self._dirty, {}
+        for group in dirty:
+            hosted = self._groups.get(group)
+            if hosted is not None and hosted.core.has_ready():
                 rd = hosted.core.ready()
                 hosted.handler.on_ready(rd)
                 readies.append((group, rd))
@@ -210,6 +240,7 @@ class Host:
             if hosted is None:
                 return
             hosted.core.advance(step.ready)
+            self._mark(step.group)  # more to apply, or its own acknowledgements stepped
             hosted.handler.on_advanced(step.ready)
         else:
             invariant(False, f"{type(step).__name__} is the driver's to execute")

@@ -136,6 +136,9 @@ class RaftCore:
         self._randomized_election_timeout = 0
         self.quiescent = False
         """The group is quiet: this core's ticks do nothing (see `_quiesce`)."""
+        self.on_input: Callable[[int], None] | None = None
+        """Called with the group id on every input that may give the core work (not on
+        a quiet tick), so a host of many groups asks only those for a Ready."""
         self._idle_ticks = 0
         self._transferee: NodeId = NO_NODE
         self._pending_conf_index = 0
@@ -148,9 +151,14 @@ class RaftCore:
         self._reset_randomized_election_timeout()
 
     # ================================================================= public inputs
+    def _input(self) -> None:
+        if self.on_input is not None:
+            self.on_input(self.group)
+
     def tick(self) -> None:
         if self.quiescent:
             return
+        self._input()
         if self.role == Role.LEADER:
             self._tick_leader()
         else:
@@ -163,6 +171,7 @@ class RaftCore:
         within an election timeout, and grants votes to others who do."""
         if not self.quiescent:
             return
+        self._input()
         self._unquiesce()
         if leader_lost and self.role != Role.LEADER:
             self._election_elapsed = self.config.election_ticks
@@ -170,9 +179,11 @@ class RaftCore:
     def propose(self, data: bytes) -> tuple[int, int]:
         """Append a command; returns its (term, index). The command is committed iff
         the entry applied at that index has that term."""
+        self._input()
         return self._propose_entry(EntryType.NORMAL, data)
 
     def propose_conf_change(self, change: ConfChange) -> tuple[int, int]:
+        self._input()
         if self.role == Role.LEADER and self._pending_conf_index > self.log.committed:
             raise ProposalDropped("a membership change is already in progress")
         if self.role == Role.LEADER:
@@ -183,6 +194,7 @@ class RaftCore:
 
     def read_index(self, context: bytes) -> None:
         """Ask for a linearizable read; answered by a `ReadState` in a later Ready."""
+        self._input()
         self._unquiesce()
         if self.role == Role.LEADER:
             self._handle_read_request(PendingRead(context, self.id))
@@ -193,11 +205,13 @@ class RaftCore:
 
     def campaign(self) -> None:
         """Start an election now (skipping PreVote), if this node may."""
+        self._input()
         self._unquiesce()
         if self._promotable() and self.role != Role.LEADER:
             self._campaign(pre_vote=False, transfer=False)
 
     def transfer_leadership(self, target: NodeId) -> None:
+        self._input()
         if self.role != Role.LEADER:
             raise NotLeader(self.leader)
         if target == self.id:
@@ -226,6 +240,7 @@ class RaftCore:
 
     def step(self, m: Message) -> None:
         invariant(m.group == self.group, f"message for group {m.group} stepped into {self.group}")
+        self._input()
         if self.quiescent and not self._keeps_quiet(m):
             self._unquiesce()
         if not self._check_term(m):
@@ -248,8 +263,12 @@ class RaftCore:
             or self.log.unstable_from <= self.log.last_index()
             or self.log.committed > self.log.applied
             or self._reads.has_waiting()
-            or self._hard_state() != self._prev_hard
-            or SoftState(self.leader, self.role) != self._prev_soft
+            # Field by field: a host asks this of many groups; no objects built.
+            or self.term != self._prev_hard.term
+            or self.vote != self._prev_hard.vote
+            or self.log.committed != self._prev_hard.commit
+            or self.leader != self._prev_soft.leader
+            or self.role != self._prev_soft.role
         )
 
     def ready(self) -> Ready:
