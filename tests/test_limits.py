@@ -280,7 +280,7 @@ def test_the_largest_key_and_value_can_be_written_over_both_protocols() -> None:
     assert len(body) <= api.REQUEST_BYTES_MAX
     frame = msgpack.packb([BIG, "put", {"key": key, "value": value, "client_id": BIG, "seq": BIG}])
     assert len(frame) <= api.NATIVE_REQUEST_FRAME_BYTES_MAX
-    owner = "u" * security.NAME_CHARS_MAX * 4
+    owner = "u" * node.NAME_CHARS_MAX * 4
     command = encode_command(
         Envelope((1 << 64) - 1, (1 << 64) - 1, Put(key, value, BIG), BIG, owner)
     )
@@ -366,7 +366,7 @@ def test_shares_are_below_their_totals() -> None:
     assert kv.LEASES_PER_USER_MAX <= kv.LEASES_MAX
     assert kv.SESSIONS_PER_USER_MAX <= kv.SESSIONS_MAX
     assert kv.WATCHERS_PER_USER_MAX <= kv.WATCHERS_MAX
-    assert security.PREFIX_BYTES_MAX == kv.KEY_BYTES_MAX
+    assert node.PREFIX_BYTES_MAX == kv.KEY_BYTES_MAX
     assert kv.TXN_RANGE_OPS_MAX <= kv.TXN_OPS_MAX
     assert 1 <= node.PENDING_READS_MAX <= node.PENDING_READS_CEILING
     assert (

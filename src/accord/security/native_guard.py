@@ -17,8 +17,8 @@ from typing import Any
 
 from accord.api.native import _Session
 from accord.api.wire import bytes_field, int_field, parse_txn
+from accord.node.authstore import READ, WRITE
 from accord.node.service import REQUEST_OWNER
-from accord.security.authstore import READ, WRITE
 from accord.security.errors import RateLimited, Unauthenticated
 from accord.security.http_guard import txn_leases
 from accord.security.ratelimit import RateLimiter
