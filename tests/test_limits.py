@@ -35,14 +35,14 @@ from accord.kv.limits import KVLimits, response_kv_bytes, snapshot_bytes_max, ve
 from accord.kv.mvcc import event_bytes
 from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, TxnResult
 from accord.kv.types import Event, EventType, KeyValue
-from accord.node import config as node_config
 from accord.node import limits as node
-from accord.node.config import NodeConfig
 from accord.raft import ConfState, Entry, EntryType, Message, MessageType, Snapshot
 from accord.raft import limits as raft
 from accord.security import limits as security
 from accord.security.cipher import OVERHEAD_BYTES as CIPHER_OVERHEAD_BYTES
 from accord.security.config import SecurityConfig
+from accord.server import config as node_config
+from accord.server.config import NodeConfig
 from accord.storage import limits as storage
 from accord.storage.codec import encode_snapshot_body, encode_snapshot_header
 from accord.testing.raftnet import RaftNetwork

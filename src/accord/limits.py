@@ -405,7 +405,7 @@ NODE_SETTING_RANGES = {
     "REQUEST_TIMEOUT_S_MAX": ("request_timeout_s", "largest"),
     "PENDING_READS_CEILING": ("pending_reads_max", "largest"),
 }
-"""Bounds on what a node setting accepts (`accord.node.config.RANGES`)."""
+"""Bounds on what a node setting accepts (`accord.server.config.RANGES`)."""
 
 SECURITY_SETTINGS = {
     "CONNECTIONS_MAX": "connections_max",

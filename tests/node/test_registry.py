@@ -12,8 +12,8 @@ import pytest
 from accord.kv import Envelope, KVStateMachine, LeaseGrant, Put, encode_command
 from accord.kv.errors import BadCommand
 from accord.kv.results import ErrorResult, PutResult, encode_result
+from accord.node.address import Member
 from accord.node.authstore import AuthResult
-from accord.node.config import Member
 from accord.node.members import NodeState
 from accord.node.registry import (
     TAG_MARKER,

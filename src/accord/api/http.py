@@ -51,7 +51,7 @@ from accord.kv import (
     Put,
 )
 from accord.kv.types import prefix_end
-from accord.node.config import ConfigError, Member, parse_address
+from accord.node.address import ConfigError, Member, parse_address
 from accord.node.members import (
     NodeState,
     add_member,

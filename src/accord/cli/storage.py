@@ -18,10 +18,11 @@ from typing import Any
 
 import click
 
-from accord.node.config import ConfigError, load_config
+from accord.node.address import ConfigError
 from accord.security.atrest import read_only_cipher
 from accord.security.errors import SecurityError
 from accord.security.keys import KEY_ENV, Keyring, load_keyring
+from accord.server.config import load_config
 from accord.storage import fsck
 from accord.storage._fsutil import DirectoryLock
 from accord.storage.errors import StorageError

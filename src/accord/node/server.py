@@ -18,7 +18,6 @@ from accord.api.http import HttpApi
 from accord.api.limits import LISTEN_BACKLOG_MAX
 from accord.api.native import NativeServer
 from accord.kv import KVLimits, KVStateMachine
-from accord.node.config import NodeConfig
 from accord.node.members import NodeState
 from accord.node.observe import sample_node
 from accord.node.runtime import Node
@@ -31,6 +30,7 @@ from accord.security.atrest import node_cipher
 from accord.security.node_security import NodeSecurity
 from accord.security.nodetls import INSECURE_PEERS_WARNING, NodeTls
 from accord.security.tls import node_identity
+from accord.server.config import NodeConfig
 from accord.storage import FileHostStorage
 from accord.transport import PeerTransport
 
