@@ -57,8 +57,8 @@ def test_snapshot_restores_members_and_pending_removals() -> None:
 
 
 def test_dial_overrides_where_a_node_connects_but_not_the_registry(tmp_path: Path) -> None:
-    from accord.node.server import build_node
     from accord.security.config import SecurityConfig
+    from accord.server.assembly import build_node
     from accord.server.config import NodeConfig
 
     members = {i: M[i] for i in (1, 2, 3)}

@@ -74,7 +74,7 @@ def node(
     context = NodeContext(config.name, config.id)
     configure_logging(config.log_format, config.log_level, context)
     from accord.node import gcpolicy
-    from accord.node.server import serve
+    from accord.server.assembly import serve
 
     gcpolicy.enable()
     try:

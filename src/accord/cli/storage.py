@@ -30,7 +30,7 @@ from accord.storage.file import SNAPSHOT_DIRECTORY, WAL_DIRECTORY
 from accord.storage.protocol import Cipher
 
 RAFT_DIRECTORY = "raft"
-"""Where a node keeps its storage inside `data_dir` (`accord.node.server`)."""
+"""Where a node keeps its storage inside `data_dir` (`accord.server.assembly`)."""
 _DIRECTORY = click.Path(file_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
 

@@ -27,10 +27,10 @@ from accord.observability.metrics import NodeMetrics
 from accord.observability.tracing import Tracing, make_tracing
 from accord.raft import DebugFlags, Message, RaftConfig
 from accord.security.atrest import node_cipher
-from accord.security.node_security import NodeSecurity
 from accord.security.nodetls import INSECURE_PEERS_WARNING, NodeTls
 from accord.security.tls import node_identity
 from accord.server.config import NodeConfig
+from accord.server.security import NodeSecurity
 from accord.storage import FileHostStorage
 from accord.transport import PeerTransport
 
