@@ -23,8 +23,7 @@ from accord.security.atrest import read_only_cipher
 from accord.security.errors import SecurityError
 from accord.security.keys import KEY_ENV, Keyring, load_keyring
 from accord.server.config import load_config
-from accord.storage import fsck
-from accord.storage._fsutil import DirectoryLock
+from accord.storage import DirectoryLock, fsck
 from accord.storage.errors import StorageError
 from accord.storage.file import SNAPSHOT_DIRECTORY, WAL_DIRECTORY
 from accord.storage.protocol import Cipher

@@ -176,7 +176,7 @@ def build_runner(
     if security is None:
         runner = web.AppRunner(api.app(), **options)
     else:
-        runner = security.http_runner(api.app(), HttpApi._key_range, **options)
+        runner = security.http_runner(api.app(), HttpApi.key_range, **options)
 
     def connections() -> int:
         server = runner.server
