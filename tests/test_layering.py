@@ -66,7 +66,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # tools above the server
     "limits": (
         "raft.limits", "storage.limits", "kv.limits", "transport.limits", "api.limits",
-        "node.limits", "node.runtime", "security.limits", "client.limits",
+        "node.limits", "node.replica", "security.limits", "client.limits",
     ),
     "sim": ("raft", "kv", "storage", "host", "chaos.history", "chaos.linearizability", "errors"),
     "testing": ("raft", "node.address", "server.config", "security", "observability"),
