@@ -35,14 +35,14 @@ from accord.kv.limits import KVLimits, response_kv_bytes, snapshot_bytes_max, ve
 from accord.kv.mvcc import event_bytes
 from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, TxnResult
 from accord.kv.types import Event, EventType, KeyValue
-from accord.node import config as node_config
 from accord.node import limits as node
-from accord.node.config import NodeConfig
 from accord.raft import ConfState, Entry, EntryType, Message, MessageType, Snapshot
 from accord.raft import limits as raft
 from accord.security import limits as security
 from accord.security.cipher import OVERHEAD_BYTES as CIPHER_OVERHEAD_BYTES
 from accord.security.config import SecurityConfig
+from accord.server import config as node_config
+from accord.server.config import NodeConfig
 from accord.storage import limits as storage
 from accord.storage.codec import encode_snapshot_body, encode_snapshot_header
 from accord.testing.raftnet import RaftNetwork
@@ -280,7 +280,7 @@ def test_the_largest_key_and_value_can_be_written_over_both_protocols() -> None:
     assert len(body) <= api.REQUEST_BYTES_MAX
     frame = msgpack.packb([BIG, "put", {"key": key, "value": value, "client_id": BIG, "seq": BIG}])
     assert len(frame) <= api.NATIVE_REQUEST_FRAME_BYTES_MAX
-    owner = "u" * security.NAME_CHARS_MAX * 4
+    owner = "u" * node.NAME_CHARS_MAX * 4
     command = encode_command(
         Envelope((1 << 64) - 1, (1 << 64) - 1, Put(key, value, BIG), BIG, owner)
     )
@@ -366,7 +366,7 @@ def test_shares_are_below_their_totals() -> None:
     assert kv.LEASES_PER_USER_MAX <= kv.LEASES_MAX
     assert kv.SESSIONS_PER_USER_MAX <= kv.SESSIONS_MAX
     assert kv.WATCHERS_PER_USER_MAX <= kv.WATCHERS_MAX
-    assert security.PREFIX_BYTES_MAX == kv.KEY_BYTES_MAX
+    assert node.PREFIX_BYTES_MAX == kv.KEY_BYTES_MAX
     assert kv.TXN_RANGE_OPS_MAX <= kv.TXN_OPS_MAX
     assert 1 <= node.PENDING_READS_MAX <= node.PENDING_READS_CEILING
     assert (

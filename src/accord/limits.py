@@ -11,8 +11,9 @@ only raft's; api, node, security and client import downwards):
     accord.kv.limits         keys, values, transactions, tables, the quota, responses
     accord.transport.limits  peer frames, queues, connections and timeouts
     accord.api.limits        the client protocols: requests, answers, per connection
-    accord.node.limits       the node: request deadline, pending reads, housekeeping
-    accord.security.limits   client ports (connections, timeouts, rates), logins, users
+    accord.node.limits       the node: request deadline, pending reads, housekeeping,
+                             the replicated auth store (users, roles, grants)
+    accord.security.limits   client ports (connections, timeouts, rates), logins, tokens
     accord.client.limits     the Python client's defaults
     accord.node.replica      a replica's two constants (snapshot step, append times)
 
@@ -103,19 +104,24 @@ from accord.kv.limits import (
     WATCHERS_PER_USER_MAX,
 )
 from accord.node.limits import (
+    GRANTS_PER_ROLE_MAX,
     HOUSEKEEPING_INTERVAL_S,
     LEASE_EXPIRY_SLACK_MS,
+    NAME_CHARS_MAX,
     PENDING_READS_CEILING,
     PENDING_READS_MAX,
+    PREFIX_BYTES_MAX,
     READY_APPLY_LAG_MAX,
     REQUEST_TIMEOUT_S,
     REQUEST_TIMEOUT_S_MAX,
     REQUEST_TIMEOUT_S_MIN,
+    ROLES_MAX,
     SESSION_IDLE_MS,
     SLOW_FSYNC_MS,
     SLOW_REQUEST_MS,
     SNAPSHOT_ENTRIES,
     TICK_MS,
+    USERS_MAX,
 )
 from accord.node.replica import (
     APPEND_TIMES_MAX,
@@ -141,7 +147,6 @@ from accord.raft.limits import (
 from accord.security.limits import (
     CONNECTIONS_MAX,
     ENCRYPTION_KEYS_MAX,
-    GRANTS_PER_ROLE_MAX,
     IDLE_TIMEOUT_S,
     LOGIN_ENTRIES_MAX,
     LOGIN_FAILURES_MAX,
@@ -152,17 +157,13 @@ from accord.security.limits import (
     LOGIN_SOURCE_RPS,
     LOGIN_USER_BURST,
     LOGIN_USER_RPS,
-    NAME_CHARS_MAX,
     PASSWORD_BYTES_MAX,
-    PREFIX_BYTES_MAX,
     RATE_LIMIT_BURST,
     RATE_LIMIT_CLIENTS_MAX,
     RATE_LIMIT_RPS,
     READ_TIMEOUT_S,
-    ROLES_MAX,
     TOKEN_CHARS_MAX,
     TOKEN_TTL_S,
-    USERS_MAX,
 )
 from accord.storage.limits import (
     BATCH_BYTES_MAX,
@@ -404,7 +405,7 @@ NODE_SETTING_RANGES = {
     "REQUEST_TIMEOUT_S_MAX": ("request_timeout_s", "largest"),
     "PENDING_READS_CEILING": ("pending_reads_max", "largest"),
 }
-"""Bounds on what a node setting accepts (`accord.node.config.RANGES`)."""
+"""Bounds on what a node setting accepts (`accord.server.config.RANGES`)."""
 
 SECURITY_SETTINGS = {
     "CONNECTIONS_MAX": "connections_max",

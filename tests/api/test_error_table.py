@@ -20,9 +20,10 @@ from accord.client.policy import is_retryable
 from accord.errorcodes import _ROWS, ERROR_CODES, status_of
 from accord.errors import AccordError, DeadlineExceeded, NotLeader, ProposalDropped
 from accord.kv import errors as kv_errors
+from accord.node import authstore
 from accord.raft import ConfChangeError
-from accord.security import authstore, http_limits
 from accord.security import errors as security_errors
+from accord.security import http_limits
 from accord.security.openapi import with_auth
 
 STATUSES_BEFORE_THE_TABLE = {

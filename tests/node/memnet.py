@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from accord.kv import KVStateMachine
-from accord.node.config import Member
+from accord.node.address import Member
 from accord.node.members import NodeState
 from accord.node.runtime import Node
 from accord.raft import Message, RaftConfig

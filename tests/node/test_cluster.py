@@ -266,7 +266,7 @@ def test_a_node_is_added_promoted_and_another_removed_while_writes_continue(
     import sys
     import threading
 
-    from accord.node.config import NodeConfig, load_config, render_config
+    from accord.server.config import NodeConfig, load_config, render_config
     from accord.testing.peertls import with_peer_tls
 
     acked: list[str] = []

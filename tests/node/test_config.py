@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from accord.node.config import ConfigError, Member, NodeConfig, load_config, render_config
+from accord.node.address import ConfigError, Member
+from accord.server.config import NodeConfig, load_config, render_config
 
 BASE = """
 name = "n1"

@@ -23,7 +23,7 @@ from accord.client.errors import error_from_answer
 from accord.client.policy import is_retryable
 from accord.errors import DeadlineExceeded, TooManyPendingReads
 from accord.kv import Envelope, KVStateMachine, Put, encode_command
-from accord.node.config import Member
+from accord.node.address import Member
 from accord.node.members import NodeState
 from accord.node.runtime import Node
 from accord.node.service import KVService

@@ -7,7 +7,7 @@ from pathlib import Path
 import msgpack
 
 from accord.kv import KVStateMachine
-from accord.node.config import Member
+from accord.node.address import Member
 from accord.node.members import NodeState, decode_members, encode_members
 from accord.raft import ConfChange, ConfChangeOp
 
@@ -57,9 +57,9 @@ def test_snapshot_restores_members_and_pending_removals() -> None:
 
 
 def test_dial_overrides_where_a_node_connects_but_not_the_registry(tmp_path: Path) -> None:
-    from accord.node.config import NodeConfig
-    from accord.node.server import build_node
     from accord.security.config import SecurityConfig
+    from accord.server.assembly import build_node
+    from accord.server.config import NodeConfig
 
     members = {i: M[i] for i in (1, 2, 3)}
     config = NodeConfig(

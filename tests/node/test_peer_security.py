@@ -11,9 +11,9 @@ from pathlib import Path
 import msgpack
 
 from accord.limits import RAFT_TERM_MAX
-from accord.node.config import render_config
 from accord.raft.types import MessageType
 from accord.security.config import SecurityConfig
+from accord.server.config import render_config
 from accord.storage import FileStorage
 from accord.testing.cluster import http
 from accord.testing.single import SingleNode

@@ -12,7 +12,8 @@ import pytest
 from accord.kv import Envelope, KVStateMachine, LeaseGrant, Put, encode_command
 from accord.kv.errors import BadCommand
 from accord.kv.results import ErrorResult, PutResult, encode_result
-from accord.node.config import Member
+from accord.node.address import Member
+from accord.node.authstore import AuthResult
 from accord.node.members import NodeState
 from accord.node.registry import (
     TAG_MARKER,
@@ -24,7 +25,6 @@ from accord.node.registry import (
     decode,
     encode,
 )
-from accord.security.authstore import AuthResult
 
 V1_LOG = Path(__file__).parent / "data" / "v1_mixed_log.msgpack"
 """Written by the version before tags: KV envelopes (`encode_command`), auth commands

@@ -10,7 +10,7 @@ import pytest
 
 from accord.errors import DeadlineExceeded
 from accord.kv import Envelope, KVStateMachine, Put, encode_command
-from accord.node.config import Member
+from accord.node.address import Member
 from accord.node.members import NodeState
 from accord.node.runtime import Node
 from accord.raft import Message, RaftConfig, Role

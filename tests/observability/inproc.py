@@ -12,13 +12,14 @@ from pathlib import Path
 from aiohttp import web
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from accord.node.config import Member, NodeConfig
+from accord.node.address import Member
 from accord.node.runtime import Node
-from accord.node.server import Observers, build_node, build_runner
 from accord.node.service import KVService
 from accord.observability.metrics import NodeMetrics
 from accord.observability.tracing import Tracing
 from accord.security.config import SecurityConfig
+from accord.server.assembly import Observers, build_node, build_runner
+from accord.server.config import NodeConfig
 from accord.testing.peertls import with_peer_tls
 from accord.testing.ports import free_ports
 

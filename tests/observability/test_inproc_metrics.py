@@ -18,10 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 import accord.raft
 import accord.storage
 from accord.api.openapi import spec
-from accord.node.config import NodeConfig
-from accord.node.server import _sync_observer
 from accord.observability.logs import NodeContext, configure_logging
 from accord.observability.metrics import NodeMetrics
+from accord.server.assembly import _sync_observer
+from accord.server.config import NodeConfig
 
 from .inproc import InProcNode, inproc_cluster, wait_for_leader
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from accord.node.config import ConfigError, load_config
+from accord.node.address import ConfigError
 from accord.observability.logs import NodeContext, configure_logging, request_id
+from accord.server.config import load_config
 
 BASE = {
     "name": "n1",

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from accord.node.config import load_config, render_config
 from accord.raft.types import Message, MessageType
 from accord.security.certs import issue
 from accord.security.config import SecurityConfig
+from accord.server.config import load_config, render_config
 from accord.testing.cluster import LocalCluster, http, running_cluster
 from accord.transport.codec import (
     Hello,

@@ -7,7 +7,7 @@ import pytest
 
 from accord.kv.commands import Compare, CompareOp, CompareTarget, DeleteRange, Get, Put, Range, Txn
 from accord.kv.types import prefix_end
-from accord.security.authstore import READ, READWRITE, WRITE, AuthStore, encode_auth_payload
+from accord.node.authstore import READ, READWRITE, WRITE, AuthStore, encode_auth_payload
 from accord.security.errors import Unauthenticated
 from accord.security.rbac import allowed, covers, txn_needs
 from accord.security.tokens import issue_token, verify_token

@@ -9,8 +9,8 @@ import msgpack
 import pytest
 
 from accord.kv import KVStateMachine
+from accord.node.authstore import AuthStore, encode_auth_payload
 from accord.node.members import SNAPSHOT_FORMAT, NodeState
-from accord.security.authstore import AuthStore, encode_auth_payload
 from accord.security.errors import Unauthenticated
 from accord.security.tokens import _b64, _sign, issue_token, verify_token
 

@@ -51,7 +51,7 @@ from accord.kv import (
     Put,
 )
 from accord.kv.types import prefix_end
-from accord.node.config import ConfigError, Member, parse_address
+from accord.node.address import ConfigError, Member, parse_address
 from accord.node.members import (
     NodeState,
     add_member,
@@ -382,7 +382,9 @@ class HttpApi:
         return client_id, seq_number
 
     @staticmethod
-    def _key_range(request: web.Request) -> tuple[bytes, bytes]:
+    def key_range(request: web.Request) -> tuple[bytes, bytes]:
+        """The key range a range or watch request names (its query); the HTTP guard
+        checks permissions on the same range."""
         q = query_bytes(request.rel_url.raw_query_string)  # keys are bytes, as in paths
         if "prefix" in q:
             key = q["prefix"]
@@ -427,7 +429,7 @@ class HttpApi:
 
     async def range(self, request: web.Request) -> web.Response:
         q = request.query
-        key, end = self._key_range(request)
+        key, end = self.key_range(request)
         result = await self.service.range(
             key,
             end,
@@ -448,7 +450,7 @@ class HttpApi:
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
         """A stream of JSON lines, one per batch of events, in revision order."""
-        key, end = self._key_range(request)
+        key, end = self.key_range(request)
         start_revision = self._query_int(request, "start_revision")
         watch_id = self.service.open_watch(key, end, start_revision)
         events = self.service.stream(watch_id)

@@ -4,15 +4,17 @@ the node that serves them and the client that speaks them; named with units last
 The request bounds are what a node accepts; the answer bounds are the largest answer a
 node may send, derived from the largest `response_bytes_max` a node accepts, so a
 client that accepts them accepts every answer and no more. This module imports only
-the state machine's and the Raft core's bounds (a client may import it).
+the state machine's bounds (a client may import it; api/ never imports the Raft core).
 """
 
 from __future__ import annotations
 
-from accord.kv.limits import RESPONSE_BYTES_CEILING
-from accord.raft.limits import KIB, MIB, RAFT_ENTRY_BYTES_MAX
+from accord.kv.limits import COMMAND_BYTES_MAX, RESPONSE_BYTES_CEILING
 
-REQUEST_BYTES_MAX = RAFT_ENTRY_BYTES_MAX
+KIB = 1024
+MIB = 1024 * KIB
+
+REQUEST_BYTES_MAX = COMMAND_BYTES_MAX
 """Largest HTTP request body (413 `request_too_large` beyond, before any of it is
 read): the largest command, since no request is proposed as anything smaller than its
 own payload. Its JSON form is larger than the command for binary values (base64: 4/3),

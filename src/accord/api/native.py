@@ -119,14 +119,25 @@ class NotReady(AccordError):
         super().__init__(reason)
 
 
+class GuardedSession(Protocol):
+    """What a guard sees of a native connection: its stream (for the peer's address
+    and certificate) and who is logged in on it, which the guard sets."""
+
+    user: str | None
+    token: str | None
+
+    @property
+    def writer(self) -> asyncio.StreamWriter: ...
+
+
 class SessionGuard(Protocol):
     """What the native server asks its guard (see accord.security.native_guard)."""
 
-    def connected(self, session: _Session) -> None: ...
+    def connected(self, session: GuardedSession) -> None: ...
 
-    async def login(self, session: _Session, args: Args) -> dict[str, Any]: ...
+    async def login(self, session: GuardedSession, args: Args) -> dict[str, Any]: ...
 
-    def check(self, session: _Session, op: str, args: Args) -> None: ...
+    def check(self, session: GuardedSession, op: str, args: Args) -> None: ...
 
 
 class _Session:

@@ -32,10 +32,11 @@ from typing import IO, Any
 import aiohttp
 
 from accord.chaos.network import ClusterNetwork
-from accord.node.config import Member, NodeConfig, render_config
+from accord.node.address import Member
 from accord.observability.logs import open_log_file
 from accord.security.config import SecurityConfig
 from accord.security.localcluster import create_peer_material
+from accord.server.config import NodeConfig, render_config
 
 TICK_MS = 50
 ELECTION_TICKS = 10

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accord.node.config import load_config
+from accord.server.config import load_config
 from accord.testing.cluster import free_port_base
 
 START_TIMEOUT_S = 60.0

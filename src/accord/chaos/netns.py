@@ -67,7 +67,7 @@ from typing import TypeVar
 
 from accord.chaos.network import Address, LinkFaults, NetworkUnavailable
 from accord.chaos.nfqueue import NETLINK_NETFILTER, PacketDelay, QueueState
-from accord.node.config import Member
+from accord.node.address import Member
 
 CLIENT_PORT, PEER_PORT, NATIVE_PORT = 7001, 7101, 7201
 """The same on every node: each has an address of its own."""

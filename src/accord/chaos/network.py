@@ -18,7 +18,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from accord.node.config import Member
+from accord.node.address import Member
 
 Address = tuple[str, int]
 

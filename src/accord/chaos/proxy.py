@@ -34,7 +34,7 @@ import random
 from dataclasses import dataclass, field
 
 from accord.chaos.network import Address, LinkFaults
-from accord.node.config import Member
+from accord.node.address import Member
 from accord.testing.ports import free_ports
 
 CHUNK_BYTES = 65536

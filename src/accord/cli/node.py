@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from accord.errors import AccordError
-from accord.node.config import LOG_FORMATS, LOG_LEVELS, TRACING_MODES, load_config
 from accord.observability.logs import NodeContext, configure_logging
+from accord.server.config import LOG_FORMATS, LOG_LEVELS, TRACING_MODES, load_config
 
 
 @click.command("node")
@@ -74,7 +74,7 @@ def node(
     context = NodeContext(config.name, config.id)
     configure_logging(config.log_format, config.log_level, context)
     from accord.node import gcpolicy
-    from accord.node.server import serve
+    from accord.server.assembly import serve
 
     gcpolicy.enable()
     try:

@@ -18,18 +18,18 @@ from typing import Any
 
 import click
 
-from accord.node.config import ConfigError, load_config
+from accord.node.address import ConfigError
 from accord.security.atrest import read_only_cipher
 from accord.security.errors import SecurityError
 from accord.security.keys import KEY_ENV, Keyring, load_keyring
-from accord.storage import fsck
-from accord.storage._fsutil import DirectoryLock
+from accord.server.config import load_config
+from accord.storage import DirectoryLock, fsck
 from accord.storage.errors import StorageError
 from accord.storage.file import SNAPSHOT_DIRECTORY, WAL_DIRECTORY
 from accord.storage.protocol import Cipher
 
 RAFT_DIRECTORY = "raft"
-"""Where a node keeps its storage inside `data_dir` (`accord.node.server`)."""
+"""Where a node keeps its storage inside `data_dir` (`accord.server.assembly`)."""
 _DIRECTORY = click.Path(file_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
 

@@ -25,15 +25,7 @@ from typing import Any
 
 import click
 
-from accord.node.config import (
-    LOG_FORMATS,
-    LOG_LEVELS,
-    TRACING_MODES,
-    Member,
-    NodeConfig,
-    load_config,
-    render_config,
-)
+from accord.node.address import Member
 from accord.observability.logs import open_log_file
 from accord.security.config import SecurityConfig
 from accord.security.localcluster import (
@@ -43,6 +35,14 @@ from accord.security.localcluster import (
     write_client_env,
 )
 from accord.security.tls import client_tls
+from accord.server.config import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    TRACING_MODES,
+    NodeConfig,
+    load_config,
+    render_config,
+)
 
 STOP_GRACE_S = 10.0
 LEADER_WAIT_S = 30.0

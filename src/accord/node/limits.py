@@ -3,10 +3,14 @@ it, and its housekeeping; named with units last.
 
 The settings among them (`request_timeout_s`, `pending_reads_max`, `tick_ms`,
 `snapshot_entries`) are keys of `NodeConfig` (TOML < ACCORD_* < flags), validated
-against the ranges below; the rest are fixed.
+against the ranges below; the rest are fixed. The replicated auth store's bounds
+(`accord.node.authstore`) are part of the replicated behaviour (every member applies
+the same admin commands) and fixed.
 """
 
 from __future__ import annotations
+
+from accord.kv.limits import KEY_BYTES_MAX
 
 REQUEST_TIMEOUT_S = 5.0
 """Deadline of a request that names none: a write's proposal, a membership change, a
@@ -57,3 +61,19 @@ a call's deadline is `CALL_TIMEOUT_S`)."""
 READY_APPLY_LAG_MAX = 100
 """A member whose applied index trails the commit index it knows by more than this
 many entries is catching up, not ready (`/ready` answers 503)."""
+
+# --- The replicated auth store -----------------------------------------------------------
+NAME_CHARS_MAX = 64
+"""Longest user or role name."""
+
+USERS_MAX = 10_000
+"""Users in the auth store."""
+
+ROLES_MAX = 10_000
+"""Roles in the auth store."""
+
+GRANTS_PER_ROLE_MAX = 1_000
+"""Prefix grants one role holds."""
+
+PREFIX_BYTES_MAX = KEY_BYTES_MAX
+"""Longest key prefix a grant names: a key's length (a longer prefix covers no key)."""

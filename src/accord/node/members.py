@@ -19,11 +19,11 @@ import msgpack
 
 from accord.kv import KVStateMachine, SnapshotJob, run_job
 from accord.kv.types import Event
-from accord.node.config import Member, parse_address
+from accord.node.address import Member, parse_address
+from accord.node.authstore import AuthStore
 from accord.node.registry import Kind, Outcome, Registry
 from accord.node.runtime import Node
 from accord.raft import ConfChange, ConfChangeError, ConfChangeOp
-from accord.security.authstore import AuthStore
 
 SNAPSHOT_FORMAT = 1
 

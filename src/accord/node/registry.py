@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Every normal log entry a node applies is one command of some *kind*: a KV request
-(`accord.kv`), a change to the auth store (`accord.security.authstore`), and later
+(`accord.kv`), a change to the auth store (`accord.node.authstore`), and later
 membership, queue, transaction and shard commands. An entry is the command's tag
 followed by its kind's payload:
 
@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from accord.kv.commands import Envelope, encode_command
 from accord.kv.errors import BadCommand
-from accord.security.authstore import encode_auth_payload
+from accord.node.authstore import encode_auth_payload
 
 TAG_MARKER = 0xC1
 """The first byte of every tagged entry (never the first byte of a msgpack value)."""

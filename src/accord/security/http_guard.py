@@ -32,8 +32,8 @@ from aiohttp import web
 from accord.api.http import FORWARD_AUTHORIZATION, kv_path_key, typed_error_response
 from accord.api.wire import BadRequest, parse_json, parse_txn, parse_uint
 from accord.kv import Put, Txn
+from accord.node.authstore import READ, WRITE
 from accord.node.service import REQUEST_OWNER
-from accord.security.authstore import READ, WRITE
 from accord.security.errors import RateLimited, SecurityError, Unauthenticated
 from accord.security.ratelimit import RateLimiter
 from accord.security.rbac import Need, txn_needs

@@ -3,14 +3,11 @@
 The connection, timeout, rate and login values are the defaults of `[security]`
 settings (`accord.security.config`, named in each docstring), overridable by
 `ACCORD_<KEY>`; the connection cap and the timeouts apply whether or not the rest of
-security is on. The auth store's bounds are part of the replicated behaviour (every
-member applies the same admin commands) and fixed. This module imports only the
-state machine's key bound.
+security is on. The replicated auth store's bounds are the node's
+(`accord.node.limits`), beside the store itself. This module imports nothing.
 """
 
 from __future__ import annotations
-
-from accord.kv.limits import KEY_BYTES_MAX
 
 # --- Client ports ([security] settings, on by default) ------------------------------
 CONNECTIONS_MAX = 1024
@@ -85,19 +82,3 @@ but there is no reason to accept megabytes)."""
 
 ENCRYPTION_KEYS_MAX = 16
 """Keys one keyring may hold (the current one and those still being retired)."""
-
-# --- The replicated auth store -----------------------------------------------------------
-NAME_CHARS_MAX = 64
-"""Longest user or role name."""
-
-USERS_MAX = 10_000
-"""Users in the auth store."""
-
-ROLES_MAX = 10_000
-"""Roles in the auth store."""
-
-GRANTS_PER_ROLE_MAX = 1_000
-"""Prefix grants one role holds."""
-
-PREFIX_BYTES_MAX = KEY_BYTES_MAX
-"""Longest key prefix a grant names: a key's length (a longer prefix covers no key)."""

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from accord.api.native import _Session
+from accord.api.native import GuardedSession
 from accord.api.wire import bytes_field, int_field, parse_txn
+from accord.node.authstore import READ, WRITE
 from accord.node.service import REQUEST_OWNER
-from accord.security.authstore import READ, WRITE
 from accord.security.errors import RateLimited, Unauthenticated
 from accord.security.http_guard import txn_leases
 from accord.security.ratelimit import RateLimiter
@@ -33,7 +33,7 @@ LEASE_OPS = frozenset({"lease_keepalive", "lease_ttl"})
 """Any user, for their own leases."""
 
 
-def _remote(session: _Session) -> str:
+def _remote(session: GuardedSession) -> str:
     peer = session.writer.get_extra_info("peername")
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -43,14 +43,14 @@ class NativeGuard:
         self.auth = auth
         self.limiter = limiter
 
-    def connected(self, session: _Session) -> None:
+    def connected(self, session: GuardedSession) -> None:
         if self.auth is None:
             return
         name = certificate_user(session.writer.get_extra_info("peercert"))
         if name is not None and name in self.auth.state.auth.users:
             session.user = name
 
-    async def login(self, session: _Session, args: Args) -> dict[str, Any]:
+    async def login(self, session: GuardedSession, args: Args) -> dict[str, Any]:
         self._limit(session)
         if self.auth is None:
             return {"user": None}
@@ -67,7 +67,7 @@ class NativeGuard:
         session.user, session.token = self.auth.user_of_token(token), token
         return {"token": token, "expires_at_ms": expires_ms, "user": session.user}
 
-    def check(self, session: _Session, op: str, args: Args) -> None:
+    def check(self, session: GuardedSession, op: str, args: Args) -> None:
         self._limit(session)
         if self.auth is None or op in PUBLIC_OPS:
             return
@@ -95,7 +95,7 @@ class NativeGuard:
             return txn_leases(parse_txn(body))
         return []
 
-    def _limit(self, session: _Session) -> None:
+    def _limit(self, session: GuardedSession) -> None:
         if self.limiter is not None:
             wait_s = self.limiter.acquire(
                 session.user or f"ip:{_remote(session).rpartition(':')[0]}"
@@ -103,7 +103,7 @@ class NativeGuard:
             if wait_s > 0:
                 raise RateLimited(wait_s)
 
-    def _user(self, session: _Session) -> str:
+    def _user(self, session: GuardedSession) -> str:
         assert self.auth is not None
         if session.token is not None:  # re-checked: expiry, password change, deletion
             try:

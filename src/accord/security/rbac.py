@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 
 from accord.kv.commands import Compare, DeleteRange, Get, Put, Range, Txn, TxnOp
 from accord.kv.types import ALL_KEYS_END, prefix_end
-from accord.security.authstore import READ, ROOT, WRITE
+from accord.node.authstore import READ, ROOT, WRITE
 
 Need = tuple[int, bytes, bytes]
 """(permission bit, key, range_end) a request needs."""

@@ -19,16 +19,16 @@ import secrets
 import time
 from typing import Any
 
-from accord.node.members import NodeState
-from accord.node.registry import AuthCommand, encode
-from accord.node.runtime import Node
-from accord.security.audit import audit
-from accord.security.authstore import (
+from accord.node.authstore import (
     PERMISSIONS,
     ROOT,
     AuthResult,
     valid_name,
 )
+from accord.node.members import NodeState
+from accord.node.registry import AuthCommand, encode
+from accord.node.runtime import Node
+from accord.security.audit import audit
 from accord.security.config import SecurityConfig
 from accord.security.errors import (
     AuthRequestError,

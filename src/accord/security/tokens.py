@@ -16,7 +16,7 @@ import hmac
 
 import msgpack
 
-from accord.security.authstore import AuthStore
+from accord.node.authstore import AuthStore
 from accord.security.errors import Unauthenticated
 from accord.security.limits import TOKEN_CHARS_MAX
 

@@ -5,10 +5,12 @@ The public API is `Storage` (the protocol the node runtime uses for one Raft gro
 its two implementations `FileStorage` and `MemoryStorage`; `HostStorage` (every
 group of a node on one log: one record and one fsync per batch of groups' writes),
 its two implementations `FileHostStorage` and `MemoryHostStorage`, `GroupWrite`, and
-`GroupView` (one group of a host as a `Storage`); `RecoveredState`, `Cipher` and the
-typed errors. Everything else is internal.
+`GroupView` (one group of a host as a `Storage`); `RecoveredState`, `Cipher`, the
+`DirectoryLock` an open storage holds on its directory (`accord storage` checks it)
+and the typed errors. Everything else is internal.
 """
 
+from accord.storage._fsutil import DirectoryLock
 from accord.storage.errors import (
     CipherRequired,
     CorruptionError,
@@ -26,6 +28,7 @@ __all__ = [
     "Cipher",
     "CipherRequired",
     "CorruptionError",
+    "DirectoryLock",
     "FileHostStorage",
     "FileStorage",
     "GroupView",

@@ -34,10 +34,9 @@ Everywhere else (any segment but the last, snapshot files) any damage is corrupt
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-
-from crc32c import crc32c
 
 from accord.storage.limits import RECORD_HEADER_BYTES, RESYNC_SCAN_BYTES_MAX
 
@@ -84,10 +83,29 @@ class Damage:
     torn: bool
 
 
+_crc32c_impl: Callable[[bytes | memoryview, int], int] | None = None
+
+
+def _crc32c(data: bytes | memoryview, value: int = 0) -> int:
+    """The CRC32C of `data`, continuing from `value` (the `crc32c` package's).
+
+    The package is imported on first use rather than with this module: its
+    `__init__` reads its own version through `importlib.metadata`, which imports
+    `email` and with it `socket`, and importing `accord.storage` loads no networking
+    module (`tests/test_layering.py`).
+    """
+    global _crc32c_impl
+    if _crc32c_impl is None:
+        import crc32c
+
+        _crc32c_impl = crc32c.crc32c
+    return _crc32c_impl(data, value)
+
+
 def frame_header(record_type: RecordType, payload: bytes) -> bytes:
     """The header of the record holding `payload` (for writing a large payload apart)."""
     prefix = _PREFIX.pack(RECORD_MAGIC, len(payload), record_type)
-    return prefix + _CRC.pack(crc32c(payload, crc32c(prefix)))
+    return prefix + _CRC.pack(_crc32c(payload, _crc32c(prefix)))
 
 
 def frame(record_type: RecordType, payload: bytes) -> bytes:
@@ -111,8 +129,8 @@ def _parse_at(data: bytes, offset: int, payload_bytes_max: int) -> tuple[Record 
     if length > len(data) - start:
         return None, f"record length {length} runs past the end of the file"
     (stored,) = _CRC.unpack_from(data, offset + _PREFIX_BYTES)
-    computed = crc32c(
-        memoryview(data)[start : start + length], crc32c(data[offset : offset + _PREFIX_BYTES])
+    computed = _crc32c(
+        memoryview(data)[start : start + length], _crc32c(data[offset : offset + _PREFIX_BYTES])
     )
     if computed != stored:
         return None, f"checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"

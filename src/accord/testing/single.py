@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from accord.node.config import Member, NodeConfig, render_config
+from accord.node.address import Member
 from accord.observability.logs import open_log_file
 from accord.security.config import SecurityConfig
+from accord.server.config import NodeConfig, render_config
 from accord.testing.cluster import DEADLINE_S, http, wait_for
 from accord.testing.peertls import with_peer_tls
 from accord.testing.ports import free_ports

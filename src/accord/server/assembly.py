@@ -18,7 +18,6 @@ from accord.api.http import HttpApi
 from accord.api.limits import LISTEN_BACKLOG_MAX
 from accord.api.native import NativeServer
 from accord.kv import KVLimits, KVStateMachine
-from accord.node.config import NodeConfig
 from accord.node.members import NodeState
 from accord.node.observe import sample_node
 from accord.node.runtime import Node
@@ -28,9 +27,10 @@ from accord.observability.metrics import NodeMetrics
 from accord.observability.tracing import Tracing, make_tracing
 from accord.raft import DebugFlags, Message, RaftConfig
 from accord.security.atrest import node_cipher
-from accord.security.node_security import NodeSecurity
 from accord.security.nodetls import INSECURE_PEERS_WARNING, NodeTls
 from accord.security.tls import node_identity
+from accord.server.config import NodeConfig
+from accord.server.security import NodeSecurity
 from accord.storage import FileHostStorage
 from accord.transport import PeerTransport
 
@@ -176,7 +176,7 @@ def build_runner(
     if security is None:
         runner = web.AppRunner(api.app(), **options)
     else:
-        runner = security.http_runner(api.app(), HttpApi._key_range, **options)
+        runner = security.http_runner(api.app(), HttpApi.key_range, **options)
 
     def connections() -> int:
         server = runner.server

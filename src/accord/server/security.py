@@ -1,6 +1,6 @@
 """Everything security adds to one node, wired in one place: the auth service and its
 bootstrap, the HTTP guard and auth routes, the native guard, rate limiting,
-connection limits and slow-client timeouts. `node/server.py` calls this and nothing
+connection limits and slow-client timeouts. `assembly.py` calls this and nothing
 else from the security package besides the cipher and TLS contexts."""
 
 from __future__ import annotations

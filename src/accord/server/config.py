@@ -49,6 +49,10 @@ which every node replicates, keeps the members' own addresses. The `debug_*` key
 deliberate bugs for fault testing (off by default; never set them in production).
 
 Environment variables use the upper-cased key: `ACCORD_CLIENT=127.0.0.1:7001`.
+
+`Member`, `parse_address` and `ConfigError` are `accord.node.address`'s: the runtime
+and the API need members' addresses without the rest of the configuration (the
+`[security]` table above all, which the node's packages do not know).
 """
 
 from __future__ import annotations
@@ -63,7 +67,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accord.errors import AccordError
 from accord.kv.limits import (
     LEASES_MAX,
     LEASES_PER_USER_MAX,
@@ -74,6 +77,7 @@ from accord.kv.limits import (
     STORE_BYTES_MAX,
     STORE_BYTES_MIN,
 )
+from accord.node.address import ConfigError, Member, native_url, parse_address
 from accord.node.limits import (
     PENDING_READS_CEILING,
     PENDING_READS_MAX,
@@ -120,31 +124,6 @@ SCALAR_KEYS = {
 LOG_FORMATS = ("json", "text")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TRACING_MODES = ("off", "console", "otlp")
-
-
-class ConfigError(AccordError):
-    """The node's configuration is missing something or holds a bad value."""
-
-    code = "bad_config"
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    id: int
-    name: str
-    peer: tuple[str, int]
-    client: tuple[str, int]
-    native: tuple[str, int] | None = None
-    tls: bool = False
-    """Its client ports speak TLS (https://, accords://); the same for the whole cluster."""
-
-    @property
-    def client_url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{self.client[0]}:{self.client[1]}"
-
-    @property
-    def native_url(self) -> str | None:
-        return native_url(self.native, self.tls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,20 +192,6 @@ class NodeConfig:
     @property
     def native_url(self) -> str | None:
         return native_url(self.native, self.security.tls)
-
-
-def native_url(address: tuple[str, int] | None, tls: bool = False) -> str | None:
-    """`accord://host:port` (`accords://` with TLS), the form clients take for a native
-    endpoint."""
-    return f"{'accords' if tls else 'accord'}://{address[0]}:{address[1]}" if address else None
-
-
-def parse_address(value: str, what: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    valid_port = port.isascii() and port.isdigit() and len(port) <= 5
-    if not sep or not host or not valid_port or not 0 < int(port) < 65536:
-        raise ConfigError(f"{what}: expected HOST:PORT with a port in 1..65535, got {value!r}")
-    return host, int(port)
 
 
 def _coerce(key: str, value: Any) -> Any:

@@ -32,7 +32,7 @@ from typing import Any
 
 import msgpack
 
-from accord.security.limits import (
+from accord.node.limits import (
     GRANTS_PER_ROLE_MAX,
     NAME_CHARS_MAX,
     PREFIX_BYTES_MAX,
