@@ -18,10 +18,9 @@ each node drives writes (100-byte Puts, proposed in-process with
 K = 0), `--concurrency` writers in all, split evenly over those groups, for
 `--seconds`. Reported per K: committed writes/s (cluster total), WAL fsyncs/s of each
 node (counted by `on_sync`), writes per fsync (writes/s over the nodes' mean fsyncs/s),
-p50/p99 write latency; then every K against the first one. The node's write path
-saves the writes of every group of a batch with one record and one fsync, so with
-more groups the fsync rate should stay about the same while each fsync carries more
-writes.
+p50/p99 write latency, and each node process's CPU; then every K against the first
+one. The node's write path saves the writes of every group of a batch with one record
+and one fsync, so with more groups the fsync rate should stay about the same.
 
 `idle`, for each K (a fresh cluster each): the time until every group has a leader
 (bounded by `--leader-timeout`), then `--settle` seconds, then a window of `--seconds`
@@ -30,7 +29,14 @@ core) and Raft messages sent per second (`node.stats.messages_sent`) are measure
 RSS (VmRSS from /proc/PID/status) at the end. Memory per group is
 (RSS(K) - RSS(0)) / K, the node processes' mean, when K = 0 is in the same run. Every
 group's leader heartbeats its followers each tick (50 ms by default) and they answer,
-so idle CPU and messages grow linearly with K.
+so idle CPU and messages grow linearly with K, until a node cannot keep up: then
+"heartbeat rounds/s" (heartbeats sent / 2 followers / groups led) falls below one per
+tick.
+
+Both modes also report, per node, the time its threads were runnable but waiting for
+a CPU ("waiting for a CPU %", from /proc/PID/task/*/schedstat): when CPU % plus that
+is near 100, the node's event loop is saturated and its CPU % is the share of a
+shared machine it got, not what it would use.
 
 `--json` prints the results as one JSON document on stdout (the report then goes to
 stderr). Figures depend heavily on the machine; compare runs made on the same one.
@@ -430,11 +436,33 @@ async def wait_for_leaders(nodes: list[NodeProcess], groups: int, timeout_s: flo
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/PID/stat."""
+@dataclass
+class ProcessTimes:
+    """What a process had used by some moment, all its threads together."""
+
+    cpu_s: float
+    """utime + stime, from /proc/PID/stat."""
+    wait_s: float
+    """Time runnable but waiting for a CPU, from /proc/PID/task/*/schedstat."""
+
+
+def process_times(pid: int) -> ProcessTimes:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat.rsplit(")", 1)[1].split()  # fields 3.. (the name may hold spaces)
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    cpu_s = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    wait_ns = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that just ended
+            wait_ns += int((task / "schedstat").read_text().split()[1])
+    return ProcessTimes(cpu_s, wait_ns / 1e9)
+
+
+def usage(before: ProcessTimes, after: ProcessTimes, window_s: float) -> dict[str, float]:
+    """CPU used and CPU waited for over a window, in % of one core."""
+    return {
+        "cpu_percent": round(100 * (after.cpu_s - before.cpu_s) / window_s, 1),
+        "wait_percent": round(100 * (after.wait_s - before.wait_s) / window_s, 1),
+    }
 
 
 def rss_kib(pid: int) -> int:
@@ -458,27 +486,33 @@ def latency_ms(stats: Stats, percent: float) -> float:
     return round(stats.percentile_s(percent) * 1000, 3)
 
 
+def write_command(
+    node_id: int, writers: dict[int, int], leader_of: dict[int, int], seconds: float
+) -> dict[str, Any]:
+    """The writers of the groups `node_id` leads (the others only count fsyncs)."""
+    led = {str(g): count for g, count in writers.items() if leader_of.get(g) == node_id}
+    return {"cmd": "write", "seconds": seconds, "writers": led}
+
+
 async def measure_write(args: argparse.Namespace, groups: int) -> dict[str, Any]:
     async with cluster(args, groups) as nodes:
         leaders = await wait_for_leaders(nodes, groups, args.leader_timeout)
         writers = split_writers(args.concurrency, write_groups(groups))
+        timeout_s = args.seconds + WRITE_TIMEOUT_S + REQUEST_TIMEOUT_S
+        before = [process_times(n.pid) for n in nodes]
+        began = time.monotonic()
         replies = await asyncio.gather(
             *(
                 n.request(
-                    {
-                        "cmd": "write",
-                        "seconds": args.seconds,
-                        "writers": {
-                            str(g): c
-                            for g, c in writers.items()
-                            if leaders.leader_of.get(g) == n.node_id
-                        },
-                    },
-                    args.seconds + WRITE_TIMEOUT_S + REQUEST_TIMEOUT_S,
+                    write_command(n.node_id, writers, leaders.leader_of, args.seconds), timeout_s
                 )
                 for n in nodes
             )
         )
+        window_s = time.monotonic() - began
+        used = [
+            usage(b, process_times(n.pid), window_s) for b, n in zip(before, nodes, strict=True)
+        ]
         pids = [n.pid for n in nodes]
     stats = Stats()
     for reply in replies:
@@ -490,6 +524,9 @@ async def measure_write(args: argparse.Namespace, groups: int) -> dict[str, Any]
         "groups": groups,
         "written_groups": len(writers),
         "unled_groups": sum(1 for g in writers if g not in leaders.leader_of),
+        "written_groups_led": [
+            sum(1 for g in writers if leaders.leader_of.get(g) == i) for i in NODE_IDS
+        ],
         "concurrency": args.concurrency,
         "seconds": args.seconds,
         "leaders_s": None if leaders.seconds is None else round(leaders.seconds, 2),
@@ -500,32 +537,37 @@ async def measure_write(args: argparse.Namespace, groups: int) -> dict[str, Any]
         "latency_ms": {"p50": latency_ms(stats, 50), "p99": latency_ms(stats, 99)},
         "errors": dict(stats.errors),
         "leader_changes": sum(r["leader_changes"] for r in replies),
+        "cpu_percent": [u["cpu_percent"] for u in used],
+        "wait_percent": [u["wait_percent"] for u in used],
         "pids": pids,
     }
 
 
 @dataclass
 class IdleSample:
-    """What one node process had done by some moment: CPU seconds and messages sent."""
+    """What one node process had done by some moment."""
 
-    cpu_s: float
+    times: ProcessTimes
     sent: dict[str, int]
-    """Messages sent, by type name."""
+    """Raft messages sent, by type name."""
 
 
 async def sample_idle(nodes: list[NodeProcess]) -> list[IdleSample]:
-    cpu = [cpu_seconds(n.pid) for n in nodes]
+    times = [process_times(n.pid) for n in nodes]
     samples = await ask_all(nodes, {"cmd": "sample"})
-    return [IdleSample(c, s["sent_by_type"]) for c, s in zip(cpu, samples, strict=True)]
+    return [IdleSample(t, s["sent_by_type"]) for t, s in zip(times, samples, strict=True)]
 
 
-def idle_rates(before: IdleSample, after: IdleSample, window_s: float) -> dict[str, Any]:
-    """One node's CPU share of one core and its messages sent per second."""
+def idle_rates(before: IdleSample, after: IdleSample, window_s: float, led: int) -> dict[str, Any]:
+    """One node's CPU, its messages sent per second, and how many heartbeat rounds
+    per second each group it leads made (one per tick when the node keeps up)."""
     sent = {t: (after.sent[t] - before.sent[t]) / window_s for t in after.sent}
+    followers = len(NODE_IDS) - 1
     return {
-        "cpu_percent": round(100 * (after.cpu_s - before.cpu_s) / window_s, 1),
+        **usage(before.times, after.times, window_s),
         "messages_sent_per_s": round(sum(sent.values()), 1),
         "by_type": {t: round(rate, 1) for t, rate in sent.items() if rate > 0},
+        "heartbeat_rounds_per_s": round(sent["HEARTBEAT"] / (followers * led), 1) if led else None,
     }
 
 
@@ -540,8 +582,8 @@ async def measure_idle(args: argparse.Namespace, groups: int) -> dict[str, Any]:
         window_s = time.monotonic() - began
         rss = [rss_kib(n.pid) for n in nodes]
         pids = [n.pid for n in nodes]
-    rates = [idle_rates(b, a, window_s) for b, a in zip(before, after, strict=True)]
     led = [sum(1 for v in leaders.leader_of.values() if v == i) for i in NODE_IDS]
+    rates = [idle_rates(b, a, window_s, n) for b, a, n in zip(before, after, led, strict=True)]
     return {
         "groups": groups,
         "seconds": round(window_s, 2),
@@ -549,9 +591,11 @@ async def measure_idle(args: argparse.Namespace, groups: int) -> dict[str, Any]:
         "groups_with_leader": len(leaders.leader_of),
         "groups_led": led,
         "cpu_percent": [r["cpu_percent"] for r in rates],
+        "wait_percent": [r["wait_percent"] for r in rates],
         "rss_kib": rss,
         "messages_sent_per_s": [r["messages_sent_per_s"] for r in rates],
         "messages_sent_by_type_per_s": [r["by_type"] for r in rates],
+        "heartbeat_rounds_per_s": [r["heartbeat_rounds_per_s"] for r in rates],
         "pids": pids,
     }
 
@@ -605,39 +649,55 @@ def say(text: str) -> None:
     print(text, file=REPORT, flush=True)
 
 
+def node_row(label: str, values: Sequence[float | None], digits: int = 1) -> str:
+    cells = ("-" if v is None else f"{v:.{digits}f}" for v in values)
+    return f"  {label:<22s}" + "".join(f"{c:>10s}" for c in cells)
+
+
+def leaders_text(r: dict[str, Any]) -> str:
+    if r["leaders_s"] is None:
+        return f"NOT ALL LED within the timeout ({r['groups_with_leader']}/{r['groups'] + 1})"
+    return f"all led after {r['leaders_s']:.1f}s"
+
+
 def report_write(results: list[dict[str, Any]], compared: list[dict[str, Any]]) -> None:
-    say("groups  writes/s  fsyncs/s per node (n1 n2 n3)  writes/fsync  p50 ms  p99 ms  errors")
     for r in results:
-        fsyncs = " ".join(f"{f:7.1f}" for f in r["fsyncs_per_s"])
+        latency = r["latency_ms"]
         say(
-            f"{r['groups']:6d}  {r['writes_per_s']:8.1f}  {fsyncs:29s}  "
-            f"{r['writes_per_fsync'] or 0:12.2f}  {r['latency_ms']['p50']:6.2f}  "
-            f"{r['latency_ms']['p99']:6.2f}  {r['errors'] or '-'}"
+            f"K={r['groups']}: {r['writes_per_s']:.1f} writes/s (cluster), "
+            f"{r['writes_per_fsync'] or 0:.1f} writes per fsync, "
+            f"p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms, "
+            f"errors {r['errors'] or 'none'}, leader changes {r['leader_changes']}"
         )
+        say(node_row("node", NODE_IDS, 0))
+        say(node_row("fsyncs/s", r["fsyncs_per_s"]))
+        say(node_row("groups written, led", r["written_groups_led"], 0))
+        say(node_row("CPU % of a core", r["cpu_percent"]))
+        say(node_row("waiting for a CPU %", r["wait_percent"]))
     for c in compared:
         say(
-            f"K={c['groups']} vs K={c['against_groups']}: fsyncs/s x{c['fsyncs_per_s']}, "
-            f"writes/s x{c['writes_per_s']}"
+            f"K={c['groups']} against K={c['against_groups']}: fsyncs/s per node "
+            f"x{c['fsyncs_per_s']}, writes/s x{c['writes_per_s']}"
         )
 
 
 def report_idle(results: list[dict[str, Any]]) -> None:
-    say(
-        "groups  leaders after  CPU % per node (n1 n2 n3)  RSS MiB (n1 n2 n3)  KiB/group"
-        "  msgs/s per node"
-    )
     for r in results:
-        leaders = f"{r['leaders_s']:.1f}s" if r["leaders_s"] is not None else "TIMEOUT"
-        if r["leaders_s"] is None:
-            leaders += f" ({r['groups_with_leader']}/{r['groups'] + 1})"
-        cpu = " ".join(f"{c:6.1f}" for c in r["cpu_percent"])
-        rss = " ".join(f"{k / 1024:6.1f}" for k in r["rss_kib"])
         per_group = r["memory_per_group_kib"]
-        msgs = " ".join(f"{m:.0f}" for m in r["messages_sent_per_s"])
-        say(
-            f"{r['groups']:6d}  {leaders:>13s}  {cpu:25s}  {rss:18s}  "
-            f"{per_group if per_group is not None else '-':>9}  {msgs}"
-        )
+        if r["groups"] == 0:
+            memory = "the baseline of memory per group"
+        elif per_group is None:
+            memory = "no K=0 run to measure memory per group against"
+        else:
+            memory = f"{per_group:.1f} KiB per group"
+        say(f"K={r['groups']}: {leaders_text(r)}; {memory}")
+        say(node_row("node", NODE_IDS, 0))
+        say(node_row("groups led", r["groups_led"], 0))
+        say(node_row("CPU % of a core", r["cpu_percent"]))
+        say(node_row("waiting for a CPU %", r["wait_percent"]))
+        say(node_row("RSS MiB", [k / 1024 for k in r["rss_kib"]]))
+        say(node_row("messages sent/s", r["messages_sent_per_s"], 0))
+        say(node_row("heartbeat rounds/s", r["heartbeat_rounds_per_s"]))
 
 
 # --- the command line -----------------------------------------------------------------
