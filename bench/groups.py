@@ -212,12 +212,21 @@ class Worker:
             "stats": stats.to_wire(),
         }
 
+    async def transfer(self, groups: list[int], target: int) -> dict[str, Any]:
+        """Ask each of `groups` this node leads to hand its leadership to `target`."""
+        asked = [g for g in groups if self.node.group(g).is_leader]
+        for g in asked:
+            await self.node.group(g).transfer_leadership(target)
+        return {"asked": len(asked)}
+
     async def answer(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request["cmd"]
         if command == "status":
             return self.status()
         if command == "sample":
             return self.sample()
+        if command == "transfer":
+            return await self.transfer([int(g) for g in request["groups"]], int(request["to"]))
         if command == "write":
             writers = {int(g): int(n) for g, n in request["writers"].items()}
             return await self.write(writers, float(request["seconds"]))
@@ -416,7 +425,9 @@ class Leaders:
     """Group -> the node that leads it (at the last look)."""
 
 
-async def wait_for_leaders(nodes: list[NodeProcess], groups: int, timeout_s: float) -> Leaders:
+async def wait_for_leaders(
+    nodes: list[NodeProcess], groups: int, timeout_s: float, quiet: bool = False
+) -> Leaders:
     """Until some node leads each group and every node knows a leader of each."""
     began = time.monotonic()
     total = groups + 1
@@ -425,12 +436,37 @@ async def wait_for_leaders(nodes: list[NodeProcess], groups: int, timeout_s: flo
         leader_of = {g: n.node_id for n, s in zip(nodes, statuses, strict=True) for g in s["led"]}
         elapsed = time.monotonic() - began
         if len(leader_of) == total and all(s["known"] == total for s in statuses):
-            note(f"K={groups}: every group has a leader after {elapsed:.1f}s")
+            if not quiet:
+                note(f"K={groups}: every group has a leader after {elapsed:.1f}s")
             return Leaders(elapsed, leader_of)
         if elapsed > timeout_s:
             note(f"K={groups}: after {timeout_s:g}s only {len(leader_of)} of {total} groups lead")
             return Leaders(None, leader_of)
         await asyncio.sleep(0.2)
+
+
+async def lead_together(
+    nodes: list[NodeProcess], groups: int, moved: list[int], timeout_s: float
+) -> Leaders:
+    """Hand the leadership of the groups `moved` to the first node, until it leads
+    them all (or `timeout_s` passed)."""
+    target = NODE_IDS[0]
+    began = time.monotonic()
+    while True:
+        leaders = await wait_for_leaders(nodes, groups, timeout_s, quiet=True)
+        away = [g for g in moved if leaders.leader_of.get(g) != target]
+        if not away:
+            note(f"K={groups}: node {target} leads every written group")
+            return leaders
+        if time.monotonic() - began > timeout_s:
+            note(f"K={groups}: {len(away)} written groups still led elsewhere")
+            return leaders
+        for n in nodes:
+            if mine := [g for g in away if leaders.leader_of.get(g) == n.node_id]:
+                await n.request(
+                    {"cmd": "transfer", "groups": mine, "to": target}, REQUEST_TIMEOUT_S
+                )
+        await asyncio.sleep(0.5)
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -497,6 +533,8 @@ def write_command(
 async def measure_write(args: argparse.Namespace, groups: int) -> dict[str, Any]:
     async with cluster(args, groups) as nodes:
         leaders = await wait_for_leaders(nodes, groups, args.leader_timeout)
+        if args.leaders == "together":
+            leaders = await lead_together(nodes, groups, write_groups(groups), args.leader_timeout)
         writers = split_writers(args.concurrency, write_groups(groups))
         timeout_s = args.seconds + WRITE_TIMEOUT_S + REQUEST_TIMEOUT_S
         before = [process_times(n.pid) for n in nodes]
@@ -522,6 +560,7 @@ async def measure_write(args: argparse.Namespace, groups: int) -> dict[str, Any]
     mean_fsyncs = sum(fsyncs_per_s) / len(fsyncs_per_s)
     return {
         "groups": groups,
+        "leaders": args.leaders,
         "written_groups": len(writers),
         "unled_groups": sum(1 for g in writers if g not in leaders.leader_of),
         "written_groups_led": [
@@ -664,7 +703,7 @@ def report_write(results: list[dict[str, Any]], compared: list[dict[str, Any]]) 
     for r in results:
         latency = r["latency_ms"]
         say(
-            f"K={r['groups']}: {r['writes_per_s']:.1f} writes/s (cluster), "
+            f"K={r['groups']} (leaders {r['leaders']}): {r['writes_per_s']:.1f} writes/s, "
             f"{r['writes_per_fsync'] or 0:.1f} writes per fsync, "
             f"p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms, "
             f"errors {r['errors'] or 'none'}, leader changes {r['leader_changes']}"
@@ -718,6 +757,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     write.add_argument("--groups", type=int, action="append", required=True, help="K (repeat)")
     write.add_argument("--seconds", type=float, default=10.0)
     write.add_argument("--concurrency", type=int, default=64, help="writers in all")
+    write.add_argument(
+        "--leaders",
+        choices=("elected", "together"),
+        default="elected",
+        help="where the written groups' leaders are: as elected (spread over the nodes), "
+        "or all moved to node 1",
+    )
     idle = modes.add_parser("idle", help="CPU, memory and messages of idle groups per K")
     idle.add_argument("--groups", type=int, action="append", required=True, help="K (repeat)")
     idle.add_argument("--seconds", type=float, default=20.0, help="the measured window")
