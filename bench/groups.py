@@ -20,7 +20,11 @@ K = 0), `--concurrency` writers in all, split evenly over those groups, for
 node (counted by `on_sync`), writes per fsync (writes/s over the nodes' mean fsyncs/s),
 p50/p99 write latency, and each node process's CPU; then every K against the first
 one. The node's write path saves the writes of every group of a batch with one record
-and one fsync, so with more groups the fsync rate should stay about the same.
+and one fsync, so with more groups the fsync rate should stay about the same. Where
+the leaders are matters: elections often put every group's leader on one node;
+`--leaders together` moves them all to node 1 and `--leaders spread` round robin
+over the nodes before the window, so a node then also fsyncs for the appends of
+the groups the other two lead, arriving at other moments than its own writes.
 
 `idle`, for each K (a fresh cluster each): the time until every group has a leader
 (bounded by `--leader-timeout`), then `--settle` seconds, then a window of `--seconds`
@@ -125,7 +129,12 @@ class Worker:
         return NodeState(KVStateMachine(), self.members)
 
     def _raft_config(self, group: int) -> RaftConfig:
-        return RaftConfig(id=self.args.id, group=group, bootstrap_voters=frozenset(NODE_IDS))
+        return RaftConfig(
+            id=self.args.id,
+            group=group,
+            bootstrap_voters=frozenset(NODE_IDS),
+            quiesce_ticks=self.args.quiesce_ticks,
+        )
 
     def _build_node(self) -> Node:
         storage = FileHostStorage(Path(self.args.dir) / "raft", on_sync=self.syncs)
@@ -268,6 +277,7 @@ def worker_main(argv: Sequence[str]) -> None:
     parser.add_argument("--dir", required=True)
     parser.add_argument("--groups", type=int, required=True)
     parser.add_argument("--tick-ms", type=int, required=True)
+    parser.add_argument("--quiesce-ticks", type=int, required=True)
     parser.add_argument("--lifetime-s", type=float, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -360,6 +370,7 @@ async def spawn(
         sys.executable, str(Path(__file__).resolve()), "--node-worker",
         "--id", str(node_id), "--ports", *map(str, ports), "--dir", str(node_dir),
         "--groups", str(groups), "--tick-ms", str(args.tick_ms),
+        "--quiesce-ticks", str(args.quiesce_ticks),
         "--lifetime-s", str(lifetime_s),
     ]  # fmt: skip
     with open(log_path, "wb") as log_file:
@@ -445,27 +456,39 @@ async def wait_for_leaders(
         await asyncio.sleep(0.2)
 
 
-async def lead_together(
-    nodes: list[NodeProcess], groups: int, moved: list[int], timeout_s: float
+def wanted_leaders(placement: str, written: list[int]) -> dict[int, int]:
+    """Group -> the node that should lead it: all on the first node ("together"), or
+    round robin over the nodes ("spread")."""
+    if placement == "together":
+        return {g: NODE_IDS[0] for g in written}
+    return {g: NODE_IDS[i % len(NODE_IDS)] for i, g in enumerate(written)}
+
+
+async def place_leaders(
+    nodes: list[NodeProcess], groups: int, wanted: dict[int, int], timeout_s: float
 ) -> Leaders:
-    """Hand the leadership of the groups `moved` to the first node, until it leads
-    them all (or `timeout_s` passed)."""
-    target = NODE_IDS[0]
+    """Transfer leaderships until each group of `wanted` is led by its node (or
+    `timeout_s` passed)."""
     began = time.monotonic()
     while True:
         leaders = await wait_for_leaders(nodes, groups, timeout_s, quiet=True)
-        away = [g for g in moved if leaders.leader_of.get(g) != target]
+        away = {g: n for g, n in wanted.items() if leaders.leader_of.get(g) != n}
         if not away:
-            note(f"K={groups}: node {target} leads every written group")
+            note(f"K={groups}: the written groups are led where wanted")
             return leaders
         if time.monotonic() - began > timeout_s:
             note(f"K={groups}: {len(away)} written groups still led elsewhere")
             return leaders
-        for n in nodes:
-            if mine := [g for g in away if leaders.leader_of.get(g) == n.node_id]:
-                await n.request(
-                    {"cmd": "transfer", "groups": mine, "to": target}, REQUEST_TIMEOUT_S
-                )
+        for node in nodes:
+            for target in NODE_IDS:
+                mine = [
+                    g
+                    for g, n in away.items()
+                    if n == target and leaders.leader_of.get(g) == node.node_id
+                ]
+                if mine:
+                    command = {"cmd": "transfer", "groups": mine, "to": target}
+                    await node.request(command, REQUEST_TIMEOUT_S)
         await asyncio.sleep(0.5)
 
 
@@ -533,8 +556,9 @@ def write_command(
 async def measure_write(args: argparse.Namespace, groups: int) -> dict[str, Any]:
     async with cluster(args, groups) as nodes:
         leaders = await wait_for_leaders(nodes, groups, args.leader_timeout)
-        if args.leaders == "together":
-            leaders = await lead_together(nodes, groups, write_groups(groups), args.leader_timeout)
+        if args.leaders != "elected":
+            wanted = wanted_leaders(args.leaders, write_groups(groups))
+            leaders = await place_leaders(nodes, groups, wanted, args.leader_timeout)
         writers = split_writers(args.concurrency, write_groups(groups))
         timeout_s = args.seconds + WRITE_TIMEOUT_S + REQUEST_TIMEOUT_S
         before = [process_times(n.pid) for n in nodes]
@@ -749,6 +773,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="results as JSON on stdout")
     parser.add_argument("--tick-ms", type=int, default=TICK_MS, help="the nodes' Raft tick")
     parser.add_argument(
+        "--quiesce-ticks",
+        type=int,
+        default=0,
+        help="RaftConfig.quiesce_ticks of every group: idle ticks before a group goes "
+        "quiet (0, as `accord node` runs: never)",
+    )
+    parser.add_argument(
         "--leader-timeout", type=float, default=120.0, help="seconds to wait for every leader"
     )
     parser.add_argument("--tmpdir", default="/tmp", help="where the data directories go")
@@ -759,16 +790,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     write.add_argument("--concurrency", type=int, default=64, help="writers in all")
     write.add_argument(
         "--leaders",
-        choices=("elected", "together"),
+        choices=("elected", "together", "spread"),
         default="elected",
-        help="where the written groups' leaders are: as elected (spread over the nodes), "
-        "or all moved to node 1",
+        help="where the written groups' leaders are: as elected, all moved to node 1, "
+        "or moved round robin over the nodes",
     )
     idle = modes.add_parser("idle", help="CPU, memory and messages of idle groups per K")
     idle.add_argument("--groups", type=int, action="append", required=True, help="K (repeat)")
     idle.add_argument("--seconds", type=float, default=20.0, help="the measured window")
     idle.add_argument("--settle", type=float, default=5.0, help="seconds before the window")
     args = parser.parse_args(argv)
+    if args.quiesce_ticks < 0:
+        parser.error("--quiesce-ticks must be >= 0")
     if min(args.groups) < 0:
         parser.error("--groups must be >= 0")
     if args.seconds <= 0:
@@ -809,7 +842,12 @@ def main(argv: Sequence[str]) -> int:
         for pid in STARTED_PIDS:  # only if stopping them normally failed
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    document: dict[str, Any] = {"mode": args.mode, "tick_ms": args.tick_ms, "results": results}
+    document: dict[str, Any] = {
+        "mode": args.mode,
+        "tick_ms": args.tick_ms,
+        "quiesce_ticks": args.quiesce_ticks,
+        "results": results,
+    }
     if args.mode == "write":
         document["ratios"] = ratios(results)
         report_write(results, document["ratios"])

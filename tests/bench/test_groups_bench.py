@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "groups.py"
 
 
@@ -33,13 +35,17 @@ def groups_bench(tmp_path: Path, *args: str) -> dict[str, Any]:
     return document
 
 
-def test_write_mode_reports_writes_fsyncs_and_latency(tmp_path: Path) -> None:
+@pytest.mark.parametrize("leaders", ["elected", "spread"])
+def test_write_mode_reports_writes_fsyncs_and_latency(tmp_path: Path, leaders: str) -> None:
     document = groups_bench(
-        tmp_path, "write", "--groups", "2", "--seconds", "1", "--concurrency", "4"
-    )
+        tmp_path, "write", "--groups", "2", "--seconds", "1", "--concurrency", "4",
+        "--leaders", leaders,
+    )  # fmt: skip
     [result] = document["results"]
     assert result["groups"] == 2 and result["written_groups"] == 2
     assert result["leaders_s"] is not None
+    if leaders == "spread":  # groups 1 and 2 moved to nodes 1 and 2
+        assert result["written_groups_led"] == [1, 1, 0]
     assert result["writes"] > 0 and result["writes_per_s"] > 0
     assert len(result["fsyncs_per_s"]) == 3 and all(f > 0 for f in result["fsyncs_per_s"])
     assert result["writes_per_fsync"] > 0
