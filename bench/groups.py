@@ -613,12 +613,17 @@ class IdleSample:
     times: ProcessTimes
     sent: dict[str, int]
     """Raft messages sent, by type name."""
+    leader_changes: int
+    """Leader changes this node saw, all groups together."""
 
 
 async def sample_idle(nodes: list[NodeProcess]) -> list[IdleSample]:
     times = [process_times(n.pid) for n in nodes]
     samples = await ask_all(nodes, {"cmd": "sample"})
-    return [IdleSample(t, s["sent_by_type"]) for t, s in zip(times, samples, strict=True)]
+    return [
+        IdleSample(t, s["sent_by_type"], s["leader_changes"])
+        for t, s in zip(times, samples, strict=True)
+    ]
 
 
 def idle_rates(before: IdleSample, after: IdleSample, window_s: float, led: int) -> dict[str, Any]:
@@ -630,6 +635,7 @@ def idle_rates(before: IdleSample, after: IdleSample, window_s: float, led: int)
         **usage(before.times, after.times, window_s),
         "messages_sent_per_s": round(sum(sent.values()), 1),
         "by_type": {t: round(rate, 1) for t, rate in sent.items() if rate > 0},
+        "leader_changes": after.leader_changes - before.leader_changes,
         "heartbeat_rounds_per_s": round(sent["HEARTBEAT"] / (followers * led), 1) if led else None,
     }
 
@@ -659,6 +665,7 @@ async def measure_idle(args: argparse.Namespace, groups: int) -> dict[str, Any]:
         "messages_sent_per_s": [r["messages_sent_per_s"] for r in rates],
         "messages_sent_by_type_per_s": [r["by_type"] for r in rates],
         "heartbeat_rounds_per_s": [r["heartbeat_rounds_per_s"] for r in rates],
+        "leader_changes": [r["leader_changes"] for r in rates],
         "pids": pids,
     }
 
@@ -761,6 +768,7 @@ def report_idle(results: list[dict[str, Any]]) -> None:
         say(node_row("RSS MiB", [k / 1024 for k in r["rss_kib"]]))
         say(node_row("messages sent/s", r["messages_sent_per_s"], 0))
         say(node_row("heartbeat rounds/s", r["heartbeat_rounds_per_s"]))
+        say(node_row("leader changes seen", r["leader_changes"], 0))
 
 
 # --- the command line -----------------------------------------------------------------

@@ -61,4 +61,5 @@ def test_idle_mode_reports_cpu_memory_and_messages(tmp_path: Path) -> None:
     assert len(result["cpu_percent"]) == 3 and all(c >= 0 for c in result["cpu_percent"])
     assert all(kib > 0 for kib in result["rss_kib"])
     assert all(rate > 0 for rate in result["messages_sent_per_s"])  # heartbeats or answers
+    assert len(result["leader_changes"]) == 3
     assert result["memory_per_group_kib"] is None  # no K = 0 run to compare with
