@@ -71,7 +71,7 @@ from accord.bench.stats import Stats
 from accord.errors import DeadlineExceeded, NotLeader, ProposalDropped
 from accord.kv import Envelope, KVStateMachine, Put, encode_command
 from accord.node import gcpolicy
-from accord.node.config import Member
+from accord.node.address import Member
 from accord.node.limits import SNAPSHOT_ENTRIES, TICK_MS
 from accord.node.members import NodeState
 from accord.node.runtime import Node
