@@ -176,3 +176,24 @@ def test_a_removed_group_is_skipped_and_messages_for_it_are_refused() -> None:
     assert not any(line.startswith("2:") and "ready" not in line for line in log)
     assert 2 not in host and len(host) == 1
     assert not host.step(_msg(MessageType.HEARTBEAT, 2))
+
+
+def test_a_batch_of_at_most_some_groups_leaves_the_others_for_the_next() -> None:
+    log: list[str] = []
+    host = Host()
+    for group in (1, 2, 3):
+        host.add_group(_single_node_core(group), _Recorder(log, group))
+    durable: list[tuple[int, int]] = []
+    for _ in range(40):
+        host.tick()
+        _drain(host, durable)
+    for group in (3, 1, 2):
+        host.core(group).propose(b"w")
+    taken = []
+    while (batch := host.ready(groups_max=1)) is not None:
+        assert len(batch.readies) <= 1
+        taken += [g for g, _ in batch.readies]
+        for step in batch.steps:
+            if not isinstance(step, Send | Persist) and step is not AWAIT_DURABLE:
+                host.run(step)
+    assert taken[:3] == [3, 1, 2]  # one group a batch, in the order of their inputs

@@ -202,13 +202,17 @@ class Host:
             group in groups and groups[group].core.has_ready() for group in self._dirty
         )
 
-    def ready(self) -> Batch | None:
+    def ready(self, groups_max: int | None = None) -> Batch | None:
         """Take the Ready of every group that has one (of those given an input since
         their last Ready, in the order of that input, so a simulation replays exactly)
-        and plan how to handle them together."""
+        and plan how to handle them together; with `groups_max`, of that many groups at
+        most (the others wait for the next batch)."""
         readies: list[tuple[int, Ready]] = []
         dirty, self._dirty = self._dirty, {}
         for group in dirty:
+            if groups_max is not None and len(readies) >= groups_max:
+                self._dirty[group] = None
+                continue
             hosted = self._groups.get(group)
             if hosted is not None and hosted.core.has_ready():
                 rd = hosted.core.ready()

@@ -113,11 +113,11 @@ class SimClient:
         self.request = None
         backoff = 1 + self.sim.rng.randrange(5)
         sim = self.sim
-        if sim.params.quiesce_ticks and sim.quiet_rng.random() < QUIET_PAUSE_CHANCE:
+        if sim.params.quiesce_ticks and sim.later_rng.random() < QUIET_PAUSE_CHANCE:
             # Every client of the group pauses, long enough for the group to go quiet
             # and for faults to find it so.
             p = sim.params
-            pause = p.tick_base * p.election_ticks * sim.quiet_rng.randint(2, 8)
+            pause = p.tick_base * p.election_ticks * sim.later_rng.randint(2, 8)
             sim.idle_until[self.group] = max(sim.idle_until.get(self.group, 0), sim.now + pause)
         idle_until = sim.idle_until.get(self.group, 0)
         if idle_until > sim.now:

@@ -36,6 +36,7 @@ from accord.raft import (
     ConfChangeError,
     Entry,
     EntryType,
+    Message,
     RaftConfig,
     RaftCore,
     ReadState,
@@ -345,7 +346,8 @@ class SimNode:
     def pump(self) -> None:
         if not self.alive or self._syncing:
             return
-        batch = self.host.ready()
+        tiny = self.sim.buggify("tiny_batch")
+        batch = self.host.ready(groups_max=1 if tiny else None)
         if batch is not None:
             self._run(batch, 0)
 
@@ -357,8 +359,7 @@ class SimNode:
             step = steps[position]
             position += 1
             if isinstance(step, Send):
-                for m in step.messages:
-                    self.sim.network.send(self.id, m.dst, m)
+                self._send(step.messages)
             elif isinstance(step, Persist):
                 self.disk.write(step.writes)
             elif step is AWAIT_DURABLE:
@@ -369,6 +370,20 @@ class SimNode:
                 if not self.alive:
                     return  # crashed by a fault hook mid-batch
         self.pump()
+
+    def _send(self, messages: tuple[Message, ...]) -> None:
+        cut: dict[int, int] = {}
+        """Peer -> how many of this send's messages to it get through (split_frames)."""
+        if self.sim.buggify("split_frames"):
+            for peer in {m.dst for m in messages}:
+                total = sum(1 for m in messages if m.dst == peer)
+                cut[peer] = self.sim.rng.randrange(total)
+        sent: dict[int, int] = {}
+        for m in messages:
+            sent[m.dst] = sent.get(m.dst, 0) + 1
+            if m.dst in cut and sent[m.dst] > cut[m.dst]:
+                continue  # the connection broke: this and the rest to that peer are lost
+            self.sim.network.send(self.id, m.dst, m)
 
     def _suspend(self, batch: Batch, position: int) -> None:
         self._syncing = True

@@ -42,11 +42,15 @@ CLIENTS_PER_GROUP_MAX = 10
 TRACE_LINES = 60
 BUGGIFY_SITES = ("late_apply", "odd_snapshot")
 """Rare paths only the simulator takes (see `accord.sim.node`); a seed turns on some."""
+LATER_BUGGIFY_SITES = ("tiny_batch", "split_frames")
+"""Sites added later, drawn from `Simulation.later_rng`: a batch of one group's Ready,
+and a send to a peer cut short (the tail lost, as when a connection breaks mid-batch)."""
 BUGGIFY_CHANCE = 0.05
 """How often a site that is on fires when reached."""
 QUIESCE_TICKS_CHOICES = (0, 0, 1, 3, 10)
 """Idle ticks before a group goes quiet, one drawn per seed: 0 keeps groups awake."""
-QUIESCE_SALT = 0x9E3779B9
+LATER_SALT = 0x9E3779B9
+"""Salts the stream of the choices added after the first seeds were recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +166,14 @@ class Simulation:
         self.seed = seed
         self.rng = random.Random(seed)
         params = SimParams.draw(self.rng, nodes, steps, debug or DebugFlags(), groups)
-        # Drawn apart from the main stream, so every other choice of a seed stays what
-        # it was before groups could go quiet.
-        self.quiet_rng = random.Random(seed ^ QUIESCE_SALT)
-        quiet = self.quiet_rng.choice(QUIESCE_TICKS_CHOICES)
-        self.params = replace(params, quiesce_ticks=quiet)
+        # Choices added later are drawn apart from the main stream, so every earlier
+        # choice of a seed stays what it was (and a recorded seed replays as before).
+        self.later_rng = random.Random(seed ^ LATER_SALT)
+        quiet = self.later_rng.choice(QUIESCE_TICKS_CHOICES)
+        later_sites = {s for s in LATER_BUGGIFY_SITES if self.later_rng.random() < 0.25}
+        self.params = replace(
+            params, quiesce_ticks=quiet, buggify=params.buggify | frozenset(later_sites)
+        )
         self.idle_until: dict[int, int] = {}
         """Group -> until when its clients start nothing (see `SimClient._finish`)."""
         self.now = 0
