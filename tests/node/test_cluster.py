@@ -190,6 +190,7 @@ def test_watch_sees_every_event_once_in_order_across_a_leader_change(cluster: Lo
 
 
 def test_lease_expiry_deletes_its_keys(cluster: LocalCluster) -> None:
+    cluster.agreed_leader()  # earlier tests move the leadership; the TTL is short
     code, body, _ = http("POST", f"{cluster.url(1)}/v1/lease/grant", b'{"ttl": 1}')
     assert code == 200, body
     lease = json.loads(body)["id"]

@@ -139,6 +139,17 @@ class LocalCluster:
 
         return int(wait_for(find, "a leader"))
 
+    def agreed_leader(self) -> int:
+        """Wait until every node names the same leader (a request to any node then
+        reaches it), and return it."""
+
+        def agreed() -> int | None:
+            statuses = [self.status(node) for node in (1, 2, 3)]
+            leaders = {int(st["leader"]) if st else 0 for st in statuses}
+            return leaders.pop() if len(leaders) == 1 and 0 not in leaders else None
+
+        return int(wait_for(agreed, "every node to name the same leader"))
+
     def stop(self) -> str:
         assert self.up is not None
         self.up.send_signal(signal.SIGINT)
