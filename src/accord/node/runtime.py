@@ -168,6 +168,7 @@ class Node:
         """Recover (or create, empty) the group's durable state and host it."""
         group = raft_config.group
         invariant(group not in self.replicas, f"group {group} is already hosted")
+        invariant(raft_config.id == self.host.node_id, "every group's node id is this node's")
         if group not in self.storage.groups():
             self.storage.create_group(group)
         recovered = self.storage.load(group)
