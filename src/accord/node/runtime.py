@@ -155,8 +155,8 @@ class Node:
         self._deadlines: list[tuple[float, int, asyncio.Future[Any], str, float]] = []
         """Heap of (deadline, tie-breaker, future, what it waits for, timeout)."""
         self._deadline_counter = 0
-        self._deadlines_kept = 0
-        """The heap's size after its last clean-up."""
+        self._waiting = 0
+        """Waits not finished yet (of every group)."""
         self.fatal = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -340,7 +340,12 @@ class Node:
         deadline = self.clock.monotonic() + timeout_s
         entry = (deadline, self._deadline_counter, future, what, timeout_s)
         heapq.heappush(self._deadlines, entry)
+        self._waiting += 1
+        future.add_done_callback(self._wait_done)
         return await future
+
+    def _wait_done(self, _: asyncio.Future[Any]) -> None:
+        self._waiting -= 1
 
     def _expire_deadlines(self, now: float) -> None:
         deadlines = self._deadlines
@@ -350,13 +355,11 @@ class Node:
                 future.set_exception(
                     DeadlineExceeded(f"{what} did not finish within {timeout_s:g}s")
                 )
-        # Most waits end long before their deadline: drop those once the heap has
-        # doubled since the last clean-up, so it stays about as large as what is
-        # pending, at an amortised constant cost per wait.
-        if len(deadlines) > 2 * self._deadlines_kept + 64:
+        # Most waits end long before their deadline: drop those, so the heap (and
+        # the futures and results it holds) stays about as large as what is pending.
+        if len(deadlines) > 2 * self._waiting + 64:
             self._deadlines = [entry for entry in deadlines if not entry[2].done()]
             heapq.heapify(self._deadlines)
-            self._deadlines_kept = len(self._deadlines)
 
     def snapshot_due(self, replica: Replica) -> None:
         """`replica` has a snapshot to start or to persist, between batches."""
