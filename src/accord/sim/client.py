@@ -125,8 +125,16 @@ class SimClient:
         sim.schedule(backoff, self.start_next)
 
     def receive(self, reply: ClientReply) -> None:
-        if reply.seq != self.seq or reply.attempt != self.attempt or not self.busy:
-            return  # a late answer to an attempt we already gave up on
+        if reply.seq != self.seq or not self.busy:
+            return  # a late answer to an operation already ended
+        # Every attempt of an operation is the same request (a write carries the same
+        # session and sequence number, applied at most once), so the success of any
+        # attempt is the operation's, and its outcome fell within the operation's
+        # span. Waiting for the latest attempt's own answer instead livelocks once the
+        # log grows faster than it replicates: each retry queues behind the last.
+        # A refusal only moves things on if it answers the attempt now in flight.
+        if not reply.ok and reply.attempt != self.attempt:
+            return
         assert self.op_id is not None and self.request is not None
         if reply.ok:
             if self.request.op == "r":
