@@ -89,6 +89,15 @@ def test_a_late_copy_of_an_answered_write_is_refused_as_stale() -> None:
     assert result.ok, f"{result.prop}: {result.detail}"
 
 
+def test_clients_do_not_livelock_when_the_log_outgrows_replication() -> None:
+    # One entry per AppendEntries, one in flight, 30-unit delays and sends cut short:
+    # the log grew faster than it replicated, and clients that took only their
+    # latest attempt's answer retried behind themselves forever.
+    result = run_seed(91230325, nodes=3, steps=STEPS)
+    assert result.ok, f"{result.prop}: {result.detail}"
+    assert result.ops_completed >= 20
+
+
 def test_refusing_the_write_a_client_waits_for_as_stale_is_a_violation() -> None:
     sim = Simulation(1)
     client = next(iter(sim.clients.values()))
