@@ -108,6 +108,13 @@ def _json(schema: str) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
 
 
+_MEMBERSHIP_CHANGE = (
+    "Membership changes go through Raft's joint consensus. A voter change answers once "
+    "it is wholly in effect (the joint configuration left); one change runs at a time: "
+    "another meanwhile gets 503 proposal_dropped."
+)
+
+
 def _responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
     """`ok` and the error statuses (default: every one an API call may answer: 400 bad
     input, unknown query parameter; 404; 405 with Allow; 408 body too slow; 413 a
@@ -432,6 +439,7 @@ def spec() -> dict[str, Any]:
                 "post": {
                     "summary": "Add a member (a learner unless voter is true): body "
                     "{id, name, peer, client, native (optional), voter}",
+                    "description": _MEMBERSHIP_CHANGE,
                     "requestBody": _body(
                         {
                             "type": "object",
@@ -453,6 +461,7 @@ def spec() -> dict[str, Any]:
             "/v1/members/{id}": {
                 "delete": {
                     "summary": "Remove a member (the leader too)",
+                    "description": _MEMBERSHIP_CHANGE,
                     "parameters": [_MEMBER_ID],
                     "responses": _responses({"description": "members"}),
                 }
@@ -460,6 +469,7 @@ def spec() -> dict[str, Any]:
             "/v1/members/{id}/promote": {
                 "post": {
                     "summary": "Promote a learner to voter",
+                    "description": _MEMBERSHIP_CHANGE,
                     "parameters": [_MEMBER_ID],
                     "responses": _responses({"description": "members"}),
                 }
