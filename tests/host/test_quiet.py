@@ -122,11 +122,17 @@ class Cluster:
         raise AssertionError("no leader in every group")
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_idle_groups_go_quiet_and_only_node_heartbeats_flow(seed: int) -> None:
+def quiet_cluster(seed: int) -> Cluster:
+    """A cluster whose groups have leaders, then time enough to go quiet."""
     cluster = Cluster(seed)
     cluster.elect_all()
     cluster.tick(QUIESCE_TICKS + ELECTION_TICKS)
+    return cluster
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_idle_groups_go_quiet_and_only_node_heartbeats_flow(seed: int) -> None:
+    cluster = quiet_cluster(seed)
     assert all(cluster.core(n, g).quiescent for n in NODES for g in GROUPS)
     cluster.sent.clear()
     cluster.tick(100)
@@ -139,9 +145,7 @@ def test_idle_groups_go_quiet_and_only_node_heartbeats_flow(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(20))
 def test_a_proposal_wakes_a_quiet_group_and_commits(seed: int) -> None:
-    cluster = Cluster(seed)
-    cluster.elect_all()
-    cluster.tick(QUIESCE_TICKS + ELECTION_TICKS)
+    cluster = quiet_cluster(seed)
     leader = cluster.leader(2)
     assert leader is not None
     _, index = cluster.core(leader, 2).propose(b"x")
@@ -156,9 +160,7 @@ def test_a_proposal_wakes_a_quiet_group_and_commits(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(20))
 def test_the_hosts_find_a_dead_leader_and_its_quiet_groups_elect_anew(seed: int) -> None:
-    cluster = Cluster(seed)
-    cluster.elect_all()
-    cluster.tick(QUIESCE_TICKS + ELECTION_TICKS)
+    cluster = quiet_cluster(seed)
     victim = cluster.leader(1)
     assert victim is not None
     led = [g for g in GROUPS if cluster.leader(g) == victim]
@@ -186,9 +188,7 @@ def test_the_hosts_find_a_dead_leader_and_its_quiet_groups_elect_anew(seed: int)
 def test_a_quiet_follower_keeps_its_leader_lease_unless_the_host_lost_the_leader(
     leader_lost: bool,
 ) -> None:
-    cluster = Cluster(seed=1)
-    cluster.elect_all()
-    cluster.tick(QUIESCE_TICKS + ELECTION_TICKS)
+    cluster = quiet_cluster(seed=1)
     leader = cluster.leader(1)
     voter, candidate = (n for n in NODES if n != leader)
     core = cluster.core(voter, 1)
