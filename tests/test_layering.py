@@ -53,6 +53,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "storage": ("raft.types", "raft.limits", "errors", "invariant"),
     "host": ("raft", "storage", "invariant"),
     "transport": ("raft.types", "raft.limits", "errors", "invariant"),
+    "shard": ("invariant",),
     # one node: the runtime, the client protocols, security, and their assembly
     "node": ("raft", "kv", "storage", "host", "transport", "observability", "errors", "invariant"),
     "api": ("node", "kv", "transport", "observability", "errors", "errorcodes"),
@@ -79,7 +80,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 """Unit -> what it may import of Accord (besides itself): a unit, or one module of it."""
 
-PURE = ("raft", "kv", "storage", "host")
+PURE = ("raft", "kv", "storage", "host", "shard")
 """Units that load no networking or event-loop module, even through other units."""
 
 NETWORK_MODULES = ("asyncio", "aiohttp", "socket", "ssl", "uvloop")

@@ -114,7 +114,7 @@ def plan(
         steps.append(AWAIT_DURABLE)
         if after:
             steps.append(Send(tuple(after)))
-        for (group, rd), durable in zip(readies, early):
+        for (group, rd), durable in zip(readies, early, strict=True):
             if _has_rest(rd, durable):
                 steps.append(Apply(group, rd, durable, len(rd.committed_entries), finish=True))
     else:
