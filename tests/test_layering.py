@@ -55,7 +55,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "transport": ("raft.types", "raft.limits", "errors", "invariant"),
     "shard": ("invariant",),
     # one node: the runtime, the client protocols, security, and their assembly
-    "node": ("raft", "kv", "storage", "host", "transport", "observability", "errors", "invariant"),
+    "node": (
+        "raft", "kv", "storage", "host", "transport", "shard", "observability", "errors",
+        "invariant",
+    ),
     "api": ("node", "kv", "transport", "observability", "errors", "errorcodes"),
     "security": ("node", "api", "kv", "storage", "raft.limits", "errors"),
     "server": ("node", "api", "security", "raft", "kv", "storage", "transport", "observability"),
@@ -66,8 +69,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "accord": ("client", "errors"),
     # tools above the server
     "limits": (
-        "raft.limits", "storage.limits", "kv.limits", "transport.limits", "api.limits",
-        "node.limits", "node.replica", "security.limits", "client.limits",
+        "raft.limits", "storage.limits", "kv.limits", "transport.limits", "shard.limits",
+        "api.limits", "node.limits", "node.replica", "security.limits", "client.limits",
     ),
     "sim": ("raft", "kv", "storage", "host", "chaos.history", "chaos.linearizability", "errors"),
     "testing": ("raft", "node.address", "server.config", "security", "observability"),

@@ -10,6 +10,7 @@ only raft's; api, node, security and client import downwards):
     accord.storage.limits    WAL records, segments, snapshot files
     accord.kv.limits         keys, values, transactions, tables, the quota, responses
     accord.transport.limits  peer frames, queues, connections and timeouts
+    accord.shard.limits      the slot ring, shard maps, the placement driver's pace
     accord.api.limits        the client protocols: requests, answers, per connection
     accord.node.limits       the node: request deadline, pending reads, housekeeping,
                              the replicated auth store (users, roles, grants)
@@ -165,6 +166,20 @@ from accord.security.limits import (
     TOKEN_CHARS_MAX,
     TOKEN_TTL_S,
 )
+from accord.shard.limits import (
+    LABEL_BYTES_MAX,
+    LABELS_MAX,
+    LEADER_TRANSFERS_PER_ROUND_MAX,
+    METADATA_COMMAND_BYTES_MAX,
+    METADATA_NODES_MAX,
+    MOVES_IN_FLIGHT_MAX,
+    NODE_MOVES_IN_FLIGHT_MAX,
+    SHARD_RANGES_MAX,
+    SHARD_REPLICAS_MAX,
+    SHARDS_MAX,
+    SLOT_COUNT,
+    SPLITS_PER_ROUND_MAX,
+)
 from accord.storage.limits import (
     BATCH_BYTES_MAX,
     CHECKPOINT_BYTES_MAX,
@@ -253,7 +268,10 @@ __all__ = [
     "INT64_MAX",
     "JSON_EXPANSION_MAX",
     "KEY_BYTES_MAX",
+    "LABELS_MAX",
+    "LABEL_BYTES_MAX",
     "LEADER_REFRESH_S",
+    "LEADER_TRANSFERS_PER_ROUND_MAX",
     "LEASES_MAX",
     "LEASES_PER_USER_MAX",
     "LEASE_EXPIRY_SLACK_MS",
@@ -272,6 +290,9 @@ __all__ = [
     "LOGIN_USER_BURST",
     "LOGIN_USER_RPS",
     "MESSAGE_ENTRIES_MAX",
+    "METADATA_COMMAND_BYTES_MAX",
+    "METADATA_NODES_MAX",
+    "MOVES_IN_FLIGHT_MAX",
     "NAME_CHARS_MAX",
     "NATIVE_ANSWER_ENVELOPE_BYTES",
     "NATIVE_ANSWER_FRAME_BYTES_MAX",
@@ -281,6 +302,7 @@ __all__ = [
     "NATIVE_WATCHES_MAX",
     "NATIVE_WRITE_BUFFER_BYTES_HIGH",
     "NODE_ID_MAX",
+    "NODE_MOVES_IN_FLIGHT_MAX",
     "PASSWORD_BYTES_MAX",
     "PENDING_READS_CEILING",
     "PENDING_READS_MAX",
@@ -334,6 +356,10 @@ __all__ = [
     "SESSIONS_PER_USER_MAX",
     "SESSION_IDLE_MS",
     "SESSION_IDLE_MS_MIN",
+    "SHARDS_MAX",
+    "SHARD_RANGES_MAX",
+    "SHARD_REPLICAS_MAX",
+    "SLOT_COUNT",
     "SLOW_FSYNC_MS",
     "SLOW_REQUEST_MS",
     "SNAPSHOTS_KEPT_DEFAULT",
@@ -346,6 +372,7 @@ __all__ = [
     "SNAPSHOT_MEMBERS_MAX",
     "SNAPSHOT_STEP_S",
     "SNAPSHOT_TABLES_BYTES_MAX",
+    "SPLITS_PER_ROUND_MAX",
     "STORE_BYTES_MAX",
     "STORE_BYTES_MIN",
     "TERM_MAX",
@@ -372,6 +399,7 @@ SOURCES = (
     "accord.storage.limits",
     "accord.kv.limits",
     "accord.transport.limits",
+    "accord.shard.limits",
     "accord.api.limits",
     "accord.node.limits",
     "accord.security.limits",

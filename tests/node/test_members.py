@@ -85,3 +85,26 @@ def test_dial_overrides_where_a_node_connects_but_not_the_registry(tmp_path: Pat
     assert peers[2].address == ("127.0.0.1", 9102) and peers[4].address == M[4].peer
     assert node_state.members[2].peer == M[2].peer
     node.storage.close()
+
+
+def test_shard_commands_apply_through_the_registry_and_ride_in_the_snapshot() -> None:
+    from accord.node.registry import Kind, tag
+    from accord.shard import ShardMap
+    from accord.shard.metadata import encode_metadata_command
+
+    s = state()
+    initial = ShardMap.initial(2, {1: (1, 2, 3), 2: (1, 2, 3)})
+    result, events = s.apply(
+        1, tag(Kind.SHARD) + encode_metadata_command("bootstrap", initial.to_doc())
+    )
+    assert result.ok and events == []
+    s.apply(2, tag(Kind.SHARD) + encode_metadata_command("node", 4, [["zone", "a"]], "up"))
+    restored = NodeState(KVStateMachine(), {})
+    restored.restore(s.snapshot())
+    assert restored.shards.map == initial and restored.shards.nodes == s.shards.nodes
+    # A node state with neither users nor shards writes the four parts of old.
+    bare = state()
+    assert len(msgpack.unpackb(bare.snapshot())) == 4
+    again = NodeState(KVStateMachine(), {})
+    again.restore(bare.snapshot())
+    assert again.shards.map is None and not again.auth.initialized

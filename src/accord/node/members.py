@@ -24,6 +24,7 @@ from accord.node.authstore import AuthStore
 from accord.node.registry import Kind, Outcome, Registry
 from accord.node.runtime import Node
 from accord.raft import ConfChange, ConfChangeError, ConfChangeOp
+from accord.shard.metadata import ShardMetadata
 
 SNAPSHOT_FORMAT = 1
 
@@ -113,7 +114,12 @@ class NodeState:
         # then the old voters' majority still decides, and may need them.
         self.leaving: set[int] = set()
         # Undecodable KV bytes and unknown kinds alike are recorded by the KV machine.
-        self.commands = Registry({Kind.KV: kv.apply, Kind.AUTH: self._apply_auth}, kv.refuse)
+        # The shard map and placement state (the metadata group's; empty on one shard).
+        self.shards = ShardMetadata()
+        self.commands = Registry(
+            {Kind.KV: kv.apply, Kind.AUTH: self._apply_auth, Kind.SHARD: self._apply_shard},
+            kv.refuse,
+        )
 
     def apply(self, index: int, data: bytes) -> tuple[Any, list[Event]]:
         return self.commands.apply(index, data)
@@ -122,6 +128,9 @@ class NodeState:
         # Users, roles, grants: replicated beside the KV state. Looked up per call,
         # since `restore()` replaces the store.
         return self.auth.apply(payload), []
+
+    def _apply_shard(self, index: int, payload: bytes) -> Outcome:
+        return self.shards.apply(payload), []
 
     def apply_conf_change(self, change: ConfChange) -> None:
         if not change.changes:  # leaving the joint configuration
@@ -149,23 +158,32 @@ class NodeState:
         users are taken now, with the key-value state."""
         members = encode_members(self.members.values())
         leaving = sorted(self.leaving)
-        auth = [self.auth.snapshot()] if self.auth.initialized else []
+        auth = self.auth.snapshot() if self.auth.initialized else None
+        shards = (
+            self.shards.snapshot() if self.shards.map is not None or self.shards.nodes else None
+        )
+        # Optional parts after the fourth: the users (None: none), then the shard
+        # metadata; older snapshots end early, and a part that is empty is left out.
+        optional = [auth, shards] if shards is not None else [auth] if auth is not None else []
         kv = self.kv.snapshot_job()
 
         def job() -> SnapshotJob:
-            # an optional fifth part, the users: older snapshots lack it
-            parts = [SNAPSHOT_FORMAT, (yield from kv), members, leaving, *auth]
+            parts = [SNAPSHOT_FORMAT, (yield from kv), members, leaving, *optional]
             return bytes(msgpack.packb(parts))
 
         return job()
 
     def restore(self, data: bytes) -> None:
         version, kv_data, members, leaving, *rest = msgpack.unpackb(data)
-        if version != SNAPSHOT_FORMAT or len(rest) > 1:
+        if version != SNAPSHOT_FORMAT or len(rest) > 2:
             raise ValueError(f"unknown node snapshot format {version}")
+        auth, shards = [*rest, None, None][:2]
         self.auth = AuthStore()
-        if rest:
-            self.auth.restore(rest[0])
+        if auth is not None:
+            self.auth.restore(auth)
+        self.shards = ShardMetadata()
+        if shards is not None:
+            self.shards.restore(shards)
         self.kv.restore(kv_data)
         self.members = {m.id: m for m in self._decode(members)}
         self.leaving = set(leaving)

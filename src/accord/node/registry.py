@@ -55,7 +55,7 @@ class Kind(IntEnum):
     TXN = ord("T")
     """Reserved for cross-shard transactions."""
     SHARD = ord("S")
-    """Reserved for shard placement."""
+    """The shard map and placement state (`accord.shard.metadata`), in group 0."""
 
 
 def tag(kind: Kind) -> bytes:

@@ -43,3 +43,10 @@ LEADER_TRANSFERS_PER_ROUND_MAX = 16
 SPLITS_PER_ROUND_MAX = 4
 """Splits the driver asks for in one round (a split moves no data, but each is a
 new Raft group on every replica of the shard)."""
+
+METADATA_NODES_MAX = 100_000
+"""Nodes the metadata group keeps labels and states for."""
+
+METADATA_COMMAND_BYTES_MAX = 64 << 20
+"""One metadata command (a bootstrap carries a whole shard map); a larger one is
+refused as `bad_command` before it is decoded."""
