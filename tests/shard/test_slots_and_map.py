@@ -101,6 +101,9 @@ def test_splits_move_only_the_split_slots(points: list[int]) -> None:
             else:
                 assert after == (new_id if slot >= at else shard.id)
         assert split.shard(new_id).replicas == shard.replicas
+        rebuilt = ShardMap(split.version, split.shards)  # the index built from scratch
+        for slot in _probe_slots(split):
+            assert rebuilt.shard_for_slot(slot) == split.shard_for_slot(slot)
         m = split
 
 
@@ -113,6 +116,17 @@ def test_a_split_of_a_shard_with_two_ranges_keeps_the_low_slots() -> None:
         ),
     )
     split = m.split(1, 200, 9)  # at the start of its second range
+    assert split.shard_for_slot(199).id == 2 and split.shard_for_slot(200).id == 9
+    touching = ShardMap(1, (Shard(1, (SlotRange(0, 50), SlotRange(50, SLOT_COUNT)), (1,)),))
+    halves = touching.split(1, 20, 2)  # its ranges touch: the new shard's are joined
+    assert halves.shard(2).ranges == (SlotRange(20, SLOT_COUNT),)
+    assert [halves.shard_for_slot(s).id for s in (19, 20, 49, 50, SLOT_COUNT - 1)] == [
+        1,
+        2,
+        2,
+        2,
+        2,
+    ]
     assert split.shard(1).ranges == (SlotRange(0, 100),)
     assert split.shard(9).ranges == (SlotRange(200, SLOT_COUNT),)
     with pytest.raises(ShardMapError, match="does not split"):

@@ -144,8 +144,38 @@ class ShardMap:
             raise ShardMapError(f"slot {at} does not split shard {shard_id} ({_ranges(old)})")
         kept = replace(old, ranges=coalesce(low))
         born = Shard(new_id, coalesce(high), old.replicas, old.learners)
-        shards = sorted([*(s for s in self.shards if s.id != shard_id), kept, born], key=_id)
-        return ShardMap(self.version + 1, tuple(shards))
+        if new_id < self.shards[-1].id:  # rare: the new shard goes in between
+            shards = sorted([*(s for s in self.shards if s.id != shard_id), kept, born], key=_id)
+            return ShardMap(self.version + 1, tuple(shards))
+        # The usual case, a new highest id: edit the range index in place of a rebuild
+        # (a split is applied by the metadata group, and must not cost O(shards)).
+        born_at = len(self.shards)
+        starts, owners = list(self._starts), list(self._owners)
+        for r in old.ranges:
+            i = bisect_right(starts, r.start) - 1
+            if r.start >= at:
+                owners[i] = born_at
+            elif at < r.stop:  # the range `at` cuts in two
+                starts.insert(i + 1, at)
+                owners.insert(i + 1, born_at)
+        shards = tuple(kept if s.id == shard_id else s for s in self.shards) + (born,)
+        return self._edited(shards, {**self._by_id, shard_id: kept, new_id: born}, starts, owners)
+
+    def _edited(
+        self,
+        shards: tuple[Shard, ...],
+        by_id: dict[int, Shard],
+        starts: list[int],
+        owners: list[int],
+    ) -> ShardMap:
+        """The next version, from an edit that kept every rule (checked by the edit)."""
+        edited = object.__new__(ShardMap)
+        object.__setattr__(edited, "version", self.version + 1)
+        object.__setattr__(edited, "shards", shards)
+        object.__setattr__(edited, "_starts", starts)
+        object.__setattr__(edited, "_owners", owners)
+        object.__setattr__(edited, "_by_id", by_id)
+        return edited
 
     def with_members(
         self, shard_id: int, replicas: Iterable[int], learners: Iterable[int] = ()
@@ -155,13 +185,7 @@ class ShardMap:
         _check_members(new)
         shards = tuple(new if s.id == shard_id else s for s in self.shards)
         # The slots did not change: the range index (by position) is the same one.
-        edited = object.__new__(ShardMap)
-        object.__setattr__(edited, "version", self.version + 1)
-        object.__setattr__(edited, "shards", shards)
-        object.__setattr__(edited, "_starts", self._starts)
-        object.__setattr__(edited, "_owners", self._owners)
-        object.__setattr__(edited, "_by_id", {**self._by_id, shard_id: new})
-        return edited
+        return self._edited(shards, {**self._by_id, shard_id: new}, self._starts, self._owners)
 
     # --- documents -----------------------------------------------------------------------
     def to_doc(self) -> dict[str, Any]:
