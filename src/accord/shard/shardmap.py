@@ -158,7 +158,7 @@ class ShardMap:
             elif at < r.stop:  # the range `at` cuts in two
                 starts.insert(i + 1, at)
                 owners.insert(i + 1, born_at)
-        shards = tuple(kept if s.id == shard_id else s for s in self.shards) + (born,)
+        shards = (*(kept if s.id == shard_id else s for s in self.shards), born)
         return self._edited(shards, {**self._by_id, shard_id: kept, new_id: born}, starts, owners)
 
     def _edited(
