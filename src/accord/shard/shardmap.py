@@ -145,8 +145,8 @@ class ShardMap:
         kept = replace(old, ranges=coalesce(low))
         born = Shard(new_id, coalesce(high), old.replicas, old.learners)
         if new_id < self.shards[-1].id:  # rare: the new shard goes in between
-            shards = sorted([*(s for s in self.shards if s.id != shard_id), kept, born], key=_id)
-            return ShardMap(self.version + 1, tuple(shards))
+            between = sorted([*(s for s in self.shards if s.id != shard_id), kept, born], key=_id)
+            return ShardMap(self.version + 1, tuple(between))
         # The usual case, a new highest id: edit the range index in place of a rebuild
         # (a split is applied by the metadata group, and must not cost O(shards)).
         born_at = len(self.shards)

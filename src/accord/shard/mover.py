@@ -1,0 +1,258 @@
+"""Carrying out one replica move: learner, catch-up, joint swap, record.
+
+Theory of operation
+-------------------
+A `MoveReplica(shard, source, target)` from the placement driver becomes a `Mover`,
+run by the metadata leader next to the shard's leader. It is a table of
+`(state, event) -> state` transitions; each transition returns the instructions the
+executor must carry out (propose a metadata command, propose a membership change of
+the shard's group, transfer its leadership). Events not in the table for the state
+are refused (`InvalidTransition`): a stray event is a bug, not something to guess at.
+
+The steps, each a Raft membership change of the shard's own group, so the shard is
+never without a quorum of caught-up voters:
+
+1. `RECORDING`: the metadata group records that the move is under way (`move`), so a
+   new metadata leader sees it and the driver plans nothing else for the shard;
+2. `ADDING`: the target joins as a learner (it votes on nothing yet);
+3. `CATCHING_UP`: Raft sends it the log, or a snapshot if the log was compacted;
+   done when its match index reaches the commit index seen when it joined;
+4. `HANDING_OVER` (only if the source leads the shard): leadership moves to another
+   voter first, so the group does not lose its leader to its own removal;
+5. `SWAPPING`: one joint change promotes the target and removes the source; Raft
+   leaves the joint configuration by itself once it commits;
+6. `FINISHING`: the metadata group gets the shard's new members and the move's end
+   (`members`, then `moved`).
+
+Until the swap is proposed, a timeout or a refusal aborts the move (`ABORTING`):
+the learner is removed and the move's end recorded. Once the swap is proposed the
+move only goes forward: the joint configuration commits or a new leader finishes it,
+and the mover waits for the configuration to show the outcome.
+
+An `AddReplica` is the same without a source (step 5 promotes only).
+
+Pure: no I/O, no clock (deadlines are ticks the executor counts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from accord.invariant import InvariantError
+from accord.shard.placement import Move, MoveReplica
+
+CATCH_UP_TICKS = 600
+"""Ticks a learner may take to catch up before its move is given up (30 s at 50 ms)."""
+
+
+class MoveState(Enum):
+    RECORDING = "recording"
+    ADDING = "adding"
+    CATCHING_UP = "catching_up"
+    HANDING_OVER = "handing_over"
+    SWAPPING = "swapping"
+    FINISHING = "finishing"
+    ABORTING = "aborting"
+    DONE = "done"
+    ABORTED = "aborted"
+
+
+# --- events ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A metadata command of this move was applied (`ok`) or refused."""
+
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """The shard group's configuration now (after a change was applied)."""
+
+    voters: frozenset[int]
+    learners: frozenset[int]
+    joint: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """The shard leader's view: who leads, the target's match index, the commit."""
+
+    leader: int
+    target_match: int
+    commit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    pass
+
+
+Event = Recorded | Membership | Progress | Tick
+
+
+# --- instructions ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ProposeMetadata:
+    """Propose `op` with `args` to the metadata group; the executor puts the current
+    map version first for the ops that take one (`move`, `members`)."""
+
+    op: str
+    args: tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AddLearner:
+    node: int
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    """One change: promote `promote`; remove `remove` if set (joint consensus)."""
+
+    promote: int
+    remove: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveLearner:
+    node: int
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """Transfer the shard's leadership to `to`."""
+
+    to: int
+
+
+Instruction = ProposeMetadata | AddLearner | Swap | RemoveLearner | HandOver
+
+
+class InvalidTransition(InvariantError):
+    pass
+
+
+class Mover:
+    def __init__(self, move: Move, catch_up_ticks: int = CATCH_UP_TICKS) -> None:
+        self.move = move
+        self.shard = move.shard
+        self.target = move.target
+        self.source = move.source if isinstance(move, MoveReplica) else None
+        self.state = MoveState.RECORDING
+        self.catch_up_ticks = catch_up_ticks
+        self._ticks = 0
+        self._catch_up_to = 0
+        self._members: tuple[int, ...] = ()
+        self._voters: frozenset[int] = frozenset()
+        self.reason = ""
+        """Why the move was aborted."""
+
+    def start(self) -> list[Instruction]:
+        return [ProposeMetadata("move", (self.shard, self.source or 0, self.target))]
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (MoveState.DONE, MoveState.ABORTED)
+
+    def step(self, event: Event) -> list[Instruction]:
+        handler = _TABLE.get((self.state, type(event)))
+        if handler is None:
+            if isinstance(event, (Tick, Progress, Membership)):
+                return []  # what every state may hear and ignore
+            raise InvalidTransition(f"move of shard {self.shard}: {event!r} in {self.state.value}")
+        return handler(self, event)
+
+    # --- transitions ------------------------------------------------------------------
+    def _recorded(self, event: Recorded) -> list[Instruction]:
+        if not event.ok:
+            self.state, self.reason = MoveState.ABORTED, "the metadata group refused the move"
+            return []
+        self.state = MoveState.ADDING
+        return [AddLearner(self.target)]
+
+    def _adding(self, event: Membership) -> list[Instruction]:
+        self._voters = event.voters
+        if self.target in event.learners:
+            self.state = MoveState.CATCHING_UP
+            self._ticks = 0
+        return []
+
+    def _catching_up(self, event: Progress) -> list[Instruction]:
+        if not self._catch_up_to:
+            self._catch_up_to = event.commit
+        if event.target_match < self._catch_up_to:
+            return []
+        others = sorted(self._voters - {self.source})
+        if self.source is not None and event.leader == self.source and others:
+            # A learner cannot lead: hand over to another voter (with one voter there
+            # is none, and the swap itself hands over when the joint change commits).
+            self.state = MoveState.HANDING_OVER
+            return [HandOver(others[0])]
+        return self._swap()
+
+    def _handing_over(self, event: Progress) -> list[Instruction]:
+        if event.leader in (0, self.source):
+            return []  # not yet
+        return self._swap()
+
+    def _swap(self) -> list[Instruction]:
+        self.state = MoveState.SWAPPING
+        return [Swap(self.target, self.source)]
+
+    def _swapped(self, event: Membership) -> list[Instruction]:
+        done = (
+            not event.joint
+            and self.target in event.voters
+            and (self.source is None or self.source not in event.voters | event.learners)
+        )
+        if not done:
+            return []
+        self.state = MoveState.FINISHING
+        self._members = tuple(sorted(event.voters))
+        learners = tuple(sorted(event.learners))
+        return [ProposeMetadata("members", (self.shard, list(self._members), list(learners)))]
+
+    def _finished_members(self, event: Recorded) -> list[Instruction]:
+        if not event.ok:  # the map moved on meanwhile: record the members again
+            return [ProposeMetadata("members", (self.shard, list(self._members), []))]
+        self.state = MoveState.DONE
+        return [ProposeMetadata("moved", (self.shard,))]
+
+    def _timeout(self, event: Tick) -> list[Instruction]:
+        self._ticks += 1
+        if self._ticks < self.catch_up_ticks:
+            return []
+        self.state = MoveState.ABORTING
+        self.reason = f"the learner did not catch up in {self.catch_up_ticks} ticks"
+        return [RemoveLearner(self.target)]
+
+    def _late_answer(self, event: Recorded) -> list[Instruction]:
+        return []  # the answer to the last `moved`: nothing follows it
+
+    def _aborting(self, event: Membership) -> list[Instruction]:
+        if self.target in event.voters | event.learners:
+            return []
+        self.state = MoveState.ABORTED
+        return [ProposeMetadata("moved", (self.shard,))]
+
+
+_Handler = Callable[[Mover, Event], list[Instruction]]
+_TABLE: dict[tuple[MoveState, type], _Handler] = {
+    (MoveState.RECORDING, Recorded): Mover._recorded,  # type: ignore[dict-item]
+    (MoveState.ADDING, Membership): Mover._adding,  # type: ignore[dict-item]
+    (MoveState.ADDING, Tick): Mover._timeout,  # type: ignore[dict-item]
+    (MoveState.CATCHING_UP, Progress): Mover._catching_up,  # type: ignore[dict-item]
+    (MoveState.CATCHING_UP, Tick): Mover._timeout,  # type: ignore[dict-item]
+    (MoveState.HANDING_OVER, Progress): Mover._handing_over,  # type: ignore[dict-item]
+    (MoveState.HANDING_OVER, Tick): Mover._timeout,  # type: ignore[dict-item]
+    (MoveState.SWAPPING, Membership): Mover._swapped,  # type: ignore[dict-item]
+    (MoveState.FINISHING, Recorded): Mover._finished_members,  # type: ignore[dict-item]
+    (MoveState.ABORTING, Membership): Mover._aborting,  # type: ignore[dict-item]
+    (MoveState.DONE, Recorded): Mover._late_answer,  # type: ignore[dict-item]
+    (MoveState.ABORTED, Recorded): Mover._late_answer,  # type: ignore[dict-item]
+}
+"""(state, event type) -> transition. Tick, Progress and Membership are ignored where
+absent; anything else absent is refused."""
