@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from accord.shard.mover import (
+    RETRY_TICKS,
     AddLearner,
     HandOver,
     InvalidTransition,
@@ -65,7 +66,7 @@ def test_a_stale_map_at_the_end_records_the_members_again() -> None:
     m.start()
     m.step(Recorded(True))
     m.step(conf({1, 2, 3}, {4}))
-    m.step(Progress(leader=1, target_match=0, commit=0))
+    m.step(Progress(leader=1, target_match=5, commit=5))
     m.step(conf({1, 2, 4}))
     assert m.step(Recorded(False)) == [ProposeMetadata("members", (7, [1, 2, 4], []))]
     assert m.state is MoveState.FINISHING
@@ -96,9 +97,22 @@ def test_once_swapping_the_move_only_goes_forward() -> None:
     m.start()
     m.step(Recorded(True))
     m.step(conf({1, 2, 3}, {4}))
-    m.step(Progress(leader=1, target_match=0, commit=0))
+    m.step(Progress(leader=1, target_match=5, commit=5))
     assert m.state is MoveState.SWAPPING
     assert m.step(Tick()) == [] and m.state is MoveState.SWAPPING  # no abort now
+    # The leader asked may have lost leadership and dropped the change: ask again.
+    asked = [m.step(Tick()) for _ in range(RETRY_TICKS)]
+    assert [Swap(4, 3)] in asked and m.state is MoveState.SWAPPING
+
+
+def test_without_a_leader_the_catch_up_is_not_judged() -> None:
+    m = Mover(MoveReplica(7, 3, 4, "balance"))
+    m.start()
+    m.step(Recorded(True))
+    m.step(conf({1, 2, 3}, {4}))
+    assert m.step(Progress(leader=0, target_match=0, commit=0)) == []
+    assert m.step(Progress(leader=2, target_match=0, commit=9)) == []
+    assert m.state is MoveState.CATCHING_UP
 
 
 def test_events_out_of_order_are_refused() -> None:

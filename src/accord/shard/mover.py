@@ -44,7 +44,14 @@ from accord.invariant import InvariantError
 from accord.shard.placement import Move, MoveReplica
 
 CATCH_UP_TICKS = 600
-"""Ticks a learner may take to catch up before its move is given up (30 s at 50 ms)."""
+"""Ticks a move may spend before its swap (adding the learner, its catch-up, the
+hand-over) before it is given up (30 s at 50 ms)."""
+
+RETRY_TICKS = 20
+"""Ticks after which a membership change or hand-over not yet in effect is asked for
+again: the leader it went to may have lost its leadership and dropped it. A change
+asked twice is refused by Raft (one at a time, each checked against the
+configuration), so asking again is safe."""
 
 
 class MoveState(Enum):
@@ -144,6 +151,9 @@ class Mover:
         self.state = MoveState.RECORDING
         self.catch_up_ticks = catch_up_ticks
         self._ticks = 0
+        """Ticks since the state was entered."""
+        self._repeat: list[Instruction] = []
+        """What the state asked for, asked again every RETRY_TICKS until it is seen."""
         self._catch_up_to = 0
         self._members: tuple[int, ...] = ()
         self._voters: frozenset[int] = frozenset()
@@ -168,29 +178,28 @@ class Mover:
     # --- transitions ------------------------------------------------------------------
     def _recorded(self, event: Recorded) -> list[Instruction]:
         if not event.ok:
-            self.state, self.reason = MoveState.ABORTED, "the metadata group refused the move"
-            return []
-        self.state = MoveState.ADDING
-        return [AddLearner(self.target)]
+            self.reason = "the metadata group refused the move"
+            return self._enter(MoveState.ABORTED, [])
+        return self._enter(MoveState.ADDING, [AddLearner(self.target)])
 
     def _adding(self, event: Membership) -> list[Instruction]:
         self._voters = event.voters
         if self.target in event.learners:
-            self.state = MoveState.CATCHING_UP
-            self._ticks = 0
+            return self._enter(MoveState.CATCHING_UP, [])
         return []
 
     def _catching_up(self, event: Progress) -> list[Instruction]:
+        if event.leader == 0:
+            return []  # no leader to ask: its view of the target is not known
         if not self._catch_up_to:
-            self._catch_up_to = event.commit
+            self._catch_up_to = max(1, event.commit)
         if event.target_match < self._catch_up_to:
             return []
         others = sorted(self._voters - {self.source})
         if self.source is not None and event.leader == self.source and others:
             # A learner cannot lead: hand over to another voter (with one voter there
             # is none, and the swap itself hands over when the joint change commits).
-            self.state = MoveState.HANDING_OVER
-            return [HandOver(others[0])]
+            return self._enter(MoveState.HANDING_OVER, [HandOver(others[0])])
         return self._swap()
 
     def _handing_over(self, event: Progress) -> list[Instruction]:
@@ -199,8 +208,11 @@ class Mover:
         return self._swap()
 
     def _swap(self) -> list[Instruction]:
-        self.state = MoveState.SWAPPING
-        return [Swap(self.target, self.source)]
+        return self._enter(MoveState.SWAPPING, [Swap(self.target, self.source)])
+
+    def _enter(self, state: MoveState, instructions: list[Instruction]) -> list[Instruction]:
+        self.state, self._ticks, self._repeat = state, 0, instructions
+        return instructions
 
     def _swapped(self, event: Membership) -> list[Instruction]:
         done = (
@@ -210,7 +222,7 @@ class Mover:
         )
         if not done:
             return []
-        self.state = MoveState.FINISHING
+        self._enter(MoveState.FINISHING, [])
         self._members = tuple(sorted(event.voters))
         learners = tuple(sorted(event.learners))
         return [ProposeMetadata("members", (self.shard, list(self._members), list(learners)))]
@@ -218,16 +230,18 @@ class Mover:
     def _finished_members(self, event: Recorded) -> list[Instruction]:
         if not event.ok:  # the map moved on meanwhile: record the members again
             return [ProposeMetadata("members", (self.shard, list(self._members), []))]
-        self.state = MoveState.DONE
+        self._enter(MoveState.DONE, [])
         return [ProposeMetadata("moved", (self.shard,))]
 
-    def _timeout(self, event: Tick) -> list[Instruction]:
+    def _tick(self, event: Tick) -> list[Instruction]:
+        """Before the swap: give up after `catch_up_ticks`; meanwhile ask again."""
         self._ticks += 1
-        if self._ticks < self.catch_up_ticks:
-            return []
-        self.state = MoveState.ABORTING
-        self.reason = f"the learner did not catch up in {self.catch_up_ticks} ticks"
-        return [RemoveLearner(self.target)]
+        if self.state in _GIVE_UP and self._ticks >= self.catch_up_ticks:
+            self.reason = f"the learner did not catch up in {self.catch_up_ticks} ticks"
+            return self._enter(MoveState.ABORTING, [RemoveLearner(self.target)])
+        if self._ticks % RETRY_TICKS == 0:
+            return list(self._repeat)
+        return []
 
     def _late_answer(self, event: Recorded) -> list[Instruction]:
         return []  # the answer to the last `moved`: nothing follows it
@@ -235,20 +249,25 @@ class Mover:
     def _aborting(self, event: Membership) -> list[Instruction]:
         if self.target in event.voters | event.learners:
             return []
-        self.state = MoveState.ABORTED
+        self._enter(MoveState.ABORTED, [])
         return [ProposeMetadata("moved", (self.shard,))]
 
+
+_GIVE_UP = frozenset({MoveState.ADDING, MoveState.CATCHING_UP, MoveState.HANDING_OVER})
+"""States a move may still be given up in (before the swap is asked for)."""
 
 _Handler = Callable[[Mover, Event], list[Instruction]]
 _TABLE: dict[tuple[MoveState, type], _Handler] = {
     (MoveState.RECORDING, Recorded): Mover._recorded,  # type: ignore[dict-item]
     (MoveState.ADDING, Membership): Mover._adding,  # type: ignore[dict-item]
-    (MoveState.ADDING, Tick): Mover._timeout,  # type: ignore[dict-item]
+    (MoveState.ADDING, Tick): Mover._tick,  # type: ignore[dict-item]
     (MoveState.CATCHING_UP, Progress): Mover._catching_up,  # type: ignore[dict-item]
-    (MoveState.CATCHING_UP, Tick): Mover._timeout,  # type: ignore[dict-item]
+    (MoveState.CATCHING_UP, Tick): Mover._tick,  # type: ignore[dict-item]
     (MoveState.HANDING_OVER, Progress): Mover._handing_over,  # type: ignore[dict-item]
-    (MoveState.HANDING_OVER, Tick): Mover._timeout,  # type: ignore[dict-item]
+    (MoveState.HANDING_OVER, Tick): Mover._tick,  # type: ignore[dict-item]
     (MoveState.SWAPPING, Membership): Mover._swapped,  # type: ignore[dict-item]
+    (MoveState.SWAPPING, Tick): Mover._tick,  # type: ignore[dict-item]
+    (MoveState.ABORTING, Tick): Mover._tick,  # type: ignore[dict-item]
     (MoveState.FINISHING, Recorded): Mover._finished_members,  # type: ignore[dict-item]
     (MoveState.ABORTING, Membership): Mover._aborting,  # type: ignore[dict-item]
     (MoveState.DONE, Recorded): Mover._late_answer,  # type: ignore[dict-item]
