@@ -72,7 +72,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "raft.limits", "storage.limits", "kv.limits", "transport.limits", "shard.limits",
         "api.limits", "node.limits", "node.replica", "security.limits", "client.limits",
     ),
-    "sim": ("raft", "kv", "storage", "host", "chaos.history", "chaos.linearizability", "errors"),
+    "sim": (
+        "raft", "kv", "storage", "host", "shard", "chaos.history", "chaos.linearizability",
+        "errors",
+    ),
     "testing": ("raft", "node.address", "server.config", "security", "observability"),
     "chaos": (
         "client", "kv", "raft.types", "node.address", "server.config", "security", "testing",

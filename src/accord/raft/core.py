@@ -598,6 +598,8 @@ class RaftCore:
         self._unquiesce()
         if self._transferee != NO_NODE:
             raise ProposalDropped(f"leadership is being transferred to {self._transferee}")
+        if self.id not in self.conf.all_voters():
+            raise ProposalDropped("this leader was removed from the group and is handing over")
         if len(data) > self.config.entry_bytes_max:
             raise ProposalDropped(
                 f"command of {len(data)} bytes exceeds entry_bytes_max="
@@ -742,6 +744,7 @@ class RaftCore:
         self._append_pending = True  # what the acknowledgement let through goes next Ready
         if m.src == self._transferee and pr.match == self.log.last_index():
             self._send(MessageType.TIMEOUT_NOW, m.src)
+        self._maybe_step_down_after_removal()
 
     def _handle_heartbeat_response(self, m: Message) -> None:
         pr = self._prs.get(m.src)
@@ -949,8 +952,7 @@ class RaftCore:
         for node in list(self._prs):
             if node not in self.conf.members():
                 del self._prs[node]
-        if self.id not in self.conf.all_voters():
-            self._step_down_after_removal()
+        self._maybe_step_down_after_removal()
 
     def _maybe_leave_joint(self) -> None:
         # Joint consensus is a transit state: leave it as soon as it is in force (also
@@ -958,14 +960,25 @@ class RaftCore:
         if self.conf.joint and self._pending_conf_index <= self.log.committed:
             self._pending_conf_index = self._append(EntryType.CONF_CHANGE, ConfChange().encode())
 
-    def _step_down_after_removal(self) -> None:
-        # Hand over to the most up-to-date voter so the cluster does not wait a timeout.
+    def _removed_leader(self) -> bool:
+        return self.role == Role.LEADER and self.id not in self.conf.all_voters()
+
+    def _maybe_step_down_after_removal(self) -> None:
+        """A leader the committed configuration left out leads on, taking no new
+        proposals, until a voter has its whole log; then hands over to it and steps
+        down. Stepping down at once could strand the group: the voters may not know
+        yet that the change committed, so they still count the old configuration (in a
+        joint one, a majority of the outgoing voters, this node among them), and this
+        node, whose log is longer than theirs, would refuse them its vote."""
+        if not self._removed_leader():
+            return
         candidates = [n for n in self.conf.all_voters() if n in self._prs]
-        if candidates:
-            best = max(candidates, key=lambda n: (self._prs[n].match, -n))
-            if self._prs[best].match == self.log.last_index():
-                self._send(MessageType.TIMEOUT_NOW, best)
-        self._become_follower(self.term, NO_NODE)
+        if not candidates:
+            return
+        best = max(candidates, key=lambda n: (self._prs[n].match, -n))
+        if self._prs[best].match == self.log.last_index():
+            self._send(MessageType.TIMEOUT_NOW, best)
+            self._become_follower(self.term, NO_NODE)
 
     def _conf_at(self, index: int) -> ConfState:
         conf = self.log.snapshot.conf if self.log.snapshot else ConfState()

@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if salt is None:
         salt = random.SystemRandom().getrandbits(32)
     began = time.monotonic()
-    passed = ops = unknown = faults = events = 0
+    passed = ops = unknown = faults = events = moves = 0
     for result, deterministic in run_seeds(
         args.start, args.seeds, args.nodes, args.steps, args.bug, args.jobs, args.groups, salt
     ):
@@ -151,11 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         unknown += result.ops_unknown
         faults += result.faults
         events += result.events
+        moves += result.moves_done
     elapsed = time.monotonic() - began
     print(
         f"{passed} seeds passed ({args.start}..{args.start + args.seeds - 1}) in {elapsed:.1f}s "
         f"({passed / max(elapsed, 1e-9):.1f} seeds/s): {events} events, {ops} operations "
         f"completed, {unknown} with unknown outcome, {faults} faults injected, "
+        f"{moves} replica moves done, "
         f"histories linearizable (determinism salt {salt})"
     )
     return 0

@@ -10,7 +10,8 @@ are drawn from the seed too ("swarm testing"), so many seeds cover many regimes.
 A run has two phases. In the *safety* phase clients issue operations while faults
 strike (crashes with loss of unsynced writes, restarts, symmetric and one-way
 partitions, loss, duplication, reordering, leadership transfers, membership
-changes); Raft's safety properties are checked after every event. Then every fault
+changes, replica moves driven by the placement executor's `Mover`); Raft's safety
+properties are checked after every event. Then every fault
 heals and the *liveness* phase must, within a stated bound, elect a leader and
 complete every pending operation. Finally the history must be linearizable.
 """
@@ -29,6 +30,7 @@ from accord.chaos.history import History
 from accord.chaos.linearizability import check_register
 from accord.raft import ConfChange, ConfChangeOp, DebugFlags, Message, RaftConfig
 from accord.sim.client import SimClient
+from accord.sim.moves import MOVE_RATE_CHOICES, SimMoves
 from accord.sim.network import SimNetwork
 from accord.sim.node import SimNode
 from accord.sim.protocol import ClientReply, ClientRequest
@@ -152,6 +154,8 @@ class SimResult:
     fingerprint: int = 0
     params: SimParams | None = None
     ops_completed_by_group: tuple[int, ...] = ()
+    moves_done: int = 0
+    """Replica moves (`accord.sim.moves`) that ran to the end."""
 
 
 class Simulation:
@@ -207,6 +211,7 @@ class Simulation:
         self.faults = 0
         self.leader_crashes = 0
         self.events = 0
+        self.moves = SimMoves(self, self.later_rng, self.later_rng.choice(MOVE_RATE_CHOICES))
 
     def _config_maker(self, node_id: int, ids: list[int]) -> Callable[[int], RaftConfig]:
         p = self.params
@@ -358,6 +363,8 @@ class Simulation:
             self._transfer_random()
         if rng.random() < p.reconfig_rate:
             self._reconfigure_random()
+        self.moves.maybe_start()
+        self.moves.drive(self.now)
 
     def next_lease_id(self) -> int:
         """A lease id no leader has used yet in this run."""
@@ -474,6 +481,7 @@ class Simulation:
             faults=self.faults,
             fingerprint=self.fingerprint,
             params=self.params,
+            moves_done=self.moves.done,
             ops_completed_by_group=tuple(
                 sum(c.completed for c in self.clients.values() if c.group == g)
                 for g in range(self.params.groups)
