@@ -53,7 +53,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "storage": ("raft.types", "raft.limits", "errors", "invariant"),
     "host": ("raft", "storage", "invariant"),
     "transport": ("raft.types", "raft.limits", "errors", "invariant"),
-    "shard": ("invariant",),
+    "shard": ("raft.confchange", "invariant"),
     # one node: the runtime, the client protocols, security, and their assembly
     "node": (
         "raft", "kv", "storage", "host", "transport", "shard", "observability", "errors",

@@ -18,8 +18,6 @@ import pytest
 from accord.errors import NotLeader, ProposalDropped
 from accord.host import AWAIT_DURABLE, Host, Persist, Send
 from accord.raft import (
-    ConfChange,
-    ConfChangeOp,
     Entry,
     EntryType,
     HardState,
@@ -35,7 +33,6 @@ from accord.raft import (
 from accord.shard import ShardMap
 from accord.shard.metadata import ShardMetadata, encode_metadata_command
 from accord.shard.mover import (
-    AddLearner,
     HandOver,
     Instruction,
     Membership,
@@ -43,9 +40,8 @@ from accord.shard.mover import (
     Progress,
     ProposeMetadata,
     Recorded,
-    RemoveLearner,
-    Swap,
     Tick,
+    conf_change,
 )
 from accord.shard.placement import MoveReplica
 
@@ -138,17 +134,10 @@ def carry_out(
             answers.append(Recorded(result.ok))
             continue
         leader = cluster.core(cluster.leader())
-        if isinstance(instruction, AddLearner):
-            leader.propose_conf_change(ConfChange(((ConfChangeOp.ADD_LEARNER, instruction.node),)))
-        elif isinstance(instruction, Swap):
-            changes = [(ConfChangeOp.ADD_VOTER, instruction.promote)]
-            if instruction.remove is not None:
-                changes.append((ConfChangeOp.REMOVE, instruction.remove))
-            leader.propose_conf_change(ConfChange(tuple(changes)))
-        elif isinstance(instruction, RemoveLearner):
-            leader.propose_conf_change(ConfChange(((ConfChangeOp.REMOVE, instruction.node),)))
-        elif isinstance(instruction, HandOver):
+        if isinstance(instruction, HandOver):
             leader.transfer_leadership(instruction.to)
+        else:
+            leader.propose_conf_change(conf_change(instruction))
     return answers
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from accord.invariant import InvariantError
+from accord.raft.confchange import ConfChange, ConfChangeOp
 from accord.shard.placement import Move, MoveReplica
 
 CATCH_UP_TICKS = 600
@@ -136,6 +137,18 @@ class HandOver:
 
 
 Instruction = ProposeMetadata | AddLearner | Swap | RemoveLearner | HandOver
+
+
+def conf_change(instruction: AddLearner | Swap | RemoveLearner) -> ConfChange:
+    """The shard group's membership change an instruction asks its leader for."""
+    if isinstance(instruction, AddLearner):
+        return ConfChange(((ConfChangeOp.ADD_LEARNER, instruction.node),))
+    if isinstance(instruction, RemoveLearner):
+        return ConfChange(((ConfChangeOp.REMOVE, instruction.node),))
+    changes = [(ConfChangeOp.ADD_VOTER, instruction.promote)]
+    if instruction.remove is not None:
+        changes.append((ConfChangeOp.REMOVE, instruction.remove))
+    return ConfChange(tuple(changes))
 
 
 class InvalidTransition(InvariantError):

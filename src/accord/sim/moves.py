@@ -26,7 +26,6 @@ from accord.shard import Shard, ShardMap, SlotRange
 from accord.shard.limits import SLOT_COUNT
 from accord.shard.metadata import ShardMetadata, encode_metadata_command
 from accord.shard.mover import (
-    AddLearner,
     HandOver,
     Instruction,
     Membership,
@@ -34,9 +33,8 @@ from accord.shard.mover import (
     Progress,
     ProposeMetadata,
     Recorded,
-    RemoveLearner,
-    Swap,
     Tick,
+    conf_change,
 )
 from accord.shard.placement import MoveReplica
 
@@ -147,20 +145,9 @@ class SimMoves:
             if isinstance(instruction, HandOver):
                 node.transfer_leadership(group, instruction.to)
                 continue
-            node.propose_conf_change(group, _change(instruction))
+            node.propose_conf_change(group, conf_change(instruction))
 
     def _propose(self, op: str, args: tuple[object, ...]) -> bool:
         if op in ("move", "members"):
             args = (self.metadata.version, *args)
         return self.metadata.apply(encode_metadata_command(op, *args)).ok
-
-
-def _change(instruction: AddLearner | Swap | RemoveLearner) -> ConfChange:
-    if isinstance(instruction, AddLearner):
-        return ConfChange(((ConfChangeOp.ADD_LEARNER, instruction.node),))
-    if isinstance(instruction, RemoveLearner):
-        return ConfChange(((ConfChangeOp.REMOVE, instruction.node),))
-    changes = [(ConfChangeOp.ADD_VOTER, instruction.promote)]
-    if instruction.remove is not None:
-        changes.append((ConfChangeOp.REMOVE, instruction.remove))
-    return ConfChange(tuple(changes))
