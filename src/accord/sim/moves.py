@@ -68,7 +68,19 @@ class SimMoves:
 
     def maybe_start(self) -> None:
         if self.rate and not self.sim.healing and self.rng.random() < self.rate:
-            self._start(self.rng.randrange(self.sim.params.groups))
+            # A group with a free node first (one drained earlier), so that with many
+            # groups a drain is followed by its move rather than by other drains.
+            ready = [g for g in range(self.sim.params.groups) if self._has_free_node(g)]
+            self._start(
+                self.rng.choice(ready) if ready else self.rng.randrange(self.sim.params.groups)
+            )
+
+    def _has_free_node(self, group: int) -> bool:
+        leader = self.sim._leader(group)
+        if group in self.movers or leader is None:
+            return False
+        members = self.sim.nodes[leader].replica(group).core.conf.members()
+        return any(n not in members for n in self.sim.nodes)
 
     def _start(self, group: int) -> None:
         leader = self.sim._leader(group)

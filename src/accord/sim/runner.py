@@ -303,6 +303,7 @@ class Simulation:
         deadline = self.now + self.params.liveness_bound
         while self._queue and self.now < deadline:
             self._step()
+            self.moves.drive(self.now)  # a move started under faults goes on to its end
             if self._settled():
                 return
         raise SafetyViolation(
