@@ -59,7 +59,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "raft", "kv", "storage", "host", "transport", "shard", "observability", "errors",
         "invariant",
     ),
-    "api": ("node", "kv", "transport", "observability", "errors", "errorcodes"),
+    "api": ("node", "kv", "transport", "shard.limits", "observability", "errors", "errorcodes"),
     "security": ("node", "api", "kv", "storage", "raft.limits", "errors"),
     "server": ("node", "api", "security", "raft", "kv", "storage", "transport", "observability"),
     # the client: the protocol bounds it shares with api, results, frames

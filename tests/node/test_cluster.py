@@ -363,3 +363,26 @@ def test_a_node_is_added_promoted_and_another_removed_while_writes_continue(
         stop.set()
         node4.send_signal(signal.SIGTERM)
         node4.wait(timeout=DEADLINE_S)
+
+
+def test_a_cluster_of_one_group_is_one_shard_owning_every_slot(
+    shared_cluster: LocalCluster,
+) -> None:
+    from accord.shard import slot_of
+    from accord.shard.limits import SLOT_COUNT
+
+    for i in range(5):
+        put(shared_cluster.url(1), f"shard-key-{i}", b"v")
+    leader = shared_cluster.agreed_leader()
+    code, body, _ = http("GET", f"{shared_cluster.url(2)}/v1/cluster/shards")
+    assert code == 200, body
+    doc = json.loads(body)
+    assert doc["version"] == 0 and len(doc["shards"]) == 1
+    shard = doc["shards"][0]
+    assert shard["id"] == 0 and shard["slots"] == [[0, SLOT_COUNT]]
+    _, members, _ = http("GET", f"{shared_cluster.url(2)}/v1/members")
+    names = {m["id"]: m["name"] for m in json.loads(members)["members"]}
+    assert shard["replicas"] == [names[i] for i in sorted(names)]
+    assert shard["leader"] == names[leader]
+    assert shard["keys"] >= 5  # the shared cluster's other tests may add theirs
+    assert 0 <= slot_of(b"shard-key-0") < SLOT_COUNT

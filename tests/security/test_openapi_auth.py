@@ -16,6 +16,7 @@ from .authnode import ROOT_PASSWORD, call, login, start_auth_node
 
 ANY_USER = {
     ("GET", "/v1/cluster/status"),
+    ("GET", "/v1/cluster/shards"),
     ("GET", "/v1/members"),
     ("GET", "/v1/auth/whoami"),
     ("POST", "/v1/lease/grant"),

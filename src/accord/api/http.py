@@ -42,6 +42,7 @@ from accord.api.wire import (
     path_bytes,
     query_bytes,
     result_doc,
+    shards_doc,
     status_doc,
 )
 from accord.errors import AccordError, NotLeader
@@ -203,6 +204,7 @@ class HttpApi:
         r.add_get("/v1/lease/{id:[0-9]+}", self.lease_get, name="lease_get")
         r.add_delete("/v1/lease/{id:[0-9]+}", self.lease_revoke, name="lease_revoke")
         r.add_get("/v1/cluster/status", self.status, name="status")
+        r.add_get("/v1/cluster/shards", self.shards, name="shards")
         r.add_get("/v1/members", self.members, name="members")
         r.add_post("/v1/members", self.member_add, name="member_add")
         r.add_post("/v1/members/{id:[0-9]+}/promote", self.member_promote, name="member_promote")
@@ -536,6 +538,9 @@ class HttpApi:
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(status_doc(self.service, self.state), headers=CORS)
+
+    async def shards(self, request: web.Request) -> web.Response:
+        return web.json_response(shards_doc(self.service, self.state), headers=CORS)
 
     async def health(self, request: web.Request) -> web.Response:
         """Liveness: answering at all shows the event loop runs; a node whose Ready

@@ -285,6 +285,31 @@ SCHEMAS: dict[str, Any] = {
             "members": {"type": "array", "items": {"type": "object"}},
         },
     },
+    "Shards": {
+        "type": "object",
+        "required": ["version", "shards"],
+        "properties": {
+            "version": {"type": "integer", "minimum": 0},
+            "shards": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "slots", "replicas", "leader", "keys"],
+                    "properties": {
+                        "id": {"type": "integer", "minimum": 0},
+                        "slots": {
+                            "type": "array",
+                            "items": {"type": "array", "items": {"type": "integer"}},
+                        },
+                        "replicas": {"type": "array", "items": {"type": "string"}},
+                        "learners": {"type": "array", "items": {"type": "string"}},
+                        "leader": {"type": ["string", "null"]},
+                        "keys": {"type": ["integer", "null"]},
+                    },
+                },
+            },
+        },
+    },
 }
 
 
@@ -478,6 +503,14 @@ def spec() -> dict[str, Any]:
                 "get": {
                     "summary": "Members, roles, terms, indexes",
                     "responses": _responses({"description": "status", **_json("Status")}, 503),
+                }
+            },
+            "/v1/cluster/shards": {
+                "get": {
+                    "summary": "The shard map: each shard's slot ranges [start, stop), "
+                    "replicas and leader (node names) and keys; version 0 and one shard, "
+                    "id 0, owning every slot, while the cluster is one Raft group",
+                    "responses": _responses({"description": "shards", **_json("Shards")}),
                 }
             },
             "/health": {

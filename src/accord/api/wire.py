@@ -27,6 +27,7 @@ from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, T
 from accord.kv.types import Event, KeyValue
 from accord.node.members import NodeState, member_roles
 from accord.node.service import KVService, now_ms
+from accord.shard.limits import SLOT_COUNT
 
 
 class BadRequest(AccordError):
@@ -299,6 +300,49 @@ def status_doc(service: KVService, state: NodeState) -> dict[str, Any]:
         "applied": node.applied_index,
         "revision": service.machine.revision,
         "members": members,
+    }
+
+
+def shards_doc(service: KVService, state: NodeState) -> dict[str, Any]:
+    """The shard map as this node knows it (`GET /v1/cluster/shards`), node ids as
+    names. A cluster without a map is one shard, group 0, owning every slot: its
+    replicas are the voters, its leader this node's leader, its keys the store's."""
+    node = service.node
+    metadata = state.shards
+
+    def name(node_id: int) -> str:
+        member = state.members.get(node_id)
+        return member.name if member is not None else str(node_id)
+
+    if metadata.map is None:
+        conf = node.core.conf
+        leader = node.leader_id
+        return {
+            "version": 0,
+            "shards": [
+                {
+                    "id": 0,
+                    "slots": [[0, SLOT_COUNT]],
+                    "replicas": [name(n) for n in sorted(conf.all_voters())],
+                    "learners": [name(n) for n in sorted(conf.learners)],
+                    "leader": name(leader) if leader else None,
+                    "keys": service.machine.keys_count,
+                }
+            ],
+        }
+    return {
+        "version": metadata.map.version,
+        "shards": [
+            {
+                "id": shard.id,
+                "slots": [[r.start, r.stop] for r in shard.ranges],
+                "replicas": [name(n) for n in shard.replicas],
+                "learners": [name(n) for n in shard.learners],
+                "leader": None,  # the shard groups' leaders are not reported yet
+                "keys": None,
+            }
+            for shard in metadata.map
+        ],
     }
 
 

@@ -64,6 +64,7 @@ _RULES: dict[tuple[str, str], str] = {
     ("GET", "/v1/lease/{id}"): "_lease",
     ("DELETE", "/v1/lease/{id}"): "_lease_revoke",
     ("GET", "/v1/cluster/status"): "user",
+    ("GET", "/v1/cluster/shards"): "user",
     ("GET", "/v1/members"): "user",
     ("GET", "/v1/auth/whoami"): "user",
 }
