@@ -157,7 +157,6 @@ class InvalidTransition(InvariantError):
 
 class Mover:
     def __init__(self, move: Move, catch_up_ticks: int = CATCH_UP_TICKS) -> None:
-        self.move = move
         self.shard = move.shard
         self.target = move.target
         self.source = move.source if isinstance(move, MoveReplica) else None

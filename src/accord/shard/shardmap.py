@@ -124,9 +124,6 @@ class ShardMap:
     def next_shard_id(self) -> int:
         return max(s.id for s in self.shards) + 1
 
-    def shards_of_node(self, node: int) -> list[Shard]:
-        return [s for s in self.shards if node in s.replicas or node in s.learners]
-
     # --- edits (each a new version) ---------------------------------------------------
     def split(self, shard_id: int, at: int, new_id: int) -> ShardMap:
         """Give the slots of `shard_id` from `at` (one of its slots) on to a new shard

@@ -20,7 +20,6 @@ Pure: no I/O.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from accord.invariant import invariant
@@ -61,9 +60,6 @@ class SlotRange:
 
     def __contains__(self, slot: object) -> bool:
         return isinstance(slot, int) and self.start <= slot < self.stop
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.start, self.stop))
 
     def __str__(self) -> str:
         return f"{self.start}-{self.stop - 1}"
