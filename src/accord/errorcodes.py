@@ -189,6 +189,19 @@ _ROWS = (
     ),
     ErrorCode("compacted", 410, "Compacted", "the revision asked for was compacted away"),
     ErrorCode(
+        "cross_shard",
+        400,
+        "InvalidRequest",
+        "the request's keys live on several shards: a write, a range delete or a "
+        "transaction names keys of one shard (keys sharing a {hash tag} always are)",
+    ),
+    ErrorCode(
+        "unsupported_on_shards",
+        501,
+        "InvalidRequest",
+        "a sharded cluster does not serve this yet (leases, compaction)",
+    ),
+    ErrorCode(
         "lease_not_found",
         404,
         "LeaseNotFound",

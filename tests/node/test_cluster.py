@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from accord.testing.cluster import DEADLINE_S, LocalCluster, http, running_cluster, wait_for
+from accord.testing.cluster import (
+    DEADLINE_S,
+    LocalCluster,
+    WatchReader,
+    http,
+    running_cluster,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -129,40 +135,6 @@ def test_openapi_describes_every_route(shared_cluster: LocalCluster) -> None:
     routes = {re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route) for route in routes}
     assert routes == paths, routes ^ paths
     assert isinstance(app, web.Application)
-
-
-class WatchReader:
-    """Reads a watch stream's JSON lines on a thread (HTTP/1.0: no chunked framing, so
-    each event line arrives as soon as the server writes it)."""
-
-    def __init__(self, base_url: str, path: str) -> None:
-        import threading
-
-        host, port = base_url.removeprefix("http://").split(":")
-        self.events: list[dict[str, Any]] = []
-        self.errors: list[dict[str, Any]] = []
-        self._sock = socket.create_connection((host, int(port)), timeout=DEADLINE_S)
-        self._sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-        self._file = self._sock.makefile("rb")
-        status = self._file.readline()
-        assert b" 200 " in status, status
-        while self._file.readline() not in (b"\r\n", b""):
-            pass
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            for line in self._file:
-                item = json.loads(line)
-                if "error" in item:
-                    self.errors.append(item["error"])
-                self.events.extend(item.get("events", []))
-        except (OSError, ValueError):
-            return
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 def test_watch_sees_every_event_once_in_order_across_a_leader_change(cluster: LocalCluster) -> None:

@@ -98,5 +98,16 @@ def test_a_snapshot_restores_the_same_state() -> None:
     copy = ShardMetadata()
     copy.restore(msgpack.unpackb(msgpack.packb(meta.snapshot())))
     assert copy.map == meta.map and copy.nodes == meta.nodes and copy.moves == meta.moves
+    assert copy.founders == meta.founders == {1: (1, 2, 3), 2: (1, 2, 3), 3: (1, 2, 3)}
+    older = meta.snapshot()[:4]  # before founders were recorded
+    copy.restore(msgpack.unpackb(msgpack.packb(older)))
+    assert copy.map == meta.map and copy.founders == {}
     with pytest.raises(ValueError, match="format"):
         ShardMetadata().restore([99, None, [], []])
+
+
+def test_founders_stay_what_the_bootstrap_said_after_members_change() -> None:
+    meta = bootstrapped()
+    assert meta.apply(encode_metadata_command("members", 1, 2, [1, 2, 4], [])).ok
+    assert meta.map is not None and meta.map.shard(2).replicas == (1, 2, 4)
+    assert meta.founders[2] == (1, 2, 3)

@@ -13,7 +13,7 @@ from accord.invariant import InvariantError
 from accord.shard import Shard, ShardMap, SlotRange, hash_part, slot_of
 from accord.shard.limits import SLOT_COUNT
 from accord.shard.shardmap import ShardMapError
-from accord.shard.slots import coalesce, even_ranges
+from accord.shard.slots import coalesce, even_ranges, range_slot
 
 
 def test_keys_with_one_hash_tag_share_a_slot_and_others_hash_whole() -> None:
@@ -24,6 +24,29 @@ def test_keys_with_one_hash_tag_share_a_slot_and_others_hash_whole() -> None:
     assert hash_part(b"x}{y}") == b"y"  # a `}` before the `{` is ordinary
     # The slot is CRC-32 of the hash part, so any client computes the same one.
     assert slot_of(b"plain") == zlib.crc32(b"plain") % SLOT_COUNT
+
+
+def test_a_range_within_one_hash_tag_has_one_slot() -> None:
+    assert range_slot(b"{user1}:", b"{user1}:\xff") == slot_of(b"user1")
+    assert range_slot(b"{user1}", b"{user1~") == slot_of(b"user1")  # the tag's prefix
+    assert range_slot(b"k", b"") == slot_of(b"k")  # one key
+    assert range_slot(b"{user1}", b"{user2}") is None  # past the tag
+    assert range_slot(b"a", b"b") is None  # no tag
+    assert range_slot(b"{user1}", b"{user1\x7f") is None  # just past the prefix
+
+
+KEY_BYTES = st.binary(max_size=6).map(lambda b: bytes(b"{}ab"[x % 4] for x in b))
+
+
+@given(KEY_BYTES, KEY_BYTES, st.lists(KEY_BYTES, max_size=40))
+def test_range_slot_is_the_slot_of_every_key_in_the_range(
+    key: bytes, end: bytes, keys: list[bytes]
+) -> None:
+    slot = range_slot(key, end)
+    if slot is None:
+        return
+    inside = [k for k in [key, *keys] if key <= k < end] if end else [key]
+    assert all(slot_of(k) == slot for k in inside)
 
 
 def test_slots_spread_keys_evenly() -> None:

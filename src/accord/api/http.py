@@ -37,6 +37,7 @@ from accord.api.wire import (
     only_fields,
     parse_json,
     parse_lease_id,
+    parse_start_revisions,
     parse_txn,
     parse_uint,
     path_bytes,
@@ -61,7 +62,7 @@ from accord.node.members import (
     remove_member,
 )
 from accord.node.observe import readiness
-from accord.node.service import KVService
+from accord.node.router import ShardedKV
 from accord.observability.logs import request_id
 from accord.observability.metrics import CONTENT_TYPE, NodeMetrics
 from accord.observability.tracing import Tracing
@@ -69,6 +70,9 @@ from accord.observability.tracing import Tracing
 log = logging.getLogger("accord.api")
 
 FORWARDED = "X-Accord-Forwarded"
+SHARD = "X-Accord-Shard"
+"""On every answer about keys: the shard that served it (0: the cluster's one group;
+a range or watch over several shards names none)."""
 CLIENT_ID = "X-Accord-Client-Id"
 SEQ = "X-Accord-Seq"
 REQUEST_ID = "X-Request-Id"
@@ -84,7 +88,7 @@ QUERY_PARAMS: dict[str, frozenset[str]] = {
     "range": frozenset(
         {"key", "range_end", "prefix", "limit", "count_only", "revision", "consistency"}
     ),
-    "watch": frozenset({"key", "range_end", "prefix", "start_revision"}),
+    "watch": frozenset({"key", "range_end", "prefix", "start_revision", "start_revisions"}),
 }
 """The query parameters each route reads; any other is refused (400), on every route
 of this API (a route not named here takes none), so a misspelt option is never
@@ -172,7 +176,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class HttpApi:
     def __init__(
         self,
-        service: KVService,
+        service: ShardedKV,
         state: NodeState,
         *,
         metrics: NodeMetrics | None = None,
@@ -306,7 +310,15 @@ class HttpApi:
         leader = error.leader_hint or self.service.node.leader_id
         member = self.state.members.get(leader)
         url = member.client_url if member else None
-        if url and not request.headers.get(FORWARDED) and leader != self.service.node.core.id:
+        # A watch is a stream: forwarding buffers whole answers, so it is refused here
+        # with the node to ask instead.
+        streaming = request.match_info.route.name == "watch"
+        if (
+            url
+            and not streaming
+            and not request.headers.get(FORWARDED)
+            and leader != self.service.node.core.id
+        ):
             return await self._forward(request, url)
         extra = {"leader": {"id": leader, "url": url}} if url else {}
         return error_response("not_leader", str(error), **extra)
@@ -399,11 +411,16 @@ class HttpApi:
     def _query_int(request: web.Request, name: str) -> int:
         return parse_uint(request.query.get(name, "0"), name)
 
+    def _shard_headers(self, key: bytes, range_end: bytes = b"") -> dict[str, str]:
+        """`X-Accord-Shard` for an answer about `[key, range_end)`, if one shard has it."""
+        shards = self.service.shard_ids(key, range_end) if self.service.sharded else [0]
+        return {SHARD: str(shards[0])} if len(shards) == 1 else {}
+
     async def put(self, request: web.Request) -> web.Response:
         value = await request.read()
         command = Put(self._key(request), value, self._query_int(request, "lease"))
         result = await self.service.execute(command, *self._request_id(request))
-        return web.json_response(result_doc(result))
+        return web.json_response(result_doc(result), headers=self._shard_headers(command.key))
 
     async def get(self, request: web.Request) -> web.Response:
         result = await self.service.get(
@@ -416,6 +433,7 @@ class HttpApi:
             body=kv.value,
             content_type="application/octet-stream",
             headers={
+                **self._shard_headers(kv.key),
                 "X-Accord-Revision": str(result.revision),
                 "X-Accord-Mod-Revision": str(kv.mod_revision),
                 "X-Accord-Create-Revision": str(kv.create_revision),
@@ -427,7 +445,7 @@ class HttpApi:
     async def delete(self, request: web.Request) -> web.Response:
         command = DeleteRange(self._key(request))
         result = await self.service.execute(command, *self._request_id(request))
-        return web.json_response(result_doc(result))
+        return web.json_response(result_doc(result), headers=self._shard_headers(command.key))
 
     async def range(self, request: web.Request) -> web.Response:
         q = request.query
@@ -440,12 +458,13 @@ class HttpApi:
             count_only=query_bool(q.get("count_only", "false"), "count_only"),
             linearizable=self._linearizable(request),
         )
-        return web.json_response(result_doc(result))
+        return web.json_response(result_doc(result), headers=self._shard_headers(key, end))
 
     async def txn(self, request: web.Request) -> web.Response:
-        raw = parse_json(await request.read())
-        result = await self.service.execute(parse_txn(raw), *self._request_id(request))
-        return web.json_response(result_doc(result))
+        command = parse_txn(parse_json(await request.read()))
+        result = await self.service.execute(command, *self._request_id(request))
+        shard = self.service.shard_of_command(command) if self.service.sharded else 0
+        return web.json_response(result_doc(result), headers={SHARD: str(shard)})
 
     async def _json_body(self, request: web.Request, allowed: set[str]) -> dict[str, Any]:
         return only_fields(parse_json(await request.read() or b"{}"), allowed, "request body")
@@ -454,13 +473,18 @@ class HttpApi:
         """A stream of JSON lines, one per batch of events, in revision order."""
         key, end = self.key_range(request)
         start_revision = self._query_int(request, "start_revision")
-        watch_id = self.service.open_watch(key, end, start_revision)
-        events = self.service.stream(watch_id)
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        starts = parse_start_revisions(request.query.get("start_revisions", ""))
+        watch_id = self.service.open_watch(key, end, start_revision, starts)
+        events = self.service.stream_shards(watch_id)
+        headers = {"Content-Type": "application/x-ndjson", **self._shard_headers(key, end)}
+        response = web.StreamResponse(headers=headers)
         try:
             await response.prepare(request)
             async for batch in events:
-                lines = [event_doc(e) for e in batch]
+                lines = [event_doc(e) for e in batch.events]
+                if batch.shard:  # a sharded cluster: each event's revision is its shard's
+                    for line in lines:
+                        line["shard"] = batch.shard
                 await response.write(json.dumps({"events": lines}).encode() + b"\n")
         except AccordError as e:  # the stream's last line (its status is long sent)
             _, error = error_doc(e.code, str(e))

@@ -88,6 +88,7 @@ from accord.api.wire import (
     only_fields,
     parse_txn,
     result_doc,
+    start_revisions_field,
     status_doc,
 )
 from accord.errors import AccordError, NotLeader
@@ -95,7 +96,7 @@ from accord.kv import DeleteRange, LeaseRevoke, Put
 from accord.kv.errors import LimitExceeded, ResponseTooLarge
 from accord.node.members import NodeState
 from accord.node.observe import readiness
-from accord.node.service import KVService
+from accord.node.router import ShardedKV
 from accord.observability.metrics import NodeMetrics
 from accord.transport.errors import TransportError
 from accord.transport.framing import FrameDecoder, encode_frame
@@ -357,7 +358,7 @@ class _Session:
             if len(self.watches) >= NATIVE_WATCHES_MAX:
                 count = len(self.watches) + 1
                 raise LimitExceeded("watches on this connection", count, NATIVE_WATCHES_MAX)
-            only_fields(args, {"key", "range_end", "start_revision"}, "watch")
+            only_fields(args, {"key", "range_end", "start_revision", "start_revisions"}, "watch")
             if self.server.guard is not None:
                 self.server.guard.check(self, "watch", args)
             service = self.server.service
@@ -365,6 +366,7 @@ class _Session:
                 bytes_field(args, "key"),
                 bytes_field(args, "range_end", required=False),
                 int_field(args, "start_revision"),
+                start_revisions_field(args),
             )
         except AccordError as e:
             self.send_error(request_id, e)
@@ -381,12 +383,14 @@ class _Session:
 
     async def _stream(self, request_id: int, watch_id: int) -> None:
         service = self.server.service
-        events = service.stream(watch_id)
+        events = service.stream_shards(watch_id)
         try:
             async for batch in events:  # a slow reader falls behind, not our memory
-                await self.reply(
-                    request_id, STREAMING, {"events": [event_doc(e, True) for e in batch]}
-                )
+                docs = [event_doc(e, True) for e in batch.events]
+                if batch.shard:  # a sharded cluster: each event's revision is its shard's
+                    for doc in docs:
+                        doc["shard"] = batch.shard
+                await self.reply(request_id, STREAMING, {"events": docs})
             await self.reply(request_id, 200, {})
         except AccordError as e:
             await self.reply(request_id, *self.error_body(e))
@@ -415,7 +419,7 @@ class NativeServer:
     """Serves the native protocol for one node (see the module docstring)."""
 
     def __init__(
-        self, service: KVService, state: NodeState, metrics: NodeMetrics | None = None
+        self, service: ShardedKV, state: NodeState, metrics: NodeMetrics | None = None
     ) -> None:
         self.service = service
         self.state = state

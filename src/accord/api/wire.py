@@ -26,8 +26,9 @@ from accord.kv.limits import LEASE_ID_MAX, LEASE_TTL_MS_MAX
 from accord.kv.results import DeleteResult, GetResult, PutResult, RangeResult, TxnResult
 from accord.kv.types import Event, KeyValue
 from accord.node.members import NodeState, member_roles
+from accord.node.router import ShardedKV, ShardedRange
 from accord.node.service import KVService, now_ms
-from accord.shard.limits import SLOT_COUNT
+from accord.shard.limits import SHARDS_PER_CLUSTER_MAX, SLOT_COUNT
 
 
 class BadRequest(AccordError):
@@ -86,12 +87,15 @@ def result_doc(result: Any, binary: bool = False) -> dict[str, Any]:
         kv = kv_doc(result.kv, binary) if result.kv else None
         return {"revision": result.revision, "kv": kv}
     if isinstance(result, RangeResult):
-        return {
+        doc = {
             "revision": result.revision,
             "count": result.count,
             "more": result.more,
             "kvs": [kv_doc(kv, binary) for kv in result.kvs],
         }
+        if isinstance(result, ShardedRange):  # revisions are per shard
+            doc["revisions"] = {str(shard): rev for shard, rev in result.revisions.items()}
+        return doc
     if isinstance(result, TxnResult):
         return {
             "succeeded": result.succeeded,
@@ -192,6 +196,38 @@ def parse_uint(raw: str, name: str, minimum: int = 0) -> int:
     if not digits or not minimum <= int(raw) <= INT_MAX:
         raise BadRequest(f"{name} must be an integer in {minimum}..{INT_MAX}")
     return int(raw)
+
+
+def parse_start_revisions(raw: str) -> dict[int, int]:
+    """`start_revisions` of a watch over shards: `SHARD:REVISION,...` (each shard's
+    revisions are its own), at most `SHARDS_PER_CLUSTER_MAX` pairs."""
+    if not raw:
+        return {}
+    pairs = raw.split(",", SHARDS_PER_CLUSTER_MAX)
+    if len(pairs) > SHARDS_PER_CLUSTER_MAX:
+        raise BadRequest(f"start_revisions: at most {SHARDS_PER_CLUSTER_MAX} shards")
+    starts: dict[int, int] = {}
+    for pair in pairs:
+        shard, colon, revision = pair.partition(":")
+        if not colon:
+            raise BadRequest("start_revisions: pairs SHARD:REVISION, separated by commas")
+        shard_id = parse_uint(shard, "start_revisions shard", minimum=1)
+        if shard_id in starts:
+            raise BadRequest(f"start_revisions: shard {shard_id} is named twice")
+        starts[shard_id] = parse_uint(revision, "start_revisions revision")
+    return starts
+
+
+def start_revisions_field(obj: dict[str, Any]) -> dict[int, int]:
+    """`start_revisions` of a native watch: a map shard id -> first revision."""
+    raw = obj.get("start_revisions", {})
+    if not isinstance(raw, dict) or len(raw) > SHARDS_PER_CLUSTER_MAX:
+        raise BadRequest(f"start_revisions must be a map of at most {SHARDS_PER_CLUSTER_MAX}")
+    pairs = {"shard": list(raw), "revision": list(raw.values())}
+    for name, values in pairs.items():
+        for value in values:
+            int_field({name: value}, name, minimum=1 if name == "shard" else 0)
+    return dict(raw)
 
 
 def lease_id_field(obj: dict[str, Any], name: str = "id") -> int:
@@ -330,25 +366,29 @@ def shards_doc(service: KVService, state: NodeState) -> dict[str, Any]:
                 }
             ],
         }
-    return {
-        "version": metadata.map.version,
-        "shards": [
+    hosted = service.shards.services if isinstance(service, ShardedKV) else {}
+    rows = []
+    for shard in metadata.map:
+        # A shard this node holds no replica of: its leader and size are not known here.
+        here = hosted.get(shard.id)
+        leader = here.group.leader_id if here is not None else 0
+        rows.append(
             {
                 "id": shard.id,
                 "slots": [[r.start, r.stop] for r in shard.ranges],
                 "replicas": [name(n) for n in shard.replicas],
                 "learners": [name(n) for n in shard.learners],
-                "leader": None,  # the shard groups' leaders are not reported yet
-                "keys": None,
+                "leader": name(leader) if leader else None,
+                "keys": here.machine.keys_count if here is not None else None,
+                "revision": here.machine.revision if here is not None else None,
             }
-            for shard in metadata.map
-        ],
-    }
+        )
+    return {"version": metadata.map.version, "shards": rows}
 
 
 async def lease_ttl_doc(service: KVService, lease_id: int, binary: bool = False) -> dict[str, Any]:
     """A lease's remaining time and keys, after a read barrier; LeaseNotFound if gone."""
-    await service.node.read_barrier()
+    await service.group.read_barrier()
     info = service.machine.lease_ttl(lease_id, keys=True)
     if info is None:
         raise kv_errors.LeaseNotFound(lease_id)

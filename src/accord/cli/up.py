@@ -43,13 +43,19 @@ from accord.server.config import (
     load_config,
     render_config,
 )
+from accord.shard.limits import SHARD_REPLICAS_MAX, SHARDS_PER_CLUSTER_MAX
 
 STOP_GRACE_S = 10.0
 LEADER_WAIT_S = 30.0
 
 
 def _cluster_configs(
-    nodes: int, directory: Path, port_base: int, secure: bool = False
+    nodes: int,
+    directory: Path,
+    port_base: int,
+    secure: bool = False,
+    shards: int = 1,
+    replicas: int = 3,
 ) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     existing = sorted(directory.glob("n*/node.toml"))
@@ -59,8 +65,14 @@ def _cluster_configs(
                 f"{directory} holds a cluster of {len(existing)} nodes; use --nodes "
                 f"{len(existing)} or another --dir"
             )
-        if secure and not load_config(existing[0], env={}).security.tls:
+        first = load_config(existing[0], env={})
+        if secure and not first.security.tls:
             raise click.UsageError(f"{directory} holds a cluster made without --secure")
+        if first.shards != shards:
+            raise click.UsageError(
+                f"{directory} holds a cluster of {first.shards} shard(s); use --shards "
+                f"{first.shards} or another --dir"
+            )
         _add_peer_material(directory, existing)
         return existing
     members = {
@@ -105,6 +117,8 @@ def _cluster_configs(
             native=member.native,
             members=members,
             cluster_id=cluster_id,
+            shards=shards,
+            replicas=min(replicas, nodes),
             security=node_security,
         )
         path = node_dir / "node.toml"
@@ -146,17 +160,48 @@ def _wait_for_leader(configs: list[NodeConfig], procs: list[subprocess.Popen[byt
     context = client_tls(tls.tls_ca) if tls.tls and tls.tls_ca else None
     deadline = time.monotonic() + LEADER_WAIT_S
     while time.monotonic() < deadline:
-        for config, proc in zip(configs, procs, strict=True):
-            if proc.poll() is not None:
-                raise click.ClickException(
-                    f"node {config.name} exited with code {proc.returncode}; "
-                    f"see {config.data_dir.parent / 'node.log'}"
-                )
+        _check_running(configs, procs)
+        for config in configs:
             status = _status(config.client_url, context)
             if status and status.get("leader"):
                 return int(status["leader"])
         time.sleep(0.1)
     raise click.ClickException(f"no leader elected within {LEADER_WAIT_S:g}s")
+
+
+def _wait_for_shards(configs: list[NodeConfig], procs: list[subprocess.Popen[bytes]]) -> None:
+    """Until the map is bootstrapped and every shard has a leader (every node's
+    answer, so a client may start on any of them)."""
+    tls = configs[0].security
+    context = client_tls(tls.tls_ca) if tls.tls and tls.tls_ca else None
+    deadline = time.monotonic() + LEADER_WAIT_S
+    while time.monotonic() < deadline:
+        _check_running(configs, procs)
+        if all(_shards_led(config.client_url, context) for config in configs):
+            return
+        time.sleep(0.1)
+    raise click.ClickException(f"the shards had no leaders within {LEADER_WAIT_S:g}s")
+
+
+def _shards_led(url: str, context: ssl.SSLContext | None) -> bool:
+    if context is not None:  # /v1/cluster/shards needs a user there: /ready is public
+        return _status(url, context) is not None
+    try:
+        with urllib.request.urlopen(f"{url}/v1/cluster/shards", timeout=1) as response:
+            data = json.loads(response.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+    shards = data.get("shards", [])
+    return data.get("version", 0) > 0 and all(s.get("leader") for s in shards)
+
+
+def _check_running(configs: list[NodeConfig], procs: list[subprocess.Popen[bytes]]) -> None:
+    for config, proc in zip(configs, procs, strict=True):
+        if proc.poll() is not None:
+            raise click.ClickException(
+                f"node {config.name} exited with code {proc.returncode}; "
+                f"see {config.data_dir.parent / 'node.log'}"
+            )
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -193,6 +238,20 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     "the CA, certificates, key and root password go to DIR/secure/ (peer links use "
     "mutual TLS with or without it, certificates in DIR/peers/)",
 )
+@click.option(
+    "--shards",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, SHARDS_PER_CLUSTER_MAX),
+    help="Raft groups the keys are spread over (1: one group holds every key)",
+)
+@click.option(
+    "--replicas",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, SHARD_REPLICAS_MAX),
+    help="voters of each shard, at most one per node (min(REPLICAS, NODES))",
+)
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), help="of every node's node.log")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS))
 @click.option("--tracing", type=click.Choice(TRACING_MODES), help="where request spans go")
@@ -204,10 +263,12 @@ def up(
     log_level: str | None,
     tracing: str | None,
     secure: bool,
+    shards: int,
+    replicas: int,
 ) -> None:
     """Start a local cluster and run it until Ctrl-C."""
     root = Path(directory).resolve()  # configs hold absolute paths: any cwd works
-    paths = _cluster_configs(nodes, root, port_base, secure)
+    paths = _cluster_configs(nodes, root, port_base, secure, shards, replicas)
     configs = [load_config(p, env={}) for p in paths]
     # Passed as ACCORD_* variables, which override each node's file for this run only.
     settings = {"log_format": log_format, "log_level": log_level, "tracing": tracing}
@@ -233,6 +294,8 @@ def up(
                 )
             )
         leader = _wait_for_leader(configs, procs)
+        if shards > 1:
+            _wait_for_shards(configs, procs)
         _write_cluster_file(root, configs, paths, procs)
         _print_cluster(configs, leader)
         reported: set[int] = set()

@@ -12,7 +12,7 @@ log entry reaches the one its tag names through the command registry
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgpack
@@ -116,6 +116,8 @@ class NodeState:
         # Undecodable KV bytes and unknown kinds alike are recorded by the KV machine.
         # The shard map and placement state (the metadata group's; empty on one shard).
         self.shards = ShardMetadata()
+        self.on_shards_changed: Callable[[], None] = lambda: None
+        """Called after the shard metadata changed (a command applied, a restore)."""
         self.commands = Registry(
             {Kind.KV: kv.apply, Kind.AUTH: self._apply_auth, Kind.SHARD: self._apply_shard},
             kv.refuse,
@@ -130,7 +132,10 @@ class NodeState:
         return self.auth.apply(payload), []
 
     def _apply_shard(self, index: int, payload: bytes) -> Outcome:
-        return self.shards.apply(payload), []
+        result = self.shards.apply(payload)
+        if result.ok:
+            self.on_shards_changed()
+        return result, []
 
     def apply_conf_change(self, change: ConfChange) -> None:
         if not change.changes:  # leaving the joint configuration
@@ -184,6 +189,7 @@ class NodeState:
         self.shards = ShardMetadata()
         if shards is not None:
             self.shards.restore(shards)
+        self.on_shards_changed()
         self.kv.restore(kv_data)
         self.members = {m.id: m for m in self._decode(members)}
         self.leaving = set(leaving)

@@ -84,7 +84,18 @@ class AuthCommand:
         return encode_auth_payload(self.op, *self.args)
 
 
-Command = KVCommand | AuthCommand
+@dataclass(frozen=True, slots=True)
+class ShardCommand:
+    """A metadata command (`accord.shard.metadata.encode_metadata_command`)."""
+
+    encoded: bytes
+    kind: ClassVar[Kind] = Kind.SHARD
+
+    def payload(self) -> bytes:
+        return self.encoded
+
+
+Command = KVCommand | AuthCommand | ShardCommand
 """Every command a node proposes as a normal log entry."""
 
 

@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import AsyncGenerator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 from accord.errors import AccordError, NotLeader
 from accord.kv import (
@@ -54,6 +54,7 @@ from accord.node.limits import HOUSEKEEPING_INTERVAL_S, LEASE_EXPIRY_SLACK_MS, S
 from accord.node.registry import KVCommand, encode
 from accord.node.runtime import Node
 from accord.observability.tracing import Tracing
+from accord.raft import RaftCore
 
 CHECKPOINT_MARGIN_MS = 2 * int(HOUSEKEEPING_INTERVAL_S * 1000) + LEASE_EXPIRY_SLACK_MS
 """A kept-alive lease's replicated deadline is written again once it is this close
@@ -63,6 +64,24 @@ CHECKPOINT_MARGIN_MS = 2 * int(HOUSEKEEPING_INTERVAL_S * 1000) + LEASE_EXPIRY_SL
 REQUEST_OWNER: ContextVar[str] = ContextVar("accord_request_owner", default="")
 """Who the request being served is from: set by the security layer once it knows the
 user (each request runs in a task of its own, which has its own copy)."""
+
+
+class RaftGroup(Protocol):
+    """The group a service's commands go through: the node's primary group (`Node`)
+    or one of its shard groups (`Replica`)."""
+
+    @property
+    def core(self) -> RaftCore: ...
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    @property
+    def leader_id(self) -> int: ...
+
+    async def propose(self, data: bytes, timeout_s: float | None = None) -> Any: ...
+
+    async def read_barrier(self, timeout_s: float | None = None) -> int: ...
 
 
 def now_ms() -> int:
@@ -77,8 +96,11 @@ class KVService:
         *,
         tracing: Tracing | None = None,
         unsafe_local_reads: bool = False,
+        group: RaftGroup | None = None,
     ) -> None:
         self.node = node
+        self.group: RaftGroup = group if group is not None else node
+        """Where this service's commands go: the primary group unless told otherwise."""
         # DELIBERATE BUG when True (config `debug_unsafe_local_reads`): linearizable
         # reads skip ReadIndex, so a deposed or partitioned leader serves stale data.
         self.unsafe_local_reads = unsafe_local_reads
@@ -118,11 +140,11 @@ class KVService:
         envelope = Envelope(client_id, seq, command, now_ms(), REQUEST_OWNER.get())
         data = encode(KVCommand(envelope))
         if self.tracing is None:
-            result = await self.node.propose(data, timeout_s)
+            result = await self.group.propose(data, timeout_s)
         else:
             attributes = {"accord.command": type(command).__name__, "accord.bytes": len(data)}
             with self.tracing.span("raft.propose", attributes):
-                result = await self.node.propose(data, timeout_s)
+                result = await self.group.propose(data, timeout_s)
         if isinstance(result, ErrorResult):
             raise result.exception()
         return result
@@ -140,18 +162,18 @@ class KVService:
         """Keep the lease alive for another TTL, answered by the leader from memory (no
         Raft write); NotLeader on a follower, LeaseNotFound for a lease that is gone
         or past its deadline."""
-        if not self.node.is_leader:
-            raise NotLeader(self.node.leader_id)
+        if not self.group.is_leader:
+            raise NotLeader(self.group.leader_id)
         # Stamped before the barrier: a leader elected after the barrier confirmed
         # this one renews every lease later than `now`, so it covers this keepalive.
         now = now_ms()
-        await self.node.read_barrier()  # still the leader, and every grant applied
-        if not self.node.is_leader:
-            raise NotLeader(self.node.leader_id)
+        await self.group.read_barrier()  # still the leader, and every grant applied
+        if not self.group.is_leader:
+            raise NotLeader(self.group.leader_id)
         info = self.machine.lease_ttl(lease_id)
         # Before this term's renewal commits, a lease still in the table is alive: the
         # renewal, stamped later than `now`, gives it a full TTL.
-        renewing = self._renewed_term != self.node.core.term
+        renewing = self._renewed_term != self.group.core.term
         if info is None or (not renewing and self.lease_deadline_ms(info) <= now):
             raise LeaseNotFound(lease_id)
         self.lessor.keepalive(lease_id, info.ttl_ms, now)
@@ -160,14 +182,14 @@ class KVService:
     def lease_deadline_ms(self, info: LeaseInfo) -> int:
         """The lease's deadline as this node knows it: exact on the leader, a lower
         bound on a follower (which has only the replicated one)."""
-        if not self.node.is_leader:
+        if not self.group.is_leader:
             return info.deadline_ms
         return self.lessor.deadline_ms(info.lease_id, info.deadline_ms)
 
     # --- reads ----------------------------------------------------------------------------
     async def _barrier(self, linearizable: bool) -> None:
         if linearizable and not self.unsafe_local_reads:
-            await self.node.read_barrier()
+            await self.group.read_barrier()
 
     async def get(self, key: bytes, revision: int = 0, linearizable: bool = True) -> GetResult:
         await self._barrier(linearizable)
@@ -238,10 +260,10 @@ class KVService:
         rounds = 0
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
-            if not self.node.is_leader:
+            if not self.group.is_leader:
                 continue
             rounds += 1
-            term = self.node.core.term
+            term = self.group.core.term
             if self._renewed_term != term:
                 if await self._renew_leases():
                     self._renewed_term = term

@@ -20,8 +20,10 @@ from accord.api.native import NativeServer
 from accord.kv import KVLimits, KVStateMachine
 from accord.node.members import NodeState
 from accord.node.observe import sample_node
+from accord.node.router import ShardedKV
 from accord.node.runtime import Node
 from accord.node.service import KVService
+from accord.node.shardhost import ShardHost
 from accord.observability.logs import NodeContext
 from accord.observability.metrics import NodeMetrics
 from accord.observability.tracing import Tracing, make_tracing
@@ -67,7 +69,7 @@ def _sync_observer(config: NodeConfig, metrics: NodeMetrics) -> Callable[[float,
 
 def build_node(
     config: NodeConfig, observers: Observers | None = None
-) -> tuple[Node, KVService, NodeState]:
+) -> tuple[Node, ShardedKV, NodeState]:
     raft_config = RaftConfig(
         id=config.id,
         bootstrap_voters=frozenset() if config.join else frozenset(config.members),
@@ -137,10 +139,18 @@ def build_node(
         pending_reads_max=config.pending_reads_max,
     )
     tracing = observers.tracing if observers else None
-    services.append(
-        KVService(
-            node, state.kv, tracing=tracing, unsafe_local_reads=config.debug_unsafe_local_reads
-        )
+    unsafe = config.debug_unsafe_local_reads
+    services.append(KVService(node, state.kv, tracing=tracing, unsafe_local_reads=unsafe))
+    shard_host = ShardHost(
+        node,
+        state,
+        shards=config.shards,
+        replicas=config.replicas,
+        make_machine=lambda: KVStateMachine(limits),
+        make_service=lambda replica, machine: KVService(
+            node, machine, tracing=tracing, unsafe_local_reads=unsafe, group=replica
+        ),
+        snapshot_entries=config.snapshot_entries,
     )
     if tracing is not None:
         node.trace_proposal = tracing.proposal
@@ -151,13 +161,13 @@ def build_node(
     )
     if any(bugs):
         log.warning("DELIBERATE BUGS ENABLED (debug_* settings): this node is not safe")
-    return node, services[0], state
+    return node, ShardedKV(services[0], shard_host), state
 
 
 def build_runner(
     config: NodeConfig,
     node: Node,
-    service: KVService,
+    service: ShardedKV,
     state: NodeState,
     observers: Observers,
     security: NodeSecurity | None = None,

@@ -91,6 +91,7 @@ from accord.node.limits import (
 )
 from accord.raft.limits import RAFT_ELECTION_TICKS
 from accord.security.config import SecurityConfig, parse_security, render_security
+from accord.shard.limits import SHARD_REPLICAS_MAX, SHARDS_PER_CLUSTER_MAX
 
 SCALAR_KEYS = {
     "name": str,
@@ -104,6 +105,8 @@ SCALAR_KEYS = {
     "election_ticks": int,
     "snapshot_entries": int,
     "join": bool,
+    "shards": int,
+    "replicas": int,
     "log_format": str,
     "log_level": str,
     "tracing": str,
@@ -140,6 +143,11 @@ class NodeConfig:
     snapshot_entries: int = SNAPSHOT_ENTRIES
     """Applied entries between two snapshots (then the log is compacted)."""
     join: bool = False
+    shards: int = 1
+    """Shards the cluster's first map cuts the keys into (same on every initial node);
+    1: no map, the primary group holds every key (a cluster of one group)."""
+    replicas: int = 3
+    """Voters of each shard (at most one per node: min(replicas, nodes))."""
     """True for a node added to a running cluster: it waits to be contacted."""
     native: tuple[str, int] | None = None
     """Where the native msgpack protocol listens (None: not served)."""
@@ -327,6 +335,8 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         election_ticks=values.get("election_ticks", RAFT_ELECTION_TICKS),
         snapshot_entries=values.get("snapshot_entries", SNAPSHOT_ENTRIES),
         join=values.get("join", False),
+        shards=values.get("shards", 1),
+        replicas=values.get("replicas", 3),
         native=parse_address(values["native"], "native") if "native" in values else None,
         log_format=values.get("log_format", "json"),
         log_level=values.get("log_level", "info"),
@@ -359,6 +369,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "store_bytes_max": (STORE_BYTES_MIN, STORE_BYTES_MAX),
     "request_timeout_s": (REQUEST_TIMEOUT_S_MIN, REQUEST_TIMEOUT_S_MAX),
     "pending_reads_max": (1, PENDING_READS_CEILING),
+    "shards": (1, SHARDS_PER_CLUSTER_MAX),
+    "replicas": (1, SHARD_REPLICAS_MAX),
 }
 """The settings bounded on both sides: (smallest, largest) value accepted. The limits
 table (`accord.limits`) says why each bound is where it is."""
@@ -410,6 +422,8 @@ def render_config(config: NodeConfig) -> str:
         f"election_ticks = {config.election_ticks}",
         f"snapshot_entries = {config.snapshot_entries}",
         f"join = {'true' if config.join else 'false'}",
+        f"shards = {config.shards}",
+        f"replicas = {config.replicas}",
         f"log_format = {q(config.log_format)}",
         f"log_level = {q(config.log_level)}",
         f"tracing = {q(config.tracing)}",

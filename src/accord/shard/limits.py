@@ -16,6 +16,10 @@ nothing and leaves room for a hundred thousand shards and more."""
 SHARDS_MAX = 1_000_000
 """Shards in one map (each owns at least one slot)."""
 
+SHARDS_PER_CLUSTER_MAX = 1024
+"""Shards a cluster may start with (`shards`, `accord up --shards`): every initial
+node hosts a replica of up to all of them, a Raft group each."""
+
 SHARD_REPLICAS_MAX = 7
 """Voters of one shard (`--replicas`): a quorum of more costs every write more
 round trips than it buys in durability."""

@@ -68,6 +68,11 @@ class ShardMetadata:
         self.nodes: dict[int, NodeInfo] = {}
         self.moves: dict[int, Move] = {}
         """Shard -> the move under way on it (one at a time per shard)."""
+        self.founders: dict[int, tuple[int, ...]] = {}
+        """Shard -> the voters its group began with (from the bootstrap map). Only
+        they may create the group with that first configuration: a node that joins a
+        shard later starts it empty and learns the log from its leader, so no two
+        replicas can ever hold different entries at index 1."""
         self._ops: dict[str, Callable[[list[Any]], MetadataResult]] = {
             "bootstrap": self._bootstrap,
             "split": self._split,
@@ -118,6 +123,7 @@ class ShardMetadata:
         if self.map is not None:
             return self._refused("already_bootstrapped", "the cluster has a shard map")
         self.map = ShardMap.from_doc(args[0])
+        self.founders = {shard.id: shard.replicas for shard in self.map}
         return self._done()
 
     def _split(self, args: list[Any]) -> MetadataResult:
@@ -188,10 +194,11 @@ class ShardMetadata:
             self.map.to_doc() if self.map is not None else None,
             [[n.id, [list(p) for p in n.labels], n.state] for n in self.nodes.values()],
             [_move_doc(m) for m in self.moves.values()],
+            [[shard, list(voters)] for shard, voters in self.founders.items()],
         ]
 
     def restore(self, data: list[Any]) -> None:
-        version, map_doc, nodes, moves = data
+        version, map_doc, nodes, moves, *rest = data
         if version != SNAPSHOT_FORMAT:
             raise ValueError(f"unknown shard metadata snapshot format {version}")
         self.map = ShardMap.from_doc(map_doc) if map_doc is not None else None
@@ -203,6 +210,8 @@ class ShardMetadata:
                 if source
                 else AddReplica(shard, target, "recorded")
             )
+        # Snapshots taken before founders were recorded end after the moves.
+        self.founders = {shard: tuple(voters) for shard, voters in (rest[0] if rest else [])}
 
 
 def encode_metadata_command(op: str, *args: Any) -> bytes:

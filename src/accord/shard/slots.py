@@ -42,6 +42,24 @@ def slot_of(key: bytes) -> int:
     return zlib.crc32(hash_part(key)) % SLOT_COUNT
 
 
+def range_slot(key: bytes, range_end: bytes) -> int | None:
+    """The one slot every key of the range `[key, range_end)` lives on, or None if
+    its keys may hash to several. A single key (`range_end` empty) has one slot; a
+    range has one only when all its keys share `key`'s hash tag and what precedes
+    it: `key` has a tag and `range_end` is no later than the end of that prefix."""
+    if not range_end:
+        return slot_of(key)
+    open_at = key.find(b"{")
+    close_at = key.find(b"}", open_at + 1) if open_at >= 0 else -1
+    if open_at < 0 or close_at <= open_at + 1:
+        return None
+    # Every key from `key` up to the prefix's end starts with the prefix (ending in
+    # `}`), and the first `{` and the first `}` after it are the prefix's own.
+    prefix = key[: close_at + 1]
+    prefix_end = prefix[:-1] + bytes([prefix[-1] + 1])
+    return slot_of(key) if range_end <= prefix_end else None
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class SlotRange:
     """Slots `start` up to, not including, `stop`."""

@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -74,8 +75,9 @@ class LocalCluster:
     """`secure=True` runs `accord up --secure`: https:// and accords:// URLs, and
     `context` trusts the cluster's CA once it has started."""
 
-    def __init__(self, directory: Path, secure: bool = False) -> None:
+    def __init__(self, directory: Path, secure: bool = False, shards: int = 1) -> None:
         self.directory = directory
+        self.shards = shards
         self.base = free_port_base()
         self.up: subprocess.Popen[bytes] | None = None
         self.secure = secure
@@ -101,6 +103,7 @@ class LocalCluster:
                 "--port-base",
                 str(self.base),
                 *(["--secure"] if self.secure else []),
+                *(["--shards", str(self.shards)] if self.shards > 1 else []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -112,10 +115,22 @@ class LocalCluster:
                     cafile=str(self.directory / "secure" / "ca.crt")
                 )
             self.leader()
+            if self.shards > 1:
+                wait_for(self.shards_led, "a leader for every shard on every node")
         except AssertionError as e:
             self.up.kill()
             output = self.up.communicate()[0].decode(errors="replace")
             raise AssertionError(f"{e}; accord up printed:\n{output}") from None
+
+    def shards_led(self) -> bool:
+        """Every node knows the map and a leader for each of its shards (a restarted
+        cluster's `cluster.json` is there before that)."""
+        for node in (1, 2, 3):
+            code, body, _ = http("GET", f"{self.url(node)}/v1/cluster/shards", context=self.context)
+            doc = json.loads(body) if code == 200 else {}
+            if not doc.get("version") or not all(s["leader"] for s in doc["shards"]):
+                return False
+        return True
 
     def pids(self) -> dict[int, int]:
         data = json.loads((self.directory / "cluster.json").read_text())
@@ -157,10 +172,42 @@ class LocalCluster:
         return out.decode()
 
 
-def running_cluster(directory: Path) -> Iterator[LocalCluster]:
+class WatchReader:
+    """Reads a watch stream's JSON lines on a thread (HTTP/1.0: no chunked framing, so
+    each event line arrives as soon as the server writes it)."""
+
+    def __init__(self, base_url: str, path: str) -> None:
+        host, port = base_url.removeprefix("http://").split(":")
+        self.events: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []
+        self._sock = socket.create_connection((host, int(port)), timeout=DEADLINE_S)
+        self._sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        self._file = self._sock.makefile("rb")
+        status = self._file.readline()
+        assert b" 200 " in status, status
+        while self._file.readline() not in (b"\r\n", b""):
+            pass
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for line in self._file:
+                item = json.loads(line)
+                if "error" in item:
+                    self.errors.append(item["error"])
+                self.events.extend(item.get("events", []))
+        except (OSError, ValueError):
+            return
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def running_cluster(directory: Path, shards: int = 1) -> Iterator[LocalCluster]:
     """A started cluster for a pytest fixture (`yield from running_cluster(path)`),
     stopped afterwards unless a test already stopped it."""
-    cluster = LocalCluster(directory)
+    cluster = LocalCluster(directory, shards=shards)
     cluster.start()
     try:
         yield cluster

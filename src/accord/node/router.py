@@ -1,0 +1,351 @@
+"""`ShardedKV`: the key-value service of a sharded node, routing each request to the
+shard that owns its keys.
+
+Theory of operation
+-------------------
+The HTTP and native APIs call one service. On a cluster of one group it is the
+primary group's `KVService`; on a sharded one it is this class, which has the same
+calls and answers each from the services of the shard groups hosted here
+(`ShardHost.services`):
+
+- A command (put, delete, transaction) names keys; all of them must live on one
+  shard (`accord.shard.slots.range_slot`: a range lies on one shard only within one
+  hash tag), else it is refused with `cross_shard` — atomic commits across shards
+  are a later step. The owning shard's service proposes it; on a follower that
+  raises `NotLeader` naming that shard's leader, and the API forwards the request
+  there.
+- A key this node holds no replica of raises `NotLeader` naming one of the shard's
+  voters, so the request is forwarded to a node that can serve it.
+- A range that may span shards is read from every shard (each after its own
+  ReadIndex round when linearizable, concurrently) and merged in key order: the
+  first `limit` keys of the union are among the first `limit` of each shard.
+  `count` is the sum. Revisions are per shard and not comparable: the answer's
+  `revision` is the highest of them and `ShardedRange.revisions` has each one.
+  The merged range is linearizable shard by shard, not one snapshot of all.
+- A watch that may span shards opens one watch per shard and merges their streams:
+  each shard's events arrive in its revision order, tagged with the shard; a
+  client resumes each shard from its own revision (`start_revisions`).
+- Leases are not yet carried across shards: lease commands, puts that name a
+  lease and compaction are refused with `unsupported_on_shards`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from accord.errors import AccordError, NotLeader
+from accord.kv import Command, DeleteRange, Put, Txn
+from accord.kv.commands import Compare, Get, Range
+from accord.kv.errors import InvalidRequest, ResponseTooLarge
+from accord.kv.limits import response_kv_bytes
+from accord.kv.results import GetResult, LeaseInfo, RangeResult
+from accord.kv.types import Event, KeyValue
+from accord.node.service import KVService
+from accord.node.shardhost import ShardHost
+from accord.shard import ShardMap
+from accord.shard.slots import range_slot
+
+
+class CrossShard(AccordError):
+    """The keys of one request live on several shards."""
+
+    code = "cross_shard"
+
+
+class UnsupportedOnShards(AccordError):
+    """A request a sharded cluster does not serve yet."""
+
+    code = "unsupported_on_shards"
+
+
+@dataclass(frozen=True, slots=True)
+class ShardedRange(RangeResult):
+    revisions: Mapping[int, int] = field(default_factory=dict)
+    """Shard id -> the revision its part was read at."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardEvents:
+    """A batch of one shard's events, from a watch spanning shards."""
+
+    shard: int
+    events: list[Event]
+
+
+class ShardedKV(KVService):
+    """A `KVService` over this node's shard groups (see the module docstring); the
+    primary group's calls (`node`, `group`) stay those of the metadata group."""
+
+    def __init__(self, primary: KVService, shards: ShardHost) -> None:
+        super().__init__(primary.node, primary.machine, tracing=primary.tracing)
+        self.primary = primary
+        self.shards = shards
+        self._watches: dict[int, dict[int, int]] = {}
+        """Merged watch id -> {shard: that shard's watch id}."""
+        self._next_watch = 0
+
+    def start(self) -> None:
+        self.primary.start()
+        self.shards.start()
+
+    async def stop(self) -> None:
+        await self.shards.stop()
+        await self.primary.stop()
+
+    # --- routing ----------------------------------------------------------------------
+    @property
+    def map(self) -> ShardMap:
+        shard_map = self.shards.state.shards.map
+        if shard_map is None:
+            raise NotLeader(0, "the shard map is not bootstrapped yet")
+        return shard_map
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the keys live in shards (else in the primary group: a cluster of
+        one group). Until a cluster started with shards has its map, nothing can be
+        served: `NotLeader`, which clients retry."""
+        if self.shards.state.shards.map is not None:
+            return True
+        if self.shards.shards > 1:
+            raise NotLeader(0, "the shard map is not bootstrapped yet")
+        return False
+
+    def shard_ids(self, key: bytes, range_end: bytes = b"") -> list[int]:
+        """The shards `[key, range_end)` may have keys on: one, or every shard."""
+        shard_map = self.map
+        slot = range_slot(key, range_end)
+        if slot is None:
+            return [shard.id for shard in shard_map]
+        return [shard_map.shard_for_slot(slot).id]
+
+    def service(self, shard_id: int) -> KVService:
+        """The service of `shard_id` here (0: the primary group's); `NotLeader`
+        naming a voter of the shard if this node holds no replica of it."""
+        if shard_id == 0:
+            return self.primary
+        service = self.shards.services.get(shard_id)
+        if service is None:
+            shard = self.map.shard(shard_id)
+            raise NotLeader(shard.replicas[0], f"shard {shard_id} has no replica on this node")
+        return service
+
+    def shard_of_command(self, command: Command) -> int:
+        """The one shard every key of `command` lives on."""
+        owners = {s for key, end in command_ranges(command) for s in self.shard_ids(key, end)}
+        if len(owners) != 1:
+            raise CrossShard(
+                "the request's keys live on several shards; give keys that must change "
+                "together one {hash tag}, or send one request per shard"
+            )
+        return owners.pop()
+
+    # --- writes -----------------------------------------------------------------------
+    async def execute(
+        self, command: Command, client_id: int = 0, seq: int = 0, timeout_s: float | None = None
+    ) -> Any:
+        if not self.sharded:
+            return await self.primary.execute(command, client_id, seq, timeout_s)
+        unsupported = unsupported_on_shards(command)
+        if unsupported:
+            raise UnsupportedOnShards(f"{unsupported} is not served on a sharded cluster yet")
+        service = self.service(self.shard_of_command(command))
+        return await service.execute(command, client_id, seq, timeout_s)
+
+    async def lease_grant(self, ttl_s: int, client_id: int = 0, seq: int = 0) -> Any:
+        if not self.sharded:
+            return await self.primary.lease_grant(ttl_s, client_id, seq)
+        raise UnsupportedOnShards("a lease is not served on a sharded cluster yet")
+
+    async def lease_keepalive(self, lease_id: int) -> LeaseInfo:
+        if not self.sharded:
+            return await self.primary.lease_keepalive(lease_id)
+        raise UnsupportedOnShards("a lease is not served on a sharded cluster yet")
+
+    # --- reads ------------------------------------------------------------------------
+    async def get(self, key: bytes, revision: int = 0, linearizable: bool = True) -> GetResult:
+        if not self.sharded:
+            return await self.primary.get(key, revision, linearizable)
+        (shard,) = self.shard_ids(key)
+        return await self.service(shard).get(key, revision, linearizable)
+
+    async def range(
+        self,
+        key: bytes,
+        range_end: bytes,
+        *,
+        revision: int = 0,
+        limit: int = 0,
+        count_only: bool = False,
+        linearizable: bool = True,
+    ) -> RangeResult:
+        shards = self.shard_ids(key, range_end) if self.sharded else [0]
+        if len(shards) == 1:
+            service = self.service(shards[0]) if shards[0] else self.primary
+            return await service.range(
+                key,
+                range_end,
+                revision=revision,
+                limit=limit,
+                count_only=count_only,
+                linearizable=linearizable,
+            )
+        if revision:
+            raise InvalidRequest("revision: revisions are per shard; a range over shards reads now")
+        services = [(shard, self.service(shard)) for shard in shards]
+        parts = await asyncio.gather(
+            *(
+                service.range(
+                    key, range_end, limit=limit, count_only=count_only, linearizable=linearizable
+                )
+                for _, service in services
+            )
+        )
+        return self._merge(dict(zip(shards, parts, strict=True)), limit)
+
+    def _merge(self, parts: dict[int, RangeResult], limit: int) -> ShardedRange:
+        merged = heapq.merge(*(part.kvs for part in parts.values()), key=lambda kv: kv.key)
+        kvs: list[KeyValue] = []
+        size = 0
+        bound = self.machine.limits.response_bytes_max
+        for kv in merged:
+            if limit and len(kvs) == limit:
+                break
+            size += response_kv_bytes(kv.key, kv.value)
+            if size > bound:
+                raise ResponseTooLarge(size, bound, 0, len(kvs))
+            kvs.append(kv)
+        returned = sum(len(part.kvs) for part in parts.values())
+        return ShardedRange(
+            revision=max(part.revision for part in parts.values()),
+            kvs=tuple(kvs),
+            count=sum(part.count for part in parts.values()),
+            more=len(kvs) < returned or any(part.more for part in parts.values()),
+            revisions={shard: part.revision for shard, part in parts.items()},
+        )
+
+    # --- watches ----------------------------------------------------------------------
+    def open_watch(
+        self,
+        key: bytes,
+        range_end: bytes = b"",
+        start_revision: int = 0,
+        start_revisions: Mapping[int, int] | None = None,
+    ) -> int:
+        """A watch over every shard the range may span; `start_revisions` gives each
+        shard's first revision (one shard: `start_revision` will do)."""
+        if not self.sharded:
+            if start_revisions:
+                raise InvalidRequest(
+                    "start_revisions: the cluster has one group; give start_revision"
+                )
+            return self.primary.open_watch(key, range_end, start_revision)
+        shards = self.shard_ids(key, range_end)
+        starts = dict(start_revisions or {})
+        if len(shards) == 1 and start_revision:
+            starts.setdefault(shards[0], start_revision)
+        elif start_revision:
+            raise InvalidRequest(
+                "start_revision: revisions are per shard; name each with start_revisions"
+            )
+        unknown = set(starts) - set(shards)
+        if unknown:
+            raise InvalidRequest(f"start_revisions: shard(s) {sorted(unknown)} hold no such keys")
+        services = {shard: self.service(shard) for shard in shards}  # all here, or none
+        opened: dict[int, int] = {}
+        try:
+            for shard, service in services.items():
+                opened[shard] = service.open_watch(key, range_end, starts.get(shard, 0))
+        except AccordError:
+            self._close_shard_watches(opened)
+            raise
+        self._next_watch -= 1  # below 0: never one of the primary service's ids
+        self._watches[self._next_watch] = opened
+        return self._next_watch
+
+    async def stream(self, watch_id: int) -> AsyncGenerator[list[Event], None]:
+        async for batch in self.stream_shards(watch_id):
+            yield batch.events
+
+    async def stream_shards(self, watch_id: int) -> AsyncGenerator[ShardEvents, None]:
+        """The merged stream: each shard's batches in its revision order; raises the
+        reason a shard's watch was cancelled. Closing it closes every shard's watch."""
+        if watch_id not in self._watches:  # the primary group's own
+            async for batch in self.primary.stream(watch_id):
+                yield ShardEvents(0, batch)
+            return
+        opened = self._watches[watch_id]
+        queue: asyncio.Queue[tuple[int, list[Event] | None, AccordError | None]]
+        queue = asyncio.Queue(maxsize=2 * len(opened))
+
+        async def pump(shard: int, shard_watch: int) -> None:
+            try:
+                async for events in self.service(shard).stream(shard_watch):
+                    await queue.put((shard, events, None))
+            except AccordError as exc:
+                await queue.put((shard, None, exc))
+            else:
+                await queue.put((shard, None, None))  # the node is closing
+
+        pumps = [asyncio.create_task(pump(s, w)) for s, w in opened.items()]
+        try:
+            while True:
+                shard, events, error = await queue.get()
+                if error is not None:
+                    raise error
+                if events is None:
+                    return
+                yield ShardEvents(shard, events)
+        finally:
+            for task in pumps:
+                task.cancel()
+            for task in pumps:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self.close_watch(watch_id)
+
+    def close_watch(self, watch_id: int) -> None:
+        if watch_id in self._watches:
+            self._close_shard_watches(self._watches.pop(watch_id))
+        else:
+            self.primary.close_watch(watch_id)
+
+    def _close_shard_watches(self, opened: Mapping[int, int]) -> None:
+        for shard, shard_watch in opened.items():
+            service = self.shards.services.get(shard)
+            if service is not None:
+                service.close_watch(shard_watch)
+
+    def resync_watches(self) -> None:
+        """Each shard's service resyncs its own after its group's restore."""
+
+
+def command_ranges(command: Command) -> Iterable[tuple[bytes, bytes]]:
+    """Every key (range end empty) and key range `command` reads or writes."""
+    if isinstance(command, Put | Get):
+        yield command.key, b""
+    elif isinstance(command, DeleteRange | Range):
+        yield command.key, command.range_end
+    elif isinstance(command, Compare):
+        yield command.key, b""
+    elif isinstance(command, Txn):
+        for part in (*command.compares, *command.success, *command.failure):
+            yield from command_ranges(part)  # type: ignore[arg-type]
+
+
+def unsupported_on_shards(command: Command) -> str:
+    """What of `command` a sharded cluster does not serve yet ("" if nothing): a
+    lease named by a put, and the commands without keys (leases, compaction)."""
+    puts = [command] if isinstance(command, Put) else []
+    if isinstance(command, Txn):
+        puts = [op for op in (*command.success, *command.failure) if isinstance(op, Put)]
+    if any(put.lease for put in puts):
+        return "a put with a lease"
+    if not isinstance(command, Put | DeleteRange | Txn):
+        return type(command).__name__
+    return ""

@@ -1,0 +1,182 @@
+"""This node's shard groups: created as the shard map gives them to it, each with a
+key-value state machine and a service of its own.
+
+Theory of operation
+-------------------
+A cluster started with `shards = S` (S > 1) keeps its keys in S Raft groups, the
+shards, and uses group 0, the primary group, as the metadata group: the member
+registry, the auth store and the shard map (`NodeState`). Nothing about which
+groups exist is decided by one node's memory:
+
+1. The primary group's leader proposes the first map once (`bootstrap`): the ring
+   cut evenly into S shards, voters placed by the placement driver over the voters
+   of the primary group. Every node's configuration names the same S, and if two
+   leaders race, the second bootstrap is refused: the first map stays.
+2. Every node, after each change to the metadata it applied (and every
+   `RECONCILE_INTERVAL_S` anyway), creates the groups of the shards it is a member
+   of and does not host yet. A founder (a voter of the shard in the bootstrap map)
+   creates its group with the founders as its first configuration; any other
+   member starts it empty and learns the log from the leader, so no two replicas
+   can ever hold different entries at index 1.
+3. Recovery is the same step: after a restart the map is back from the primary
+   group's snapshot and log, and creating a group the storage holds recovers it.
+
+A shard's state machine (`ShardState`) is a `KVStateMachine` behind the command
+registry (kind KV only); membership addresses stay in the primary group, so a shard
+group's configuration changes touch nothing but Raft.
+
+Each shard has its own `KVService` (proposals, ReadIndex reads, watches, lease
+housekeeping on its leader). `Router` (`accord.node.router`) picks the service for
+a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from accord.errors import AccordError
+from accord.kv import KVStateMachine, SnapshotJob
+from accord.kv.types import Event
+from accord.node.members import NodeState
+from accord.node.registry import Kind, Registry, ShardCommand, encode
+from accord.node.replica import Replica
+from accord.node.runtime import Node
+from accord.node.service import KVService
+from accord.raft import ConfChange
+from accord.shard import ShardMap
+from accord.shard.metadata import encode_metadata_command
+from accord.shard.placement import UP, NodeInfo, PlacementConfig, place
+
+log = logging.getLogger("accord.shards")
+
+RECONCILE_INTERVAL_S = 0.5
+"""How often a node compares the groups it hosts with the map even when nothing
+changed (a failed creation or bootstrap is tried again then)."""
+
+
+class ShardState:
+    """The state machine of one shard group: the key-value store, nothing else."""
+
+    def __init__(self, kv: KVStateMachine) -> None:
+        self.kv = kv
+        self.commands = Registry({Kind.KV: kv.apply}, kv.refuse)
+
+    def apply(self, index: int, data: bytes) -> tuple[Any, list[Event]]:
+        return self.commands.apply(index, data)
+
+    def apply_conf_change(self, change: ConfChange) -> None:
+        """Nothing to record: members' addresses live in the primary group."""
+
+    def snapshot_job(self) -> SnapshotJob:
+        return self.kv.snapshot_job()
+
+    def restore(self, data: bytes) -> None:
+        self.kv.restore(data)
+
+
+def initial_map(shards: int, replicas: int, voters: frozenset[int]) -> ShardMap:
+    """Version 1 for `shards` shards (ids 1..shards) over `voters`, `replicas` each
+    (at most one per node), leaders spread by the placement driver."""
+    nodes = [NodeInfo(node, (), UP) for node in sorted(voters)]
+    config = PlacementConfig(replicas=min(replicas, len(nodes)))
+    return ShardMap.initial(shards, place(range(1, shards + 1), nodes, config))
+
+
+class ShardHost:
+    def __init__(
+        self,
+        node: Node,
+        state: NodeState,
+        *,
+        shards: int,
+        replicas: int,
+        make_machine: Callable[[], KVStateMachine],
+        make_service: Callable[[Replica, KVStateMachine], KVService],
+        snapshot_entries: int,
+    ) -> None:
+        self.node = node
+        self.state = state
+        self.shards = shards
+        """Shards the map starts with (1: no map, the primary group holds the keys)."""
+        self.replicas = replicas
+        self._make_machine = make_machine
+        self._make_service = make_service
+        self._snapshot_entries = snapshot_entries
+        self.services: dict[int, KVService] = {}
+        """Shard id -> the service of its group on this node."""
+        self._changed = asyncio.Event()
+        state.on_shards_changed = self._changed.set
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="accord-shards")
+        self.node.watch_task(self._task)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for service in self.services.values():
+            await service.stop()
+
+    async def _run(self) -> None:
+        while True:
+            self._changed.clear()
+            await self._bootstrap_if_due()
+            await self.reconcile()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), RECONCILE_INTERVAL_S)
+
+    async def _bootstrap_if_due(self) -> None:
+        if self.shards <= 1 or self.state.shards.map is not None or not self.node.is_leader:
+            return
+        voters = self.node.core.conf.all_voters()
+        shard_map = initial_map(self.shards, self.replicas, voters)
+        command = ShardCommand(encode_metadata_command("bootstrap", shard_map.to_doc()))
+        try:
+            result = await self.node.propose(encode(command))
+        except AccordError as exc:  # not the leader any more, or no quorum yet
+            log.info("shard map bootstrap not committed (%s); trying again", exc)
+            return
+        if result.ok:
+            log.info(
+                "shard map bootstrapped: %d shards, %d replicas each",
+                self.shards,
+                min(self.replicas, len(voters)),
+            )
+
+    async def reconcile(self) -> None:
+        """Create the groups of every shard this node is a member of and does not host."""
+        metadata = self.state.shards
+        if metadata.map is None:
+            return
+        me = self.node.host.node_id
+        for shard in metadata.map:
+            if me in shard.members() and shard.id not in self.services:
+                founders = metadata.founders.get(shard.id, ())
+                await self._host(shard.id, frozenset(founders) if me in founders else frozenset())
+
+    async def _host(self, shard: int, bootstrap_voters: frozenset[int]) -> None:
+        config = dataclasses.replace(
+            self.node.core.config, group=shard, bootstrap_voters=bootstrap_voters
+        )
+        machine = self._make_machine()
+        holder: list[KVService] = []
+        replica = await self.node.create_group(
+            config,
+            ShardState(machine),
+            snapshot_entries=self._snapshot_entries,
+            on_events=lambda events: holder[0].on_events(events),
+            on_restore=lambda: holder[0].resync_watches(),
+        )
+        service = self._make_service(replica, machine)
+        holder.append(service)
+        service.start()
+        self.services[shard] = service
+        log.info("hosting shard %d (%s)", shard, "founder" if bootstrap_voters else "joining")

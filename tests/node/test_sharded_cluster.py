@@ -1,0 +1,185 @@
+"""A cluster of three real node processes with three shards (`accord up --shards 3`):
+every request reaches the shard owning its keys, from any node."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accord.shard import ShardMap
+from accord.shard.limits import SLOT_COUNT
+from accord.testing.cluster import LocalCluster, WatchReader, http, running_cluster, wait_for
+
+SHARDS = 3
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    yield from running_cluster(tmp_path_factory.mktemp("sharded") / "cluster", shards=SHARDS)
+
+
+def shards_doc(cluster: LocalCluster, node: int) -> dict[str, Any]:
+    code, body, _ = http("GET", f"{cluster.url(node)}/v1/cluster/shards")
+    assert code == 200, body
+    doc: dict[str, Any] = json.loads(body)
+    return doc
+
+
+def owner_map(doc: dict[str, Any]) -> ShardMap:
+    """The map as a client would rebuild it from the answer (names for node ids)."""
+    names = sorted({name for shard in doc["shards"] for name in shard["replicas"]})
+    ids = {name: i + 1 for i, name in enumerate(names)}
+    return ShardMap.from_doc(
+        {
+            "version": doc["version"],
+            "shards": [
+                {
+                    "id": s["id"],
+                    "slots": s["slots"],
+                    "replicas": [ids[n] for n in s["replicas"]],
+                    "learners": [],
+                }
+                for s in doc["shards"]
+            ],
+        }
+    )
+
+
+def put(cluster: LocalCluster, node: int, key: str, value: str) -> dict[str, str]:
+    code, body, headers = http("PUT", f"{cluster.url(node)}/v1/kv/{key}", value.encode())
+    assert code == 200, body
+    return headers
+
+
+def test_every_node_reports_one_map_of_three_led_shards(cluster: LocalCluster) -> None:
+    docs = [shards_doc(cluster, node) for node in (1, 2, 3)]
+    assert {d["version"] for d in docs} == {1}
+    shards = docs[0]["shards"]
+    assert [s["id"] for s in shards] == [1, 2, 3]
+    covered = sorted(tuple(r) for s in shards for r in s["slots"])
+    assert covered[0][0] == 0 and covered[-1][1] == SLOT_COUNT
+    assert all(a[1] == b[0] for a, b in pairwise(covered))
+    for doc in docs:  # every node hosts every shard (3 replicas on 3 nodes)
+        for shard in doc["shards"]:
+            assert sorted(shard["replicas"]) == ["n1", "n2", "n3"]
+            assert shard["leader"] in ("n1", "n2", "n3")
+
+
+def test_writes_through_any_node_land_on_the_owning_shard(cluster: LocalCluster) -> None:
+    shard_map = owner_map(shards_doc(cluster, 1))
+    for i in range(30):
+        key = f"owned{i}"
+        headers = put(cluster, i % 3 + 1, key, f"v{i}")
+        assert headers["X-Accord-Shard"] == str(shard_map.shard_for_key(key.encode()).id)
+    assert len({shard_map.shard_for_key(f"owned{i}".encode()).id for i in range(30)}) == SHARDS
+    for node in (1, 2, 3):
+        for consistency in ("linearizable", "serializable"):
+            for i in range(30):
+                url = f"{cluster.url(node)}/v1/kv/owned{i}?consistency={consistency}"
+                _, body, _ = wait_for(
+                    lambda url=url: (r := http("GET", url))[0] == 200 and r, "the key"
+                )
+                assert body == f"v{i}".encode()
+    counts = {s["id"]: s["keys"] for s in shards_doc(cluster, 2)["shards"]}
+    assert sum(counts.values()) >= 30
+
+
+def test_a_range_over_shards_is_merged_in_key_order_with_limits(cluster: LocalCluster) -> None:
+    keys = sorted(f"r/{i:03d}" for i in range(40))
+    for i, key in enumerate(keys):
+        put(cluster, i % 3 + 1, key, key)
+    code, body, headers = http("GET", f"{cluster.url(2)}/v1/range?prefix=r/")
+    doc = json.loads(body)
+    assert code == 200 and doc["count"] == 40 and not doc["more"]
+    assert [kv["key"] for kv in doc["kvs"]] == keys
+    assert set(doc["revisions"]) == {"1", "2", "3"}
+    assert "X-Accord-Shard" not in headers  # several shards answered
+    code, body, _ = http("GET", f"{cluster.url(3)}/v1/range?prefix=r/&limit=7")
+    doc = json.loads(body)
+    assert [kv["key"] for kv in doc["kvs"]] == keys[:7] and doc["more"] and doc["count"] == 40
+    code, body, _ = http("GET", f"{cluster.url(1)}/v1/range?prefix=r/&revision=3")
+    assert code == 400 and b"per shard" in body
+
+
+def test_keys_of_one_hash_tag_share_a_shard_and_a_transaction(cluster: LocalCluster) -> None:
+    txn = {
+        "success": [
+            {"put": {"key": "{user7}:name", "value": "ada"}},
+            {"put": {"key": "{user7}:mail", "value": "ada@example"}},
+        ]
+    }
+    code, body, headers = http("POST", f"{cluster.url(1)}/v1/txn", json.dumps(txn).encode())
+    assert code == 200 and json.loads(body)["succeeded"], body
+    shard = headers["X-Accord-Shard"]
+    code, body, headers = http("GET", f"{cluster.url(3)}/v1/range?prefix={{user7}}:")
+    assert code == 200 and json.loads(body)["count"] == 2
+    assert headers["X-Accord-Shard"] == shard and "revisions" not in json.loads(body)
+
+    shard_map = owner_map(shards_doc(cluster, 1))
+    a, b = next(
+        (f"x{i}", f"x{j}")
+        for i in range(100)
+        for j in range(100)
+        if shard_map.shard_for_key(f"x{i}".encode()) != shard_map.shard_for_key(f"x{j}".encode())
+    )
+    spread = {"success": [{"put": {"key": a, "value": "1"}}, {"put": {"key": b, "value": "2"}}]}
+    code, body, _ = http("POST", f"{cluster.url(2)}/v1/txn", json.dumps(spread).encode())
+    assert code == 400 and json.loads(body)["error"]["code"] == "cross_shard"
+    for key in (a, b):  # nothing of it was applied
+        assert http("GET", f"{cluster.url(2)}/v1/kv/{key}")[0] == 404
+
+
+def test_leases_are_refused_clearly_until_they_span_shards(cluster: LocalCluster) -> None:
+    code, body, _ = http("POST", f"{cluster.url(1)}/v1/lease/grant", b'{"ttl": 5}')
+    assert code == 501 and json.loads(body)["error"]["code"] == "unsupported_on_shards"
+
+
+def test_a_watch_over_shards_merges_their_streams_and_resumes_per_shard(
+    cluster: LocalCluster,
+) -> None:
+    reader = WatchReader(cluster.url(3), "/v1/watch?prefix=w/")
+    try:
+        for i in range(12):
+            put(cluster, i % 3 + 1, f"w/{i}", str(i))
+        wait_for(lambda: len(reader.events) >= 12, "every event")
+    finally:
+        reader.close()
+    assert sorted(e["kv"]["key"] for e in reader.events) == sorted(f"w/{i}" for i in range(12))
+    by_shard: dict[int, list[int]] = {}
+    for event in reader.events:
+        by_shard.setdefault(event["shard"], []).append(event["kv"]["mod_revision"])
+    assert len(by_shard) == SHARDS
+    assert all(revs == sorted(revs) for revs in by_shard.values())  # each shard in order
+
+    # Resume each shard after its last event seen: only what came later arrives.
+    starts = ",".join(f"{shard}:{revs[-1] + 1}" for shard, revs in by_shard.items())
+    reader = WatchReader(cluster.url(1), f"/v1/watch?prefix=w/&start_revisions={starts}")
+    try:
+        put(cluster, 2, "w/late", "x")
+        wait_for(lambda: reader.events, "the later event")
+    finally:
+        reader.close()
+    assert [e["kv"]["key"] for e in reader.events] == ["w/late"]
+
+
+def test_restarting_every_node_keeps_every_shard(tmp_path: Path) -> None:
+    cluster = LocalCluster(tmp_path / "cluster", shards=SHARDS)
+    cluster.start()
+    try:
+        for i in range(15):
+            put(cluster, 1, f"p{i}", str(i))
+        before = {s["id"]: s["keys"] for s in shards_doc(cluster, 1)["shards"]}
+        assert "stopped" in cluster.stop()
+        cluster.start()
+        for i in range(15):
+            code, body, _ = http("GET", f"{cluster.url(2)}/v1/kv/p{i}")
+            assert (code, body) == (200, str(i).encode())
+        assert {s["id"]: s["keys"] for s in shards_doc(cluster, 1)["shards"]} == before
+    finally:
+        if cluster.up is not None and cluster.up.poll() is None:
+            cluster.stop()
