@@ -64,7 +64,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "server": ("node", "api", "security", "raft", "kv", "storage", "transport", "observability"),
     # the client: the protocol bounds it shares with api, results, frames
     "client": (
-        "api.limits", "kv.results", "kv.types", "transport", "errors", "errorcodes", "invariant",
+        "api.limits", "kv.results", "kv.types", "shard.slots", "transport", "errors",
+        "errorcodes", "invariant",
     ),
     "accord": ("client", "errors"),
     # tools above the server

@@ -4,6 +4,8 @@ every request reaches the shard owning its keys, from any node."""
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import accord
 from accord.shard import ShardMap
 from accord.shard.limits import SLOT_COUNT
 from accord.testing.cluster import LocalCluster, WatchReader, http, running_cluster, wait_for
@@ -183,3 +186,48 @@ def test_restarting_every_node_keeps_every_shard(tmp_path: Path) -> None:
     finally:
         if cluster.up is not None and cluster.up.poll() is None:
             cluster.stop()
+
+
+def test_leaders_spread_evenly_over_the_nodes(tmp_path: Path) -> None:
+    """3 nodes x 12 shards: each shard's leader is its preferred (first) voter once
+    caught up, and the placement spreads those over the nodes."""
+    for cluster in running_cluster(tmp_path / "cluster", shards=12):
+
+        def balanced(cluster: LocalCluster = cluster) -> bool:
+            counts = Counter(s["leader"] for s in shards_doc(cluster, 1)["shards"])
+            return sorted(counts.values()) == [4, 4, 4]
+
+        wait_for(balanced, "4 shard leaders on each node")
+
+
+def request_counts(cluster: LocalCluster, protocol: str, operation: str) -> Counter[str]:
+    """Requests of `operation` served by the three nodes, by status."""
+    pattern = re.compile(
+        rf'accord_{protocol}_requests_total{{operation="{operation}",status="(\d+)"}} (\S+)'
+    )
+    counts: Counter[str] = Counter()
+    for node in (1, 2, 3):
+        text = http("GET", f"{cluster.url(node)}/metrics")[1].decode()
+        for status, value in pattern.findall(text):
+            counts[status] += int(float(value))
+    return counts
+
+
+@pytest.mark.parametrize("protocol", ["http", "native"])
+def test_the_client_sends_each_request_straight_to_its_shard_leader(
+    cluster: LocalCluster, protocol: str
+) -> None:
+    url = cluster.url(1) if protocol == "http" else cluster.native_url(1)
+    operation = "kv_put" if protocol == "http" else "put"
+    before = request_counts(cluster, protocol, operation)
+    with accord.Client([url]) as client:
+        client.put("warm-up", "x")  # the first write learns the map
+        warm = request_counts(cluster, protocol, operation)
+        for i in range(60):
+            client.put(f"direct/{protocol}/{i}", str(i))
+        assert client.range(prefix=f"direct/{protocol}/").count == 60
+    after = request_counts(cluster, protocol, operation)
+    # Each put was answered once, by its shard's leader: nothing forwarded (a forwarded
+    # request counts on two nodes), refused (not_leader) or renewed (a session unknown
+    # to a shard).
+    assert after - warm == Counter({"200": 60}), (before, warm, after)

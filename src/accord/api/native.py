@@ -88,6 +88,7 @@ from accord.api.wire import (
     only_fields,
     parse_txn,
     result_doc,
+    shards_doc,
     start_revisions_field,
     status_doc,
 )
@@ -446,6 +447,7 @@ class NativeServer:
             "lease_revoke": self.lease_revoke,
             "lease_ttl": self.lease_ttl,
             "status": self.status,
+            "shards": self.shards,
             "health": self.health,
             "ready": self.ready,
         }
@@ -573,6 +575,10 @@ class NativeServer:
     async def status(self, args: Args) -> dict[str, Any]:
         only_fields(args, set(), "status")
         return status_doc(self.service, self.state)
+
+    async def shards(self, args: Args) -> dict[str, Any]:
+        only_fields(args, set(), "shards")
+        return shards_doc(self.service, self.state)
 
     async def health(self, args: Args) -> dict[str, Any]:
         """The node answers (and names the leader it knows, 0 if none)."""

@@ -75,6 +75,7 @@ from accord.client.policy import (
     RetryPolicy,
 )
 from accord.client.results import BadAnswer, ClusterStatus, decode_status
+from accord.client.routes import ShardRoutes
 
 CLIENT_ID_HEADER = "X-Accord-Client-Id"
 SEQ_HEADER = "X-Accord-Seq"
@@ -112,6 +113,9 @@ class Request:
     """Return a 404 `not_found` answer instead of raising (a missing key)."""
     native: tuple[str, dict[str, Any]] | None = None
     """The same request in the native protocol: (operation, arguments)."""
+    route: tuple[bytes, bytes] | None = None
+    """The key (and range end) the request is about: on a sharded cluster it goes
+    to that shard's leader (`routes.ShardRoutes`)."""
 
 
 @dataclass(slots=True)
@@ -151,10 +155,16 @@ class Connection:
         if credentials is not None:
             self._native_links.login = credentials.native_login()
         self.idle_sessions: list[Session] = []
+        """Sessions not in use, for writes of no known shard (a cluster of one group)."""
+        self.shard_sessions: dict[int, list[Session]] = {}
+        """Shard id -> the sessions not in use for its writes."""
         self._session_slots = asyncio.Semaphore(CLIENT_SESSIONS_MAX)
         self._http: aiohttp.ClientSession | None = None
         self._discovery_lock = asyncio.Lock()
         self._discovered_at: float | None = None
+        self.routes = ShardRoutes()
+        self._member_urls: dict[str, str] = {}
+        """Member name -> the URL this client reaches it at (native or HTTP)."""
         self.closed = False
 
     @property
@@ -258,8 +268,9 @@ class Connection:
             raise EndpointFailure(url, _describe(e)) from e
         return Reply(url, status, {}, b"", data)
 
-    def check(self, reply: Reply, request: Request) -> Reply:
-        """`reply` if it is a success (or an allowed 404); else raise its error."""
+    def check(self, reply: Reply, request: Request, shard: int | None = None) -> Reply:
+        """`reply` if it is a success (or an allowed 404); else raise its error (a
+        `not_leader` about `shard` moves that shard's leader, not the cluster's)."""
         if 200 <= reply.status < 300:
             return reply
         if reply.data is not None:
@@ -273,7 +284,9 @@ class Connection:
             hint = error.get("leader")
             leader_id = hint.get("id") if isinstance(hint, dict) else 0
             url = leader_url_of(error)
-            if url and isinstance(leader_id, int):
+            if shard is not None:
+                self.routes.set_leader(shard, url)
+            elif url and isinstance(leader_id, int):
                 self.endpoints.set_leader(leader_id, url)
             else:
                 self.endpoints.forget_leader()
@@ -287,15 +300,21 @@ class Connection:
         leader: bool,
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
-        """One attempt on the endpoint the routing picks."""
-        url = self.endpoints.pick(leader=leader)
+        """One attempt on the endpoint the routing picks: the leader of the request's
+        shard if it is known, else the cluster's leader (or any node, not `leader`)."""
+        shard = self.routes.shard_of(*request.route) if leader and request.route else None
+        url = self.routes.leader_url(shard) if shard is not None else None
+        if url is None:
+            url = self.endpoints.pick(leader=leader)
         try:
             reply = await self.exchange(url, request, timeout_s, headers)
         except EndpointFailure:
             self.endpoints.failed(url)
+            if shard is not None:
+                self.routes.set_leader(shard, None)
             raise
         self.endpoints.succeeded(url)
-        return self.check(reply, request)
+        return self.check(reply, request, shard)
 
     # --- calls ----------------------------------------------------------------------------
     async def read(self, request: Request, timeout_s: float, *, leader: bool) -> Reply:
@@ -306,19 +325,25 @@ class Connection:
         timeout_s -= self.clock() - started
 
         async def attempt(attempt_timeout_s: float) -> Reply:
+            if leader and self.routes.stale:
+                await self.discover(min(attempt_timeout_s / 2, DISCOVERY_TIMEOUT_S))
             return await self.attempt(request, attempt_timeout_s, leader=leader)
 
         return await self.retrier.run(attempt, timeout_s)
 
     async def write(self, request: Request, timeout_s: float) -> Reply:
         """A request with effect, sent to the leader in a session of its own; every
-        retry carries the same client id and sequence number."""
+        retry carries the same client id and sequence number. On a sharded cluster
+        each shard keeps its own sessions, so a session's writes go to one shard (a
+        shard that never saw a session cannot tell it from one that expired)."""
+        shard = self.routes.shard_of(*request.route) if request.route else None
+        pool = self.idle_sessions if shard is None else self.shard_sessions.setdefault(shard, [])
         async with self._session_slots:
-            session = self.idle_sessions.pop() if self.idle_sessions else self._new_session()
+            session = pool.pop() if pool else self._new_session()
             try:
                 return await self._write(session, request, timeout_s)
             finally:
-                self.idle_sessions.append(session)
+                pool.append(session)
 
     def _new_session(self) -> Session:
         return Session(new_client_id(self._rng))
@@ -352,6 +377,8 @@ class Connection:
     def _leader_stale(self) -> bool:
         if self.endpoints.leader_url is None or self._discovered_at is None:
             return True
+        if self.routes.stale:
+            return True
         return self.clock() - self._discovered_at >= LEADER_REFRESH_S
 
     async def ensure_discovered(self, timeout_s: float) -> None:
@@ -362,6 +389,11 @@ class Connection:
     def learn(self, status: ClusterStatus) -> None:
         """Record the members and the leader a node reported."""
         live = [m for m in status.members if m.role in ("voter", "learner")]
+        self._member_urls = {
+            m.name: (m.native_url if self.native else m.url) or ""
+            for m in live
+            if m.name is not None
+        }
         if self.native:
             self.endpoints.add(m.native_url for m in live if m.native_url)
             leader_url = status.leader_native_url
@@ -392,7 +424,18 @@ class Connection:
         except Exception:  # an unreachable or confused node: try the next one
             return False
         self.learn(status)
+        if status.leader != 0:
+            await self._learn_routes(timeout_s)
         return status.leader != 0
+
+    async def _learn_routes(self, timeout_s: float) -> None:
+        """The shard map, best effort: a node that does not serve it (an older one)
+        leaves the routes as they were."""
+        try:
+            reply = await self.attempt(SHARDS_REQUEST, timeout_s, leader=False)
+            self.routes.learn(reply.json(), self._member_urls)
+        except Exception:  # routing is an optimisation: requests work without it
+            self.routes.stale = False  # not again before the next refresh
 
     # --- streams ------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -449,6 +492,7 @@ class Connection:
 
 
 STATUS_REQUEST = Request("GET", "/v1/cluster/status", native=("status", {}))
+SHARDS_REQUEST = Request("GET", "/v1/cluster/shards", native=("shards", {}))
 READY_REQUEST = Request("GET", "/ready", native=("ready", {}))
 
 

@@ -226,6 +226,7 @@ class AsyncClient:
             _query(target or "", {"lease": lease}),
             v,
             native=("put", {"key": k, "value": v, "lease": lease}),
+            route=(k, b""),
         )
         return decode_put(await self._write_json(request, timeout_s))
 
@@ -248,7 +249,13 @@ class AsyncClient:
         query = {"revision": revision, "consistency": serializable and "serializable"}
         args = {"key": k, "revision": revision, "serializable": serializable}
         reply = await self._conn.read(
-            Request("GET", _query(target or "", query), not_found_ok=True, native=("get", args)),
+            Request(
+                "GET",
+                _query(target or "", query),
+                not_found_ok=True,
+                native=("get", args),
+                route=(k, b""),
+            ),
             self._timeout(timeout_s),
             leader=not serializable,
         )
@@ -267,7 +274,7 @@ class AsyncClient:
             response = result.responses[0]
             assert isinstance(response, DeleteResult)
             return response
-        request = Request("DELETE", target or "", native=("delete", {"key": k}))
+        request = Request("DELETE", target or "", native=("delete", {"key": k}), route=(k, b""))
         return decode_delete(await self._write_json(request, timeout_s))
 
     async def range(
@@ -352,7 +359,7 @@ class AsyncClient:
             f"/v1/range?{keys}", {**options, "consistency": serializable and "serializable"}
         )
         args = {"key": start, "range_end": end, **options, "serializable": serializable}
-        request = Request("GET", target, native=("range", args))
+        request = Request("GET", target, native=("range", args), route=(start, end))
         body = await self._read_json(request, leader=not serializable, timeout_s=timeout_s)
         return decode_range(body)
 
@@ -479,11 +486,13 @@ class AsyncClient:
 def _txn_request(
     compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op]
 ) -> Request:
+    keys = [*(c.key for c in compare), *(op.key for op in (*success, *failure))]
     return Request(
         "POST",
         "/v1/txn",
         txn_body(compare, success, failure),
         native=("txn", txn_doc(compare, success, failure, binary=True)),
+        route=(keys[0], b"") if keys else None,  # a transaction's keys share one shard
     )
 
 

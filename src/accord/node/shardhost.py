@@ -20,6 +20,11 @@ groups exist is decided by one node's memory:
    can ever hold different entries at index 1.
 3. Recovery is the same step: after a restart the map is back from the primary
    group's snapshot and log, and creating a group the storage holds recovers it.
+4. Leaders follow the map: a shard's first voter is its preferred leader (the
+   placement driver spreads them over the nodes). A leader that is not the
+   preferred one hands over to it when the preferred voter has its whole log (so
+   a node that is down or behind is never waited for), at most every
+   `HANDOVER_RETRY_S` per shard.
 
 A shard's state machine (`ShardState`) is a `KVStateMachine` behind the command
 registry (kind KV only); membership addresses stay in the primary group, so a shard
@@ -57,6 +62,10 @@ log = logging.getLogger("accord.shards")
 RECONCILE_INTERVAL_S = 0.5
 """How often a node compares the groups it hosts with the map even when nothing
 changed (a failed creation or bootstrap is tried again then)."""
+
+HANDOVER_RETRY_S = 5.0
+"""How long a shard leader waits before it asks its preferred leader to take over
+again, when the last hand-over did not happen."""
 
 
 class ShardState:
@@ -112,6 +121,8 @@ class ShardHost:
         self._changed = asyncio.Event()
         state.on_shards_changed = self._changed.set
         self._task: asyncio.Task[None] | None = None
+        self._handed_over_at: dict[int, float] = {}
+        """Shard -> when this node last asked its preferred leader to take over."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="accord-shards")
@@ -130,6 +141,7 @@ class ShardHost:
             self._changed.clear()
             await self._bootstrap_if_due()
             await self.reconcile()
+            self.hand_over_to_preferred()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), RECONCILE_INTERVAL_S)
 
@@ -161,6 +173,29 @@ class ShardHost:
             if me in shard.members() and shard.id not in self.services:
                 founders = metadata.founders.get(shard.id, ())
                 await self._host(shard.id, frozenset(founders) if me in founders else frozenset())
+
+    def hand_over_to_preferred(self) -> None:
+        shard_map = self.state.shards.map
+        if shard_map is None:
+            return
+        now = self.node.clock.monotonic()
+        for shard_id, service in self.services.items():
+            group = service.group
+            if not group.is_leader or shard_id not in shard_map:
+                continue
+            preferred = shard_map.shard(shard_id).replicas[0]
+            core = group.core
+            progress = core.status().progress.get(preferred)
+            caught_up = progress is not None and progress.match == core.log.last_index()
+            due = now - self._handed_over_at.get(shard_id, -HANDOVER_RETRY_S) >= HANDOVER_RETRY_S
+            if preferred != core.id and caught_up and due:
+                self._handed_over_at[shard_id] = now
+                with contextlib.suppress(AccordError):  # lost the lead, or a member left
+                    core.transfer_leadership(preferred)
+                    self.node.wake()
+                    log.info(
+                        "shard %d: handing leadership to its preferred node %d", shard_id, preferred
+                    )
 
     async def _host(self, shard: int, bootstrap_voters: frozenset[int]) -> None:
         config = dataclasses.replace(

@@ -28,7 +28,7 @@ from accord.security.tls import certificate_user
 
 Args = dict[str, Any]
 PUBLIC_OPS = frozenset({"health", "ready", "login"})
-USER_OPS = frozenset({"status", "lease_grant"})
+USER_OPS = frozenset({"status", "shards", "lease_grant"})
 LEASE_OPS = frozenset({"lease_keepalive", "lease_ttl"})
 """Any user, for their own leases."""
 
