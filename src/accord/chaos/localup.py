@@ -75,6 +75,8 @@ class UpCluster:
     directory: Path
     secure: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    shards: int = 1
+    """`accord up --shards`: the keys spread over this many Raft groups."""
     nodes: list[UpNode] = field(default_factory=list)
     cluster_id: str = ""
     token: str | None = None
@@ -96,6 +98,7 @@ class UpCluster:
         command = [sys.executable, "-m", "accord.cli.main", "up", "--nodes", "3"]
         command += ["--dir", str(self.directory)]
         command += ["--port-base", str(port_base)] + (["--secure"] if self.secure else [])
+        command += ["--shards", str(self.shards)] if self.shards > 1 else []
         out = open(self.directory / "up.out", "wb")  # noqa: SIM115 - owned by the child
         self._up = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
