@@ -61,7 +61,10 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "api": ("node", "kv", "transport", "shard.limits", "observability", "errors", "errorcodes"),
     "security": ("node", "api", "kv", "storage", "raft.limits", "errors"),
-    "server": ("node", "api", "security", "raft", "kv", "storage", "transport", "observability"),
+    "server": (
+        "node", "api", "security", "raft", "kv", "storage", "transport", "shard.limits",
+        "observability",
+    ),
     # the client: the protocol bounds it shares with api, results, frames
     "client": (
         "api.limits", "kv.results", "kv.types", "shard.slots", "transport", "errors",

@@ -177,6 +177,7 @@ from accord.shard.limits import (
     SHARD_RANGES_MAX,
     SHARD_REPLICAS_MAX,
     SHARDS_MAX,
+    SHARDS_PER_CLUSTER_MAX,
     SLOT_COUNT,
     SPLITS_PER_ROUND_MAX,
 )
@@ -357,6 +358,7 @@ __all__ = [
     "SESSION_IDLE_MS",
     "SESSION_IDLE_MS_MIN",
     "SHARDS_MAX",
+    "SHARDS_PER_CLUSTER_MAX",
     "SHARD_RANGES_MAX",
     "SHARD_REPLICAS_MAX",
     "SLOT_COUNT",
@@ -432,6 +434,8 @@ NODE_SETTING_RANGES = {
     "REQUEST_TIMEOUT_S_MIN": ("request_timeout_s", "smallest"),
     "REQUEST_TIMEOUT_S_MAX": ("request_timeout_s", "largest"),
     "PENDING_READS_CEILING": ("pending_reads_max", "largest"),
+    "SHARDS_PER_CLUSTER_MAX": ("shards", "largest"),
+    "SHARD_REPLICAS_MAX": ("replicas", "largest"),
 }
 """Bounds on what a node setting accepts (`accord.server.config.RANGES`)."""
 

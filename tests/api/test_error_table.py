@@ -67,6 +67,8 @@ STATUSES_BEFORE_THE_TABLE = {
     "user_not_found": 404,
     "role_not_found": 404,
     "grant_not_found": 404,
+    "cross_shard": 400,
+    "unsupported_on_shards": 501,
 }
 """What each code was answered with when the statuses lived in several places."""
 NOT_ANSWERED = {"bad_snapshot", "watch_not_found"}

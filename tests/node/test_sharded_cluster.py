@@ -137,9 +137,50 @@ def test_keys_of_one_hash_tag_share_a_shard_and_a_transaction(cluster: LocalClus
         assert http("GET", f"{cluster.url(2)}/v1/kv/{key}")[0] == 404
 
 
-def test_leases_are_refused_clearly_until_they_span_shards(cluster: LocalCluster) -> None:
-    code, body, _ = http("POST", f"{cluster.url(1)}/v1/lease/grant", b'{"ttl": 5}')
-    assert code == 501 and json.loads(body)["error"]["code"] == "unsupported_on_shards"
+def keys_on_every_shard(cluster: LocalCluster, prefix: str) -> list[str]:
+    shard_map = owner_map(shards_doc(cluster, 1))
+    chosen: dict[int, str] = {}
+    for i in range(200):
+        chosen.setdefault(shard_map.shard_for_key(f"{prefix}{i}".encode()).id, f"{prefix}{i}")
+    assert len(chosen) == SHARDS
+    return sorted(chosen.values())
+
+
+def test_a_lease_holds_keys_on_every_shard_until_revoked(cluster: LocalCluster) -> None:
+    code, body, _ = http("POST", f"{cluster.url(2)}/v1/lease/grant", b'{"ttl": 30}')
+    assert code == 200, body
+    lease = json.loads(body)["id"]
+    keys = keys_on_every_shard(cluster, "leased/")
+    for node, key in enumerate(keys, start=1):
+        code, body, _ = http("PUT", f"{cluster.url(node)}/v1/kv/{key}?lease={lease}", b"x")
+        assert code == 200, body
+    for node in (1, 2, 3):
+        code, body, _ = http("GET", f"{cluster.url(node)}/v1/lease/{lease}")
+        doc = json.loads(body)
+        assert code == 200 and sorted(k["key"] for k in doc["keys"]) == keys, body
+        assert 0 < doc["ttl"] <= 30 and doc["granted_ttl"] == 30
+    code, body, _ = http("POST", f"{cluster.url(3)}/v1/lease/{lease}/keepalive")
+    assert code == 200 and json.loads(body)["ttl"] == 30, body
+    code, body, _ = http("DELETE", f"{cluster.url(1)}/v1/lease/{lease}")
+    assert code == 200 and json.loads(body)["deleted"] == SHARDS, body
+    for key in keys:
+        assert http("GET", f"{cluster.url(2)}/v1/kv/{key}")[0] == 404
+    assert http("GET", f"{cluster.url(2)}/v1/lease/{lease}")[0] == 404
+    code, body, _ = http("PUT", f"{cluster.url(1)}/v1/kv/{keys[0]}?lease={lease}", b"x")
+    assert code == 404 and json.loads(body)["error"]["code"] == "lease_not_found"
+
+
+def test_an_expired_lease_takes_its_keys_on_every_shard(cluster: LocalCluster) -> None:
+    with accord.Client([cluster.native_url(3)]) as client:
+        lease = client.lease_grant(1)
+        keys = keys_on_every_shard(cluster, "expiring/")
+        for key in keys:
+            client.put(key, "x", lease=lease.id)
+        assert sorted(k.decode() for k in client.lease_ttl(lease.id).keys) == keys
+        wait_for(
+            lambda: all(client.get(key) is None for key in keys),
+            "every key of the expired lease to go",
+        )
 
 
 def test_a_watch_over_shards_merges_their_streams_and_resumes_per_shard(

@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from importlib import resources
 from ssl import SSLContext
 from typing import Any
@@ -29,6 +30,7 @@ from accord.api.wire import (
     LEASE_TTL_S_MAX,
     MEMBER_ID_MAX,
     BadRequest,
+    RemoteError,
     error_answer,
     error_doc,
     event_doc,
@@ -46,10 +48,9 @@ from accord.api.wire import (
     shards_doc,
     status_doc,
 )
-from accord.errors import AccordError, NotLeader
+from accord.errors import AccordError, DeadlineExceeded, NotLeader
 from accord.kv import (
     DeleteRange,
-    LeaseRevoke,
     Put,
 )
 from accord.kv.types import prefix_end
@@ -70,6 +71,12 @@ from accord.observability.tracing import Tracing
 log = logging.getLogger("accord.api")
 
 FORWARDED = "X-Accord-Forwarded"
+LEASE_ID = "X-Accord-Lease-Id"
+"""The lease id a node's grant over shards chose, on its call to one shard."""
+PEER_AUTHORIZATION: ContextVar[str] = ContextVar("accord_peer_authorization", default="")
+"""The credentials of the request being served, for the calls it makes to other
+nodes (the client's `Authorization`, or a token the guard made for a user known by
+certificate or by a native login)."""
 SHARD = "X-Accord-Shard"
 """On every answer about keys: the shard that served it (0: the cluster's one group;
 a range or watch over several shards names none)."""
@@ -185,6 +192,7 @@ class HttpApi:
         forward_ssl: SSLContext | None = None,
     ) -> None:
         self.service = service
+        service.remote = self  # lease calls over shards reach other nodes through here
         self.state = state
         self.metrics = metrics
         self.tracing = tracing
@@ -284,6 +292,10 @@ class HttpApi:
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             check_request(request)
+            authorization = request.get(FORWARD_AUTHORIZATION) or request.headers.get(
+                "Authorization", ""
+            )
+            PEER_AUTHORIZATION.set(str(authorization))  # each request is a task of its own
             return await handler(request)
         except NotLeader as e:
             return await self._not_leader(request, e)
@@ -324,13 +336,7 @@ class HttpApi:
         return error_response("not_leader", str(error), **extra)
 
     async def _forward(self, request: web.Request, leader_url: str) -> web.StreamResponse:
-        if self._client is None:
-            self._client = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(
-                    total=self.service.node.request_timeout_s + FORWARD_TIMEOUT_MARGIN_S
-                ),
-                connector=aiohttp.TCPConnector(ssl=self._forward_ssl or True),
-            )
+        client = self._peer_client()
         body = await request.read()
         headers = {FORWARDED: "1", "Content-Type": request.content_type}
         headers.update(
@@ -346,7 +352,7 @@ class HttpApi:
         if authorization:
             headers["Authorization"] = authorization
         try:
-            async with self._client.request(
+            async with client.request(
                 request.method,
                 leader_url + request.rel_url.raw_path_qs,
                 data=body,
@@ -496,23 +502,87 @@ class HttpApi:
             self.service.close_watch(watch_id)  # also when the stream never started
         return response
 
+    @staticmethod
+    def _pinned_shard(request: web.Request) -> int:
+        """The shard a node's call over shards pins this request to (its
+        `X-Accord-Shard`, with `X-Accord-Forwarded`); 0: none, the whole cluster."""
+        if not request.headers.get(FORWARDED) or SHARD not in request.headers:
+            return 0
+        return parse_uint(request.headers[SHARD], SHARD, minimum=1)
+
     async def lease_grant(self, request: web.Request) -> web.Response:
         body = await self._json_body(request, {"ttl"})
         ttl = int_field(body, "ttl", minimum=1, maximum=LEASE_TTL_S_MAX)
-        result = await self.service.lease_grant(ttl, *self._request_id(request))
+        shard = self._pinned_shard(request)
+        lease_id = parse_lease_id(request.headers[LEASE_ID]) if shard else 0
+        result = await self.service.lease_grant(
+            ttl, *self._request_id(request), lease_id=lease_id, shard=shard
+        )
         return web.json_response({"id": result.lease_id, "ttl": result.ttl_ms // 1000})
 
     async def lease_keepalive(self, request: web.Request) -> web.Response:
         # Answered by the leader without a Raft write (a follower forwards it there), so
         # a client's session headers, if any, are not used.
         lease_id = parse_lease_id(request.match_info["id"])
-        info = await self.service.lease_keepalive(lease_id)
+        info = await self.service.lease_keepalive(lease_id, shard=self._pinned_shard(request))
         return web.json_response({"id": lease_id, "ttl": info.ttl_ms // 1000})
 
     async def lease_revoke(self, request: web.Request) -> web.Response:
-        command = LeaseRevoke(parse_lease_id(request.match_info["id"]))
-        result = await self.service.execute(command, *self._request_id(request))
-        return web.json_response({"revision": result.revision})
+        lease_id = parse_lease_id(request.match_info["id"])
+        result = await self.service.lease_revoke(
+            lease_id, *self._request_id(request), shard=self._pinned_shard(request)
+        )
+        return web.json_response({"revision": result.revision, "deleted": result.deleted})
+
+    # --- calls to other nodes' shards (RemoteShards) ----------------------------------------
+    async def call(self, shard: int, leader: int, op: str, lease_id: int, ttl_s: int) -> int:
+        """A lease operation on `shard` alone, by its leader `leader`: the request's
+        own credentials go with it, so that node's guard checks them again."""
+        member = self.state.members.get(leader)
+        if member is None:
+            raise NotLeader(0, f"no address for node {leader}, the leader of shard {shard}")
+        headers = {FORWARDED: "1", SHARD: str(shard), "Content-Type": "application/json"}
+        authorization = PEER_AUTHORIZATION.get()
+        if authorization:
+            headers["Authorization"] = authorization
+        method, path, body = {
+            "lease_grant": ("POST", "/v1/lease/grant", {"ttl": ttl_s}),
+            "lease_keepalive": ("POST", f"/v1/lease/{lease_id}/keepalive", None),
+            "lease_revoke": ("DELETE", f"/v1/lease/{lease_id}", None),
+        }[op]
+        if op == "lease_grant":
+            headers[LEASE_ID] = str(lease_id)
+        try:
+            async with self._peer_client().request(
+                method,
+                member.client_url + path,
+                data=json.dumps(body).encode() if body is not None else None,
+                headers=headers,
+            ) as answer:
+                doc = json.loads(await answer.read())
+        except aiohttp.ClientConnectorError as e:  # nothing was sent
+            raise NotLeader(0, f"cannot reach node {leader}: {e}") from e
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            raise DeadlineExceeded(f"outcome unknown: shard {shard} on node {leader}: {e}") from e
+        if answer.status == 200:
+            return int(doc.get("deleted", 0)) if op == "lease_revoke" else int(doc["ttl"]) * 1000
+        error = doc.get("error") if isinstance(doc, dict) else None
+        if not isinstance(error, dict):
+            raise RemoteError("internal", f"node {leader} answered {answer.status}")
+        if error.get("code") == "not_leader":
+            hint = (error.get("leader") or {}).get("id", 0)
+            raise NotLeader(hint if isinstance(hint, int) else 0, str(error.get("message")))
+        raise RemoteError(str(error.get("code")), str(error.get("message")))
+
+    def _peer_client(self) -> aiohttp.ClientSession:
+        if self._client is None:
+            self._client = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=self.service.node.request_timeout_s + FORWARD_TIMEOUT_MARGIN_S
+                ),
+                connector=aiohttp.TCPConnector(ssl=self._forward_ssl or True),
+            )
+        return self._client
 
     async def lease_get(self, request: web.Request) -> web.Response:
         lease_id = parse_lease_id(request.match_info["id"])

@@ -93,7 +93,7 @@ from accord.api.wire import (
     status_doc,
 )
 from accord.errors import AccordError, NotLeader
-from accord.kv import DeleteRange, LeaseRevoke, Put
+from accord.kv import DeleteRange, Put
 from accord.kv.errors import LimitExceeded, ResponseTooLarge
 from accord.node.members import NodeState
 from accord.node.observe import readiness
@@ -564,9 +564,8 @@ class NativeServer:
 
     async def lease_revoke(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"id", "client_id", "seq"}, "lease_revoke")
-        command = LeaseRevoke(lease_id_field(args))
-        result = await self.service.execute(command, *self._session(args))
-        return {"revision": result.revision}
+        result = await self.service.lease_revoke(lease_id_field(args), *self._session(args))
+        return {"revision": result.revision, "deleted": result.deleted}
 
     async def lease_ttl(self, args: Args) -> dict[str, Any]:
         only_fields(args, {"id"}, "lease_ttl")

@@ -41,6 +41,14 @@ def error_doc(code: str, message: str, **extra: Any) -> tuple[int, dict[str, Any
     return status_of(code), {"error": {"code": code, "message": message, **extra}}
 
 
+class RemoteError(AccordError):
+    """An error another node answered a call with, passed on with its code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
 def error_answer(error: AccordError) -> tuple[int, dict[str, Any]]:
     """`error_doc` of a typed error, with the fields its code carries (`error_extra`)."""
     return error_doc(error.code, str(error), **error_extra(error))
@@ -386,17 +394,15 @@ def shards_doc(service: KVService, state: NodeState) -> dict[str, Any]:
     return {"version": metadata.map.version, "shards": rows}
 
 
-async def lease_ttl_doc(service: KVService, lease_id: int, binary: bool = False) -> dict[str, Any]:
-    """A lease's remaining time and keys, after a read barrier; LeaseNotFound if gone."""
-    await service.group.read_barrier()
-    info = service.machine.lease_ttl(lease_id, keys=True)
-    if info is None:
-        raise kv_errors.LeaseNotFound(lease_id)
+async def lease_ttl_doc(service: ShardedKV, lease_id: int, binary: bool = False) -> dict[str, Any]:
+    """A lease's remaining time and keys (of every shard), after a read barrier on
+    each; LeaseNotFound if gone."""
+    info, deadline_ms = await service.lease_info(lease_id)
     keys = [{"key": k} if binary else text_or_b64("key", k) for k in info.keys]
     # The state machine's clock moves only with commands; an idle cluster's would make
     # the lease look younger than it is. This node's clock tells the time left, from
     # the leader's exact deadline or a follower's lower bound of it.
-    remaining_ms = min(info.ttl_ms, max(0, service.lease_deadline_ms(info) - now_ms()))
+    remaining_ms = min(info.ttl_ms, max(0, deadline_ms - now_ms()))
     return {
         "id": lease_id,
         "ttl": remaining_ms // 1000,

@@ -90,8 +90,10 @@ class ProcessCluster:
         network: ClusterNetwork,
         *,
         bugs: frozenset[str] = frozenset(),
+        shards: int = 1,
     ) -> None:
-        """`bugs` names deliberate bugs to switch on in every node (see `BUGS`)."""
+        """`bugs` names deliberate bugs to switch on in every node (see `BUGS`);
+        `shards` > 1 spreads the keys over that many shards, a replica on every node."""
         unknown = bugs - BUGS.keys()
         if unknown:
             raise ValueError(f"unknown bugs: {', '.join(sorted(unknown))}")
@@ -99,6 +101,7 @@ class ProcessCluster:
         self.network = network
         self.ids = list(range(1, nodes + 1))
         self.bugs = bugs
+        self.shards = shards
         self.nodes: dict[int, NodeProcess] = {}
 
     @property
@@ -133,6 +136,8 @@ class ProcessCluster:
                 tick_ms=TICK_MS,
                 election_ticks=ELECTION_TICKS,
                 snapshot_entries=2_000,  # snapshots and compaction happen during runs
+                shards=self.shards,
+                replicas=len(self.ids),
                 dial={
                     j: address
                     for j in self.ids
@@ -253,11 +258,13 @@ class ProcessCluster:
         return lines
 
     # --- observing -----------------------------------------------------------------------
-    async def status(self, session: aiohttp.ClientSession, node: int) -> dict[str, Any] | None:
+    async def status(
+        self, session: aiohttp.ClientSession, node: int, path: str = "/v1/cluster/status"
+    ) -> dict[str, Any] | None:
         proc = self.nodes[node]
         if not proc.alive or proc.paused:
             return None
-        url = f"{proc.config.client_url}/v1/cluster/status"
+        url = f"{proc.config.client_url}{path}"
         try:
             timeout = aiohttp.ClientTimeout(total=STATUS_TIMEOUT_S)
             async with session.get(url, timeout=timeout) as response:
@@ -278,6 +285,16 @@ class ProcessCluster:
                 best = candidate if best is None or candidate > best else best
         return best[1] if best else None
 
+    async def _shards_led(self, session: aiohttp.ClientSession) -> bool:
+        """Every node knows the shard map and a leader for each shard."""
+        docs = await asyncio.gather(
+            *(self.status(session, n, "/v1/cluster/shards") for n in self.ids)
+        )
+        return all(
+            doc is not None and doc.get("version") and all(s["leader"] for s in doc["shards"])
+            for doc in docs
+        )
+
     async def wait_healthy(self, timeout_s: float) -> int:
         """Wait until a leader is known to every node; returns it (TimeoutError if not)."""
         deadline = time.monotonic() + timeout_s
@@ -285,7 +302,8 @@ class ProcessCluster:
             while time.monotonic() < deadline:
                 statuses = await asyncio.gather(*(self.status(session, n) for n in self.ids))
                 leaders = {int(s["leader"]) for s in statuses if s is not None}
-                if None not in statuses and len(leaders) == 1 and 0 not in leaders:
+                agreed = None not in statuses and len(leaders) == 1 and 0 not in leaders
+                if agreed and (self.shards == 1 or await self._shards_led(session)):
                     return leaders.pop()
                 await asyncio.sleep(0.1)
         raise TimeoutError(f"the cluster did not become healthy within {timeout_s:g}s")

@@ -61,6 +61,8 @@ class RunOptions:
     network: str = "proxy"
     """`proxy` (every node on 127.0.0.1, a TCP proxy between them) or `netns` (every
     node in a network namespace of its own; needs root, ip and iptables)."""
+    shards: int = 1
+    """Spread the keys over this many shards (`accord up --shards`)."""
     stop_when_invalid: bool = False
     """Check the history every few seconds and stop early once it is invalid (used
     to show that a deliberate bug is caught, without waiting for the full time)."""
@@ -93,7 +95,9 @@ async def run_async(options: RunOptions) -> RunResult:
     network = make_network(options.network, options.seed)
     options.out.mkdir(parents=True, exist_ok=True)
     workload: Workload = WORKLOADS[options.workload](options.clients)
-    cluster = ProcessCluster(options.out / "cluster", options.nodes, network, bugs=options.bugs)
+    cluster = ProcessCluster(
+        options.out / "cluster", options.nodes, network, bugs=options.bugs, shards=options.shards
+    )
     recorder = Recorder()
     faults = FaultLog(recorder.now)
     started = time.monotonic()
@@ -240,6 +244,7 @@ def _write_outputs(
         "workload": options.workload,
         "faults": options.faults,
         "nodes": options.nodes,
+        "shards": options.shards,
         "network": options.network,
         "time_s": options.time_s,
         "seed": options.seed,

@@ -32,6 +32,13 @@ def chaos() -> None:
 )
 @click.option("--nodes", type=click.IntRange(3, 5), default=3, show_default=True)
 @click.option(
+    "--shards",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="spread the keys over this many shards (register, set and watch workloads)",
+)
+@click.option(
     "--time",
     "time_s",
     type=click.FloatRange(1, 3600),
@@ -80,6 +87,7 @@ def run_command(
     workload: str,
     faults: str,
     nodes: int,
+    shards: int,
     time_s: float,
     seed: int,
     clients: int | None,
@@ -117,6 +125,7 @@ def run_command(
         workload=workload,
         faults=families,
         nodes=nodes,
+        shards=shards,
         time_s=time_s,
         seed=seed,
         out=out or Path(f"chaos-{workload}-{seed}"),

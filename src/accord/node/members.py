@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 
 from accord.kv import KVStateMachine, SnapshotJob, run_job
+from accord.kv.results import LeaseInfo
 from accord.kv.types import Event
 from accord.node.address import Member, parse_address
 from accord.node.authstore import AuthStore
@@ -116,6 +117,9 @@ class NodeState:
         # Undecodable KV bytes and unknown kinds alike are recorded by the KV machine.
         # The shard map and placement state (the metadata group's; empty on one shard).
         self.shards = ShardMetadata()
+        self.lease_tables: Callable[[], list[KVStateMachine]] = lambda: [self.kv]
+        """The state machines holding leases here: the store's, or on a sharded
+        cluster each hosted shard's (a lease lives on every shard)."""
         self.on_shards_changed: Callable[[], None] = lambda: None
         """Called after the shard metadata changed (a command applied, a restore)."""
         self.commands = Registry(
@@ -125,6 +129,14 @@ class NodeState:
 
     def apply(self, index: int, data: bytes) -> tuple[Any, list[Event]]:
         return self.commands.apply(index, data)
+
+    def lease_ttl(self, lease_id: int, *, keys: bool = False) -> LeaseInfo | None:
+        """The lease as this node's replicas hold it (the keys of every shard's part),
+        or None if none has it; for the guards' ownership and permission checks."""
+        parts = [info for kv in self.lease_tables() if (info := kv.lease_ttl(lease_id, keys=keys))]
+        if not parts:
+            return None
+        return dataclasses.replace(parts[0], keys=tuple(k for part in parts for k in part.keys))
 
     def _apply_auth(self, index: int, payload: bytes) -> Outcome:
         # Users, roles, grants: replicated beside the KV state. Looked up per call,

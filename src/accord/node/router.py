@@ -25,25 +25,44 @@ calls and answers each from the services of the shard groups hosted here
 - A watch that may span shards opens one watch per shard and merges their streams:
   each shard's events arrive in its revision order, tagged with the shard; a
   client resumes each shard from its own revision (`start_revisions`).
-- Leases are not yet carried across shards: lease commands, puts that name a
-  lease and compaction are refused with `unsupported_on_shards`.
+- A lease lives on every shard, with the same id: a put attaches a key to the
+  lease of the key's own shard, and each shard's leader expires its part. Grant,
+  keepalive and revoke go to every shard's leader, concurrently: here when this
+  node leads the shard, else through `RemoteShards` (the API layer's call to that
+  leader, pinned to the shard), trying again on `not_leader` up to
+  `FANOUT_ATTEMPTS` times. The answer is a success only when every shard's was: a
+  grant that failed on some shard leaves parts that expire by themselves, and a
+  retried grant or revoke that finds its own earlier effect (`lease_exists`,
+  `lease_not_found` on a retry) counts it as done. Each shard's part expires on its
+  own leader's clock, so the keys of one lease on different shards go within
+  `LEASE_EXPIRY_SLACK_MS` plus a keepalive's travel of each other.
+- Compaction is refused with `unsupported_on_shards` (revisions are per shard).
+- A lease's time left and keys (`lease_info`) are read from this node's replicas
+  of every shard: the keys of all, the least time left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import heapq
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from accord.errors import AccordError, NotLeader
-from accord.kv import Command, DeleteRange, Put, Txn
+from accord.kv import Command, DeleteRange, LeaseGrant, LeaseRevoke, Put, Txn
 from accord.kv.commands import Compare, Get, Range
-from accord.kv.errors import InvalidRequest, ResponseTooLarge
+from accord.kv.errors import InvalidRequest, LeaseExists, LeaseNotFound, ResponseTooLarge
 from accord.kv.limits import response_kv_bytes
-from accord.kv.results import GetResult, LeaseInfo, RangeResult
+from accord.kv.results import (
+    GetResult,
+    LeaseGrantResult,
+    LeaseInfo,
+    LeaseRevokeResult,
+    RangeResult,
+)
 from accord.kv.types import Event, KeyValue
 from accord.node.service import KVService
 from accord.node.shardhost import ShardHost
@@ -61,6 +80,24 @@ class UnsupportedOnShards(AccordError):
     """A request a sharded cluster does not serve yet."""
 
     code = "unsupported_on_shards"
+
+
+class RemoteShards(Protocol):
+    """Calls a shard's leader on another node, pinned to that shard (implemented by
+    the API layer); raises the typed error the leader answered."""
+
+    async def call(self, shard: int, leader: int, op: str, lease_id: int, ttl_s: int) -> int:
+        """`op` is `lease_grant`, `lease_keepalive` or `lease_revoke`; returns the
+        lease's TTL in ms (grant, keepalive) or the keys the revoke deleted."""
+        ...
+
+
+FANOUT_ATTEMPTS = 3
+"""Tries per shard of one lease operation over shards (a leader change in between
+answers `not_leader` naming the new one)."""
+
+FANOUT_PAUSE_S = 0.05
+"""Pause before a try again, times the tries so far (an election takes ~0.5 s)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +122,8 @@ class ShardedKV(KVService):
         super().__init__(primary.node, primary.machine, tracing=primary.tracing)
         self.primary = primary
         self.shards = shards
+        self.remote: RemoteShards | None = None
+        """Set by the API layer: how lease operations reach other nodes' shards."""
         self._watches: dict[int, dict[int, int]] = {}
         """Merged watch id -> {shard: that shard's watch id}."""
         self._next_watch = 0
@@ -154,18 +193,120 @@ class ShardedKV(KVService):
         unsupported = unsupported_on_shards(command)
         if unsupported:
             raise UnsupportedOnShards(f"{unsupported} is not served on a sharded cluster yet")
+        if isinstance(command, LeaseRevoke):
+            return await self.lease_revoke(command.lease_id)
         service = self.service(self.shard_of_command(command))
         return await service.execute(command, client_id, seq, timeout_s)
 
-    async def lease_grant(self, ttl_s: int, client_id: int = 0, seq: int = 0) -> Any:
+    async def lease_grant(
+        self, ttl_s: int, client_id: int = 0, seq: int = 0, *, lease_id: int = 0, shard: int = 0
+    ) -> Any:
+        """Grant a lease on every shard (see the module docstring); `shard` pins the
+        call to that shard alone, with the `lease_id` the caller chose."""
         if not self.sharded:
             return await self.primary.lease_grant(ttl_s, client_id, seq)
-        raise UnsupportedOnShards("a lease is not served on a sharded cluster yet")
+        if shard:
+            command = LeaseGrant(lease_id or self._new_lease_id(), ttl_s * 1000)
+            return await self._leader_of(shard).execute(command, client_id, seq)
+        grant = LeaseGrant(self._new_lease_id(), ttl_s * 1000)
 
-    async def lease_keepalive(self, lease_id: int) -> LeaseInfo:
+        async def local(service: KVService) -> int:
+            result = await service.execute(grant)
+            return int(result.ttl_ms)
+
+        await self._each_shard(local, "lease_grant", grant.lease_id, ttl_s, LeaseExists)
+        return LeaseGrantResult(grant.lease_id, grant.ttl_ms, 0)
+
+    async def lease_keepalive(self, lease_id: int, *, shard: int = 0) -> LeaseInfo:
         if not self.sharded:
             return await self.primary.lease_keepalive(lease_id)
-        raise UnsupportedOnShards("a lease is not served on a sharded cluster yet")
+        if shard:
+            return await self._leader_of(shard).lease_keepalive(lease_id)
+
+        async def local(service: KVService) -> int:
+            return (await service.lease_keepalive(lease_id)).ttl_ms
+
+        ttls = await self._each_shard(local, "lease_keepalive", lease_id)
+        ttl_ms = min(ttls.values())
+        return LeaseInfo(lease_id, ttl_ms, 0, ttl_ms)
+
+    async def lease_revoke(
+        self, lease_id: int, client_id: int = 0, seq: int = 0, *, shard: int = 0
+    ) -> Any:
+        """Revoke a lease on every shard; its answer's revision is 0 on a sharded
+        cluster (each shard deleted the keys at a revision of its own)."""
+        command = LeaseRevoke(lease_id)
+        if not self.sharded:
+            return await self.primary.execute(command, client_id, seq)
+        if shard:
+            return await self._leader_of(shard).execute(command, client_id, seq)
+
+        async def local(service: KVService) -> int:
+            return int((await service.execute(command)).deleted)
+
+        deleted = await self._each_shard(local, "lease_revoke", lease_id, 0, LeaseNotFound)
+        return LeaseRevokeResult(0, sum(deleted.values()))
+
+    async def lease_info(self, lease_id: int) -> tuple[LeaseInfo, int]:
+        """The lease after a read barrier on every shard: (its info, with every
+        shard's keys and the least time left of any, its deadline as this node knows
+        it); LeaseNotFound unless every shard has it."""
+        services = [self.primary] if not self.sharded else [self.service(s.id) for s in self.map]
+        await asyncio.gather(*(service.group.read_barrier() for service in services))
+        parts = [(service, service.machine.lease_ttl(lease_id, keys=True)) for service in services]
+        found = [(service, info) for service, info in parts if info is not None]
+        if len(found) < len(parts) or not found:
+            raise LeaseNotFound(lease_id)
+        service, info = min(found, key=lambda p: p[0].lease_deadline_ms(p[1]))
+        keys = tuple(sorted(key for _, part in found for key in part.keys))
+        return dataclasses.replace(info, keys=keys), service.lease_deadline_ms(info)
+
+    def _leader_of(self, shard: int) -> KVService:
+        service = self.service(shard)
+        if not service.group.is_leader:
+            raise NotLeader(service.group.leader_id, f"not the leader of shard {shard}")
+        return service
+
+    async def _each_shard(
+        self,
+        local: Callable[[KVService], Awaitable[int]],
+        op: str,
+        lease_id: int,
+        ttl_s: int = 0,
+        done_before: type[AccordError] | None = None,
+    ) -> dict[int, int]:
+        """`local(service)` on every shard's leader, concurrently: here, or through
+        `remote` on the node that leads it; each answers a count (a TTL in ms, keys
+        deleted). `done_before`: the error a retry meets when an earlier try took
+        effect (that shard is then done, counted 0)."""
+        shard_map = self.map
+
+        async def one(shard: int) -> int:
+            hint = 0
+            for attempt in range(FANOUT_ATTEMPTS):
+                here = self.shards.services.get(shard)
+                try:
+                    if here is not None and here.group.is_leader:
+                        return await local(here)
+                    leader = hint or (here.group.leader_id if here is not None else 0)
+                    leader = leader or shard_map.shard(shard).replicas[0]
+                    if self.remote is None:
+                        raise NotLeader(leader, f"shard {shard} is led by node {leader}")
+                    return await self.remote.call(shard, leader, op, lease_id, ttl_s)
+                except NotLeader as exc:
+                    if attempt == FANOUT_ATTEMPTS - 1:
+                        raise
+                    hint = exc.leader_hint
+                    await asyncio.sleep(FANOUT_PAUSE_S * (attempt + 1))
+                except AccordError as exc:
+                    if attempt > 0 and done_before is not None and exc.code == done_before.code:
+                        return 0
+                    raise
+            raise NotLeader(hint)  # not reached: the last attempt returns or raises
+
+        shards = [shard.id for shard in shard_map]
+        results = await asyncio.gather(*(one(shard) for shard in shards))
+        return dict(zip(shards, results, strict=True))
 
     # --- reads ------------------------------------------------------------------------
     async def get(self, key: bytes, revision: int = 0, linearizable: bool = True) -> GetResult:
@@ -339,13 +480,8 @@ def command_ranges(command: Command) -> Iterable[tuple[bytes, bytes]]:
 
 
 def unsupported_on_shards(command: Command) -> str:
-    """What of `command` a sharded cluster does not serve yet ("" if nothing): a
-    lease named by a put, and the commands without keys (leases, compaction)."""
-    puts = [command] if isinstance(command, Put) else []
-    if isinstance(command, Txn):
-        puts = [op for op in (*command.success, *command.failure) if isinstance(op, Put)]
-    if any(put.lease for put in puts):
-        return "a put with a lease"
-    if not isinstance(command, Put | DeleteRange | Txn):
-        return type(command).__name__
-    return ""
+    """What of `command` a sharded cluster does not serve yet ("" if nothing): the
+    commands without keys other than leases' (compaction, housekeeping)."""
+    if isinstance(command, Put | DeleteRange | Txn | LeaseRevoke):
+        return ""
+    return type(command).__name__

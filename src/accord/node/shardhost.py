@@ -120,9 +120,15 @@ class ShardHost:
         """Shard id -> the service of its group on this node."""
         self._changed = asyncio.Event()
         state.on_shards_changed = self._changed.set
+        state.lease_tables = self._lease_tables
         self._task: asyncio.Task[None] | None = None
         self._handed_over_at: dict[int, float] = {}
         """Shard -> when this node last asked its preferred leader to take over."""
+
+    def _lease_tables(self) -> list[KVStateMachine]:
+        if self.state.shards.map is None:
+            return [self.state.kv]
+        return [service.machine for service in self.services.values()]
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="accord-shards")

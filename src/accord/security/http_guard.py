@@ -206,7 +206,7 @@ class HttpGuard:
             lease_id = int(request.match_info["id"])
         except ValueError:
             return []
-        info = self.auth.state.kv.lease_ttl(lease_id, keys=True)
+        info = self.auth.state.lease_ttl(lease_id, keys=True)
         keys = info.keys if info is not None else ()
         # Revoking deletes every attached key: that takes write on each of them.
         return [(WRITE, key, b"") for key in keys]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from accord.api.http import PEER_AUTHORIZATION
 from accord.api.native import GuardedSession
 from accord.api.wire import bytes_field, int_field, parse_txn
 from accord.node.authstore import READ, WRITE
@@ -73,6 +74,8 @@ class NativeGuard:
             return
         user = self._user(session)
         REQUEST_OWNER.set(user)  # this request's task (a watch: until the next op)
+        if op in ("lease_grant", "lease_keepalive", "lease_revoke"):  # a call per shard
+            PEER_AUTHORIZATION.set(f"Bearer {session.token or self.auth.token_for(user)}")
         if op in USER_OPS:
             return
         what, remote = f"native {op}", _remote(session)
@@ -130,6 +133,6 @@ class NativeGuard:
             return list(txn_needs(parse_txn(body)))
         if op == "lease_revoke":
             assert self.auth is not None
-            info = self.auth.state.kv.lease_ttl(int_field(args, "id"), keys=True)
+            info = self.auth.state.lease_ttl(int_field(args, "id"), keys=True)
             return [(WRITE, key, b"") for key in (info.keys if info else ())]
         return None

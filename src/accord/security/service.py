@@ -191,7 +191,7 @@ class AuthService:
         if user == ROOT:
             return
         for lease_id in lease_ids:
-            info = self.state.kv.lease_ttl(lease_id) if lease_id else None
+            info = self.state.lease_ttl(lease_id) if lease_id else None
             if info is not None and info.owner != user:
                 audit("permission_denied", user=user, request=what, lease=lease_id, remote=remote)
                 raise LeaseNotOwned(lease_id)
