@@ -53,8 +53,21 @@ def owner_map(doc: dict[str, Any]) -> ShardMap:
     )
 
 
+def call(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes, dict[str, str]]:
+    """A request, sent again while the answer is a 503 (nothing applied: a shard's
+    leader is changing, as it does while leaders settle on their preferred nodes),
+    as a client does."""
+
+    def attempt() -> tuple[int, bytes, dict[str, str]] | None:
+        answer = http(method, url, body)
+        return None if answer[0] == 503 else answer
+
+    answer: tuple[int, bytes, dict[str, str]] = wait_for(attempt, f"{method} {url} not 503")
+    return answer
+
+
 def put(cluster: LocalCluster, node: int, key: str, value: str) -> dict[str, str]:
-    code, body, headers = http("PUT", f"{cluster.url(node)}/v1/kv/{key}", value.encode())
+    code, body, headers = call("PUT", f"{cluster.url(node)}/v1/kv/{key}", value.encode())
     assert code == 200, body
     return headers
 
@@ -116,7 +129,7 @@ def test_keys_of_one_hash_tag_share_a_shard_and_a_transaction(cluster: LocalClus
             {"put": {"key": "{user7}:mail", "value": "ada@example"}},
         ]
     }
-    code, body, headers = http("POST", f"{cluster.url(1)}/v1/txn", json.dumps(txn).encode())
+    code, body, headers = call("POST", f"{cluster.url(1)}/v1/txn", json.dumps(txn).encode())
     assert code == 200 and json.loads(body)["succeeded"], body
     shard = headers["X-Accord-Shard"]
     code, body, headers = http("GET", f"{cluster.url(3)}/v1/range?prefix={{user7}}:")
@@ -131,7 +144,7 @@ def test_keys_of_one_hash_tag_share_a_shard_and_a_transaction(cluster: LocalClus
         if shard_map.shard_for_key(f"x{i}".encode()) != shard_map.shard_for_key(f"x{j}".encode())
     )
     spread = {"success": [{"put": {"key": a, "value": "1"}}, {"put": {"key": b, "value": "2"}}]}
-    code, body, _ = http("POST", f"{cluster.url(2)}/v1/txn", json.dumps(spread).encode())
+    code, body, _ = call("POST", f"{cluster.url(2)}/v1/txn", json.dumps(spread).encode())
     assert code == 400 and json.loads(body)["error"]["code"] == "cross_shard"
     for key in (a, b):  # nothing of it was applied
         assert http("GET", f"{cluster.url(2)}/v1/kv/{key}")[0] == 404
@@ -147,26 +160,26 @@ def keys_on_every_shard(cluster: LocalCluster, prefix: str) -> list[str]:
 
 
 def test_a_lease_holds_keys_on_every_shard_until_revoked(cluster: LocalCluster) -> None:
-    code, body, _ = http("POST", f"{cluster.url(2)}/v1/lease/grant", b'{"ttl": 30}')
+    code, body, _ = call("POST", f"{cluster.url(2)}/v1/lease/grant", b'{"ttl": 30}')
     assert code == 200, body
     lease = json.loads(body)["id"]
     keys = keys_on_every_shard(cluster, "leased/")
     for node, key in enumerate(keys, start=1):
-        code, body, _ = http("PUT", f"{cluster.url(node)}/v1/kv/{key}?lease={lease}", b"x")
+        code, body, _ = call("PUT", f"{cluster.url(node)}/v1/kv/{key}?lease={lease}", b"x")
         assert code == 200, body
     for node in (1, 2, 3):
-        code, body, _ = http("GET", f"{cluster.url(node)}/v1/lease/{lease}")
+        code, body, _ = call("GET", f"{cluster.url(node)}/v1/lease/{lease}")
         doc = json.loads(body)
         assert code == 200 and sorted(k["key"] for k in doc["keys"]) == keys, body
         assert 0 < doc["ttl"] <= 30 and doc["granted_ttl"] == 30
-    code, body, _ = http("POST", f"{cluster.url(3)}/v1/lease/{lease}/keepalive")
+    code, body, _ = call("POST", f"{cluster.url(3)}/v1/lease/{lease}/keepalive")
     assert code == 200 and json.loads(body)["ttl"] == 30, body
-    code, body, _ = http("DELETE", f"{cluster.url(1)}/v1/lease/{lease}")
+    code, body, _ = call("DELETE", f"{cluster.url(1)}/v1/lease/{lease}")
     assert code == 200 and json.loads(body)["deleted"] == SHARDS, body
     for key in keys:
-        assert http("GET", f"{cluster.url(2)}/v1/kv/{key}")[0] == 404
-    assert http("GET", f"{cluster.url(2)}/v1/lease/{lease}")[0] == 404
-    code, body, _ = http("PUT", f"{cluster.url(1)}/v1/kv/{keys[0]}?lease={lease}", b"x")
+        assert call("GET", f"{cluster.url(2)}/v1/kv/{key}")[0] == 404
+    assert call("GET", f"{cluster.url(2)}/v1/lease/{lease}")[0] == 404
+    code, body, _ = call("PUT", f"{cluster.url(1)}/v1/kv/{keys[0]}?lease={lease}", b"x")
     assert code == 404 and json.loads(body)["error"]["code"] == "lease_not_found"
 
 

@@ -3,6 +3,7 @@ the members and one leader, then the leader's death and its successor."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from accord.testing.cluster import LocalCluster, http, running_cluster
+from accord.testing.cluster import LocalCluster, http, running_cluster, wait_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -23,6 +24,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 DEADLINE_MS = 30_000
 UP_ROWS = "#members tr[data-state=up]"
 LEADER_ROWS = "#members tr[data-state=up][data-role=leader]"
+SHARD_ROWS = "#shards tr[data-shard-id]"
 
 
 @pytest.fixture
@@ -98,3 +100,27 @@ def test_dashboard_shows_members_and_a_failover(
     events = page.inner_text("#events")
     assert "is down" in events and "new leader" in events
     page.screenshot(path=str(screenshots(tmp_path) / "dashboard-failover.png"), full_page=True)
+
+
+def test_dashboard_shows_each_shard_and_its_leader(tmp_path: Path, page: sync_api.Page) -> None:
+    for cluster in running_cluster(tmp_path / "cluster", shards=3):
+        page.goto(f"{cluster.url(2)}/")
+        page.wait_for_function(
+            f"[...document.querySelectorAll('{SHARD_ROWS}')].length === 3"
+            f" && [...document.querySelectorAll('{SHARD_ROWS}')].every((r) => r.dataset.leader)",
+            timeout=DEADLINE_MS,
+        )
+
+        def agrees(cluster: LocalCluster = cluster) -> bool:
+            """The page shows the leaders the node reports (they settle on the
+            preferred voters within a few seconds of the start)."""
+            code, body, _ = http("GET", f"{cluster.url(2)}/v1/cluster/shards")
+            expected = {str(s["id"]): s["leader"] for s in json.loads(body)["shards"]}
+            shown = page.eval_on_selector_all(
+                SHARD_ROWS, "rows => rows.map(r => [r.dataset.shardId, r.dataset.leader])"
+            )
+            return code == 200 and dict(shown) == expected
+
+        wait_for(agrees, "the page to show each shard's leader")
+        assert page.text_content("#shard-map-version") == "map version 1"
+        page.screenshot(path=str(screenshots(tmp_path) / "dashboard-shards.png"), full_page=True)

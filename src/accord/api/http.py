@@ -48,7 +48,7 @@ from accord.api.wire import (
     shards_doc,
     status_doc,
 )
-from accord.errors import AccordError, DeadlineExceeded, NotLeader
+from accord.errors import AccordError, DeadlineExceeded, NotLeader, ProposalDropped
 from accord.kv import (
     DeleteRange,
     Put,
@@ -572,6 +572,8 @@ class HttpApi:
         if error.get("code") == "not_leader":
             hint = (error.get("leader") or {}).get("id", 0)
             raise NotLeader(hint if isinstance(hint, int) else 0, str(error.get("message")))
+        if error.get("code") == "proposal_dropped":
+            raise ProposalDropped(str(error.get("message")))
         raise RemoteError(str(error.get("code")), str(error.get("message")))
 
     def _peer_client(self) -> aiohttp.ClientSession:

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable, Mapping
 
 from accord.node.limits import READY_APPLY_LAG_MAX
+from accord.node.router import ShardedKV
 from accord.node.runtime import Node
-from accord.node.service import KVService
 from accord.observability.metrics import NodeSample
 from accord.raft import MessageType, Role
 
@@ -21,8 +21,11 @@ def _by_type(counts: list[int]) -> dict[str, int]:
 
 
 def sample_node(
-    node: Node, service: KVService, name: str, connections: Callable[[], int]
+    node: Node, service: ShardedKV, name: str, connections: Callable[[], int]
 ) -> NodeSample:
+    """The node's state; the key-value figures are those of every store it holds (on a
+    sharded cluster, each hosted shard's: keys and leases summed, the highest revision,
+    since a lease lives on every shard its count is that of one shard)."""
     core = node.core
     raft_log = core.log
     follower_match: dict[int, int] = {}
@@ -30,7 +33,7 @@ def sample_node(
         follower_match = {n: p.match for n, p in core.status().progress.items() if n != core.id}
     last_index = raft_log.last_index()
     stats = node.stats
-    machine = service.machine
+    machines = service.machines() or [service.machine]
     return NodeSample(
         node_id=core.id,
         name=name,
@@ -49,10 +52,11 @@ def sample_node(
         messages_received=_by_type(stats.messages_received),
         follower_match=follower_match,
         follower_lag_seconds=lag_seconds(node, follower_match, last_index),
-        keys=machine.keys_count,
-        revision=machine.revision,
-        leases=machine.leases_count,
-        watchers=len(service.watches),
+        keys=sum(m.keys_count for m in machines),
+        revision=max(m.revision for m in machines),
+        leases=max(m.leases_count for m in machines),
+        watchers=len(service.primary.watches)
+        + sum(len(shard.watches) for shard in service.shards.services.values()),
         client_connections=connections(),
     )
 

@@ -51,8 +51,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mappi
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from accord.errors import AccordError, NotLeader
-from accord.kv import Command, DeleteRange, LeaseGrant, LeaseRevoke, Put, Txn
+from accord.errors import AccordError, NotLeader, ProposalDropped
+from accord.kv import Command, DeleteRange, KVStateMachine, LeaseGrant, LeaseRevoke, Put, Txn
 from accord.kv.commands import Compare, Get, Range
 from accord.kv.errors import InvalidRequest, LeaseExists, LeaseNotFound, ResponseTooLarge
 from accord.kv.limits import response_kv_bytes
@@ -135,6 +135,11 @@ class ShardedKV(KVService):
     async def stop(self) -> None:
         await self.shards.stop()
         await self.primary.stop()
+
+    def machines(self) -> list[KVStateMachine]:
+        """The key-value stores this node holds: the primary group's, or on a sharded
+        cluster each hosted shard's."""
+        return self.shards.lease_tables()
 
     # --- routing ----------------------------------------------------------------------
     @property
@@ -293,10 +298,10 @@ class ShardedKV(KVService):
                     if self.remote is None:
                         raise NotLeader(leader, f"shard {shard} is led by node {leader}")
                     return await self.remote.call(shard, leader, op, lease_id, ttl_s)
-                except NotLeader as exc:
+                except (NotLeader, ProposalDropped) as exc:  # nothing applied: try again
                     if attempt == FANOUT_ATTEMPTS - 1:
                         raise
-                    hint = exc.leader_hint
+                    hint = exc.leader_hint if isinstance(exc, NotLeader) else 0
                     await asyncio.sleep(FANOUT_PAUSE_S * (attempt + 1))
                 except AccordError as exc:
                     if attempt > 0 and done_before is not None and exc.code == done_before.code:

@@ -120,12 +120,14 @@ class ShardHost:
         """Shard id -> the service of its group on this node."""
         self._changed = asyncio.Event()
         state.on_shards_changed = self._changed.set
-        state.lease_tables = self._lease_tables
+        state.lease_tables = self.lease_tables
         self._task: asyncio.Task[None] | None = None
         self._handed_over_at: dict[int, float] = {}
         """Shard -> when this node last asked its preferred leader to take over."""
 
-    def _lease_tables(self) -> list[KVStateMachine]:
+    def lease_tables(self) -> list[KVStateMachine]:
+        """The stores holding this node's keys and leases: the primary group's, or
+        each hosted shard's once there is a map."""
         if self.state.shards.map is None:
             return [self.state.kv]
         return [service.machine for service in self.services.values()]
@@ -209,12 +211,15 @@ class ShardHost:
         )
         machine = self._make_machine()
         holder: list[KVService] = []
+        # The Ready loop may apply a recovered group's entries before this coroutine
+        # resumes with its replica: until the service exists no watch can be open
+        # (and a watch opened later catches up from the store), so nothing is lost.
         replica = await self.node.create_group(
             config,
             ShardState(machine),
             snapshot_entries=self._snapshot_entries,
-            on_events=lambda events: holder[0].on_events(events),
-            on_restore=lambda: holder[0].resync_watches(),
+            on_events=lambda events: holder[0].on_events(events) if holder else None,
+            on_restore=lambda: holder[0].resync_watches() if holder else None,
         )
         service = self._make_service(replica, machine)
         holder.append(service)
