@@ -199,7 +199,7 @@ _ROWS = (
         "unsupported_on_shards",
         501,
         "InvalidRequest",
-        "a sharded cluster does not serve this yet (leases, compaction)",
+        "a sharded cluster does not serve this yet (compaction: revisions are per shard)",
     ),
     ErrorCode(
         "lease_not_found",

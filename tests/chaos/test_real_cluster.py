@@ -71,6 +71,23 @@ def test_native_protocol_clients_stay_valid_too(workload: str, tmp_path: Path) -
     assert_every_process_stopped(tmp_path)
 
 
+@pytest.mark.parametrize(("workload", "client_kind"), [("register", "native"), ("set", "http")])
+def test_a_sharded_cluster_stays_valid_too(workload: str, client_kind: str, tmp_path: Path) -> None:
+    options = RunOptions(
+        workload,
+        ["kill", "pause", "partition"],
+        time_s=RUN_S,
+        seed=seed(),
+        out=tmp_path,
+        client_kind=client_kind,
+        shards=3,
+    )
+    result = run(options)
+    assert result.valid, explain(result)
+    assert result.operations["ok"] >= 20, result.operations
+    assert_every_process_stopped(tmp_path)
+
+
 def test_unsafe_local_reads_are_caught_as_not_linearizable(tmp_path: Path) -> None:
     options = RunOptions(
         "register",

@@ -19,7 +19,7 @@ def line(obj: object) -> bytes:
 def test_a_batch_becomes_events_in_order() -> None:
     kv = {"key": "k", "value": "v", "create_revision": 3, "mod_revision": 3, "version": 1}
     tomb = {"key": "j", "value": "", "create_revision": 0, "mod_revision": 4, "version": 0}
-    events = _parse_line(
+    shard, events = _parse_line(
         "http://n1",
         line(
             {
@@ -32,6 +32,16 @@ def test_a_batch_becomes_events_in_order() -> None:
     )
     assert [(e.type, e.revision) for e in events] == [(EventType.PUT, 3), (EventType.DELETE, 4)]
     assert events[1].prev_kv is not None and events[1].prev_kv.key == b"j"
+    assert shard == 0  # a cluster of one group names no shard
+
+
+def test_a_sharded_batch_names_its_one_shard() -> None:
+    kv = {"key": "k", "value": "v", "create_revision": 3, "mod_revision": 3, "version": 1}
+    event = {"type": "put", "kv": kv, "prev_kv": None, "shard": 2}
+    shard, events = _parse_line("u", line({"events": [event, {**event, "kv": {**kv, "key": "l"}}]}))
+    assert shard == 2 and [e.kv.key for e in events] == [b"k", b"l"]
+    with pytest.raises(BadAnswer):
+        _parse_line("u", line({"events": [event, {**event, "shard": 3}]}))
 
 
 def test_a_cancelled_watcher_is_resumed_and_other_errors_are_raised() -> None:

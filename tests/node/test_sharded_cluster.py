@@ -3,8 +3,11 @@ every request reaches the shard owning its keys, from any node."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from itertools import pairwise
@@ -12,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 import accord
+from accord.cli.main import cli
 from accord.shard import ShardMap
 from accord.shard.limits import SLOT_COUNT
 from accord.testing.cluster import LocalCluster, WatchReader, http, running_cluster, wait_for
@@ -285,3 +290,52 @@ def test_the_client_sends_each_request_straight_to_its_shard_leader(
     # request counts on two nodes), refused (not_leader) or renewed (a session unknown
     # to a shard).
     assert after - warm == Counter({"200": 60}), (before, warm, after)
+
+
+def test_accord_shard_list_prints_every_shard(cluster: LocalCluster) -> None:
+    result = CliRunner().invoke(cli, ["shard", "list", "--endpoints", cluster.url(3)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "shard map version 1"
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    doc = shards_doc(cluster, 3)
+    assert sorted(rows) == [str(s["id"]) for s in doc["shards"]]
+    for shard in doc["shards"]:
+        assert rows[str(shard["id"])][1] == f"{shard['slots'][0][0]}-{shard['slots'][0][1] - 1}"
+
+
+async def follow_through_a_kill(cluster: LocalCluster, keys: list[str]) -> list[tuple[str, str]]:
+    """Two rounds of puts, one per key, watched; the watch's node is killed between."""
+    urls = [cluster.native_url(n) for n in (1, 2, 3)]
+    seen: list[tuple[str, str]] = []
+    async with accord.AsyncClient(urls) as writer, accord.AsyncClient(urls) as watcher:
+        watch = watcher.watch(prefix="resume/")
+        events = aiter(watch)
+        first: asyncio.Future[Any] | None = asyncio.ensure_future(anext(events))  # reads now
+        async with asyncio.timeout(30):
+            while watch.endpoint is None:
+                await asyncio.sleep(0.05)
+        for round_no in range(2):
+            if round_no == 1:
+                assert watch.next_revisions.keys() == {1, 2, 3}
+                node = urls.index(str(watch.endpoint)) + 1
+                os.kill(cluster.pids()[node], signal.SIGKILL)
+            for key in keys:
+                await writer.put(key, str(round_no))
+            for _ in keys:
+                event = await asyncio.wait_for(first if first else anext(events), 30)
+                first = None
+                seen.append((event.kv.key.decode(), event.kv.value.decode()))
+        await watch.aclose()
+    return seen
+
+
+def test_a_client_watch_over_shards_resumes_each_shard_after_its_node_dies(
+    tmp_path: Path,
+) -> None:
+    """The watch goes on from another node with each shard's own cursor and sees
+    every put once."""
+    for cluster in running_cluster(tmp_path / "cluster", shards=SHARDS):
+        keys = keys_on_every_shard(cluster, "resume/")
+        seen = asyncio.run(follow_through_a_kill(cluster, keys))
+        assert sorted(seen) == sorted((k, str(r)) for r in range(2) for k in keys)

@@ -227,15 +227,19 @@ def parse_start_revisions(raw: str) -> dict[int, int]:
 
 
 def start_revisions_field(obj: dict[str, Any]) -> dict[int, int]:
-    """`start_revisions` of a native watch: a map shard id -> first revision."""
+    """`start_revisions` of a native watch: a map shard id (a decimal string, as map
+    keys are strings) -> first revision."""
     raw = obj.get("start_revisions", {})
     if not isinstance(raw, dict) or len(raw) > SHARDS_PER_CLUSTER_MAX:
         raise BadRequest(f"start_revisions must be a map of at most {SHARDS_PER_CLUSTER_MAX}")
-    pairs = {"shard": list(raw), "revision": list(raw.values())}
-    for name, values in pairs.items():
-        for value in values:
-            int_field({name: value}, name, minimum=1 if name == "shard" else 0)
-    return dict(raw)
+    starts: dict[int, int] = {}
+    for shard, revision in raw.items():
+        if not isinstance(shard, str):
+            raise BadRequest("start_revisions: a shard id is a decimal string")
+        starts[parse_uint(shard, "start_revisions shard", minimum=1)] = int_field(
+            {"revision": revision}, "revision"
+        )
+    return starts
 
 
 def lease_id_field(obj: dict[str, Any], name: str = "id") -> int:

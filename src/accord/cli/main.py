@@ -20,11 +20,25 @@ from accord.cli.chaos import chaos  # noqa: E402
 from accord.cli.kv import COMMANDS as KV_COMMANDS  # noqa: E402
 from accord.cli.member import member  # noqa: E402
 from accord.cli.node import node  # noqa: E402
+from accord.cli.shard import shard  # noqa: E402
 from accord.cli.sim import sim  # noqa: E402
 from accord.cli.storage import storage  # noqa: E402
 from accord.cli.up import up  # noqa: E402
 
-for command in (up, node, member, sim, storage, bench, chaos, certs, user, role, *KV_COMMANDS):
+for command in (
+    up,
+    node,
+    member,
+    shard,
+    sim,
+    storage,
+    bench,
+    chaos,
+    certs,
+    user,
+    role,
+    *KV_COMMANDS,
+):
     cli.add_command(command)
 
 

@@ -17,7 +17,7 @@ import click
 from accord.cli.kv import endpoints_option
 
 
-def _call(endpoints: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def call_api(endpoints: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     last_error = "no endpoint given"
     for endpoint in [e.strip() for e in endpoints.split(",") if e.strip()]:
@@ -56,7 +56,7 @@ def member() -> None:
 @endpoints_option
 def member_list(endpoints: str) -> None:
     """Every member with its role (voter, learner) and addresses."""
-    _print_members(_call(endpoints, "GET", "/v1/members"))
+    _print_members(call_api(endpoints, "GET", "/v1/members"))
 
 
 @member.command("add")
@@ -80,7 +80,7 @@ def member_add(
     body = {"id": member_id, "name": name, "peer": peer, "client": client, "voter": voter}
     if native:
         body["native"] = native
-    _print_members(_call(endpoints, "POST", "/v1/members", body))
+    _print_members(call_api(endpoints, "POST", "/v1/members", body))
 
 
 @member.command("promote")
@@ -88,7 +88,7 @@ def member_add(
 @click.argument("member_id", type=click.IntRange(1))
 def member_promote(endpoints: str, member_id: int) -> None:
     """Make a caught-up learner a voter (through joint consensus)."""
-    _print_members(_call(endpoints, "POST", f"/v1/members/{member_id}/promote"))
+    _print_members(call_api(endpoints, "POST", f"/v1/members/{member_id}/promote"))
 
 
 @member.command("remove")
@@ -96,4 +96,4 @@ def member_promote(endpoints: str, member_id: int) -> None:
 @click.argument("member_id", type=click.IntRange(1))
 def member_remove(endpoints: str, member_id: int) -> None:
     """Remove a member, the leader too (through joint consensus for a voter)."""
-    _print_members(_call(endpoints, "DELETE", f"/v1/members/{member_id}"))
+    _print_members(call_api(endpoints, "DELETE", f"/v1/members/{member_id}"))

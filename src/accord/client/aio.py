@@ -64,6 +64,7 @@ from accord.client.results import (
     decode_lease_ttl,
     decode_put,
     decode_range,
+    decode_revisions,
     decode_status,
     kv_from_headers,
 )
@@ -434,14 +435,16 @@ class AsyncClient:
         if query is None and not self._native:
             raise InvalidRequest("watched keys must be UTF-8 text", code="bad_request")
 
-        async def current_revision() -> int:
+        async def current_revision() -> tuple[int, dict[int, int]]:
+            """The range's revision now, and each shard's when it spans shards."""
             request = Request(
                 "GET",
                 f"/v1/range?{query}&count_only=true",
                 native=("range", {"key": start, "range_end": end, "count_only": True}),
+                route=(start, end),
             )
             body = await self._read_json(request, leader=True, timeout_s=None)
-            return decode_range(body).revision
+            return decode_range(body).revision, decode_revisions(body)
 
         return Watch(
             self._conn,

@@ -175,6 +175,17 @@ def decode_range(obj: Mapping[str, Any]) -> RangeResult:
     )
 
 
+def decode_revisions(obj: Mapping[str, Any]) -> dict[int, int]:
+    """Each shard's revision of a range over shards (`revisions`); {} for one."""
+    raw = obj.get("revisions") or {}
+    if not isinstance(raw, dict):
+        raise BadAnswer("revisions is not an object")
+    try:
+        return {int(shard): int(rev) for shard, rev in raw.items()}
+    except (TypeError, ValueError) as e:
+        raise BadAnswer(f"revisions: {e}") from e
+
+
 def decode_event(obj: Any) -> Event:
     if not isinstance(obj, dict) or obj.get("type") not in ("put", "delete"):
         raise BadAnswer(f"not a watch event: {obj!r}")

@@ -20,9 +20,16 @@ and the caller sees every event once and in order across any number of failures.
 
 A watch created without a start revision first makes a linearizable read of the
 range to learn the current revision R and starts at R + 1, so it has a definite
-cursor from the beginning. A watch that cannot reach any node for
-`reconnect_timeout_s` raises `Unavailable`; `Compacted` (the cursor fell behind a
-compaction) and other final errors are raised as they are.
+cursor from the beginning.
+
+On a sharded cluster revisions are per shard, and a watch over several shards
+merges their streams: each batch comes from one shard and names it. The watch then
+keeps a cursor per shard (`next_revisions`, started from the `revisions` the first
+read reports) and resumes with `start_revisions=SHARD:REVISION,...`.
+
+A watch that cannot reach any node for `reconnect_timeout_s` raises `Unavailable`;
+`Compacted` (the cursor fell behind a compaction) and other final errors are raised
+as they are.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ from accord.kv.types import Event
 
 SILENT = "watch stream silent and node not ready"
 
+ShardBatch = tuple[int, list[Event]]
+"""A batch of a watch stream: the shard it is from (0: none named), its events."""
+
 
 class _Resume(Exception):
     """The server ended the watcher but the watch can go on from its cursor."""
@@ -60,7 +70,7 @@ class Watch:
         start_revision: int,
         *,
         key_range: tuple[bytes, bytes],
-        current_revision: Callable[[], Awaitable[int]],
+        current_revision: Callable[[], Awaitable[tuple[int, dict[int, int]]]],
         reconnect_timeout_s: float,
         probe_interval_s: float,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -71,6 +81,8 @@ class Watch:
         self.next_revision = start_revision
         """Every event below this revision has been handed out, none at or above it:
         the `start_revision` that would continue this watch exactly."""
+        self.next_revisions: dict[int, int] = {}
+        """The same cursor per shard, for a watch whose events name their shard."""
         self.endpoint: str | None = None
         """The endpoint the watch currently reads from."""
         self._current_revision = current_revision
@@ -112,20 +124,27 @@ class Watch:
     async def _run(self) -> AsyncGenerator[Event, None]:
         await self._conn.ensure_discovered(DISCOVERY_TIMEOUT_S)  # to know where to resume
         if self.next_revision == 0:
-            self.next_revision = await self._current_revision() + 1
+            revision, per_shard = await self._current_revision()
+            self.next_revision = revision + 1
+            self.next_revisions = {shard: rev + 1 for shard, rev in per_shard.items()}
         clock = self._conn.clock
         self._ok_at = failed_at = clock()
-        failures, cancelled_at, avoid = 0, 0, None
+        failures, avoid = 0, None
+        cancelled_at: tuple[int, tuple[tuple[int, int], ...]] | None = None
         while True:
             wait_s = 0.0
             try:
                 url = self._conn.endpoints.pick(leader=False, avoid=avoid)
                 async with contextlib.aclosing(self._stream(url)) as batches:
-                    async for batch in batches:
+                    async for shard, batch in batches:
                         for i, event in enumerate(batch):
                             # Whole revisions only: past R once R's last event is out.
                             last = i + 1 == len(batch) or batch[i + 1].revision > event.revision
-                            self.next_revision = event.revision + 1 if last else event.revision
+                            cursor = event.revision + 1 if last else event.revision
+                            if shard:
+                                self.next_revisions[shard] = cursor
+                            else:
+                                self.next_revision = cursor
                             yield event
                 avoid = url  # a clean end: the node is stopping
             except NoEndpoint as e:
@@ -133,9 +152,9 @@ class Watch:
             except EndpointFailure as e:
                 avoid = e.url
             except _Resume as e:
-                if cancelled_at == self.next_revision:  # no progress since the last one
+                if cancelled_at == self._cursor():  # no progress since the last one
                     raise ServerError(str(e), code="watch_cancelled") from e
-                cancelled_at, avoid = self.next_revision, None
+                cancelled_at, avoid = self._cursor(), None
             self.endpoint = None
             if self._ok_at > failed_at:
                 failures = 0  # a stream worked since the last failure
@@ -147,14 +166,25 @@ class Watch:
             await self._sleep(max(wait_s, self._conn.retrier.delay_s(failures)))
             failures += 1
 
-    async def _stream(self, url: str) -> AsyncGenerator[list[Event], None]:
-        """The batches of one stream from `url`, from the cursor on."""
+    def _cursor(self) -> tuple[int, tuple[tuple[int, int], ...]]:
+        return self.next_revision, tuple(sorted(self.next_revisions.items()))
+
+    def _start(self) -> str:
+        """Where a stream resumes: per shard once events named their shards."""
+        if self.next_revisions:
+            pairs = ",".join(f"{s}:{r}" for s, r in sorted(self.next_revisions.items()))
+            return f"start_revisions={pairs}"
+        return f"start_revision={self.next_revision}"
+
+    async def _stream(self, url: str) -> AsyncGenerator[ShardBatch, None]:
+        """The batches of one stream from `url`, from the cursor on, each with the
+        shard it is from (0: a cluster of one group)."""
         if self._conn.native:
             async with contextlib.aclosing(self._native_stream(url)) as batches:
                 async for batch in batches:
                     yield batch
             return
-        target = f"/v1/watch?{self._query}&start_revision={self.next_revision}"
+        target = f"/v1/watch?{self._query}&{self._start()}"
         timeout_s = self._conn.policy.attempt_timeout_s
         async with self._conn.stream(url, Request("GET", target), timeout_s) as response:
             self.endpoint = url
@@ -162,9 +192,9 @@ class Watch:
             async with contextlib.aclosing(self._lines(url, response)) as lines:
                 async for line in lines:
                     self._ok_at = self._conn.clock()
-                    events = _parse_line(url, line)
-                    if events:
-                        yield events
+                    batch = _parse_line(url, line)
+                    if batch[1]:
+                        yield batch
 
     async def _lines(
         self, url: str, response: aiohttp.ClientResponse
@@ -194,9 +224,14 @@ class Watch:
             if len(buffer) > HTTP_WATCH_LINE_BYTES_MAX:
                 raise BadAnswer(f"{url} sent a watch line over {HTTP_WATCH_LINE_BYTES_MAX} bytes")
 
-    async def _native_stream(self, url: str) -> AsyncGenerator[list[Event], None]:
+    async def _native_stream(self, url: str) -> AsyncGenerator[ShardBatch, None]:
         key, range_end = self._key_range
-        args = {"key": key, "range_end": range_end, "start_revision": self.next_revision}
+        args: dict[str, object] = {"key": key, "range_end": range_end}
+        if self.next_revisions:
+            # Map keys are strings on the wire (the server decodes strictly).
+            args["start_revisions"] = {str(s): r for s, r in self.next_revisions.items()}
+        else:
+            args["start_revision"] = self.next_revision
         request = Request("GET", "", native=("watch", args))
         timeout_s = self._conn.policy.attempt_timeout_s
         async with self._conn.native_stream(url, request, timeout_s) as answers:
@@ -217,9 +252,9 @@ class Watch:
                     self._conn.endpoints.failed(url)
                     raise EndpointFailure(url, f"watch stream broken: {e!r}") from e
                 self._ok_at = self._conn.clock()
-                events = _parse_item(url, body)
-                if events:
-                    yield events
+                batch = _parse_item(url, body)
+                if batch[1]:
+                    yield batch
                 if status == 200:
                     return  # the node is stopping
 
@@ -233,7 +268,7 @@ class Watch:
         return reply.status == 200
 
 
-def _parse_line(url: str, line: bytes) -> list[Event]:
+def _parse_line(url: str, line: bytes) -> ShardBatch:
     """The events of one line of a watch stream; raises the error a line reports."""
     try:
         item = json.loads(line)
@@ -242,8 +277,9 @@ def _parse_line(url: str, line: bytes) -> list[Event]:
     return _parse_item(url, item)
 
 
-def _parse_item(url: str, item: object) -> list[Event]:
-    """The events of one batch (a JSON line, or a native frame's document)."""
+def _parse_item(url: str, item: object) -> ShardBatch:
+    """The events of one batch (a JSON line, or a native frame's document), and the
+    shard they are from (every event of a batch names the same one; 0: none)."""
     if not isinstance(item, dict):
         raise BadAnswer(f"{url} sent a watch line that is not an object")
     if "error" in item:
@@ -254,4 +290,8 @@ def _parse_item(url: str, item: object) -> list[Event]:
     events = item.get("events", [])
     if not isinstance(events, list):
         raise BadAnswer(f"{url} sent a watch line without a list of events")
-    return [decode_event(e) for e in events]
+    shards = {e.get("shard", 0) if isinstance(e, dict) else 0 for e in events}
+    shard = shards.pop() if len(shards) == 1 else -1
+    if not isinstance(shard, int) or shard < 0:
+        raise BadAnswer(f"{url} sent a watch batch without one shard")
+    return shard, [decode_event(e) for e in events]
