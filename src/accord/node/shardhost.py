@@ -148,7 +148,10 @@ class ShardHost:
         while True:
             self._changed.clear()
             await self._bootstrap_if_due()
-            await self.reconcile()
+            try:
+                await self.reconcile()
+            except AccordError as exc:  # e.g. the storage's group limit: try again later
+                log.warning("cannot host every shard of the map yet: %s", exc)
             self.hand_over_to_preferred()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), RECONCILE_INTERVAL_S)
