@@ -196,6 +196,14 @@ _ROWS = (
         "transaction names keys of one shard (keys sharing a {hash tag} always are)",
     ),
     ErrorCode(
+        "shard_change_refused",
+        409,
+        "InvalidRequest",
+        "the metadata group refused the change of the shard map: decided against an "
+        "older map version, a move of the shard already under way, a target that "
+        "already holds a replica, ... (the message says which)",
+    ),
+    ErrorCode(
         "unsupported_on_shards",
         501,
         "InvalidRequest",

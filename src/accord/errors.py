@@ -49,3 +49,11 @@ class TooManyPendingReads(AccordError):
             f"{pending} linearizable reads would be waiting in this node; "
             f"the limit (pending_reads_max) is {limit}"
         )
+
+
+class ShardChangeRefused(AccordError):
+    """The metadata group refused a change of the shard map (a move or split): the
+    map has changed since it was decided (`stale_map`), the shard has a move under
+    way, the target already holds a replica, ... The message says which."""
+
+    code = "shard_change_refused"

@@ -69,6 +69,7 @@ STATUSES_BEFORE_THE_TABLE = {
     "grant_not_found": 404,
     "cross_shard": 400,
     "unsupported_on_shards": 501,
+    "shard_change_refused": 409,
 }
 """What each code was answered with when the statuses lived in several places."""
 NOT_ANSWERED = {"bad_snapshot", "watch_not_found"}

@@ -235,12 +235,7 @@ def test_a_retried_write_takes_effect_once(cluster: LocalCluster) -> None:
 def test_a_node_is_added_promoted_and_another_removed_while_writes_continue(
     cluster: LocalCluster,
 ) -> None:
-    import subprocess
-    import sys
     import threading
-
-    from accord.server.config import NodeConfig, load_config, render_config
-    from accord.testing.peertls import with_peer_tls
 
     acked: list[str] = []
     stop = threading.Event()
@@ -259,46 +254,7 @@ def test_a_node_is_added_promoted_and_another_removed_while_writes_continue(
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
     base = cluster.base
-    existing = load_config(cluster.directory / "n1" / "node.toml", env={})
-    # The new node's peer certificate, from the cluster's peer CA, naming id 4.
-    security = with_peer_tls(existing.security, cluster.directory, existing.cluster_id, {4: "n4"})
-    config = NodeConfig(
-        name="n4",
-        id=4,
-        data_dir=cluster.directory / "n4" / "data",
-        client=("127.0.0.1", base + 4),
-        peer=("127.0.0.1", base + 104),
-        native=("127.0.0.1", base + 204),
-        members=existing.members,
-        cluster_id=existing.cluster_id,
-        join=True,
-        security=security[4],
-    )
-    (cluster.directory / "n4").mkdir()
-    (cluster.directory / "n4" / "node.toml").write_text(render_config(config))
-    body = json.dumps(
-        {
-            "id": 4,
-            "name": "n4",
-            "peer": f"127.0.0.1:{base + 104}",
-            "client": f"127.0.0.1:{base + 4}",
-            "native": f"127.0.0.1:{base + 204}",
-        }
-    ).encode()
-    code, answer, _ = http("POST", f"{cluster.url(2)}/v1/members", body)
-    assert code == 200, answer
-    node4 = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "accord.cli.main",
-            "node",
-            "--config",
-            str(cluster.directory / "n4" / "node.toml"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    node4 = cluster.add_node(4)
     try:
         wait_for(
             lambda: (

@@ -293,11 +293,15 @@ def test_the_client_sends_each_request_straight_to_its_shard_leader(
 
 
 def test_accord_shard_list_prints_every_shard(cluster: LocalCluster) -> None:
+    # Nodes register themselves in the metadata in their first placement round.
+    wait_for(lambda: len(shards_doc(cluster, 3)["nodes"]) == 3, "every node registered")
     result = CliRunner().invoke(cli, ["shard", "list", "--endpoints", cluster.url(3)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "shard map version 1"
-    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    rows = {line.split()[0]: line.split() for line in lines[2:] if not line.startswith("node")}
+    nodes = [line.split() for line in lines if line.startswith("node")]
+    assert [(n[1], n[2], n[3]) for n in nodes] == [(str(i), f"n{i}", "up") for i in (1, 2, 3)]
     doc = shards_doc(cluster, 3)
     assert sorted(rows) == [str(s["id"]) for s in doc["shards"]]
     for shard in doc["shards"]:

@@ -106,8 +106,12 @@ def test_a_snapshot_restores_the_same_state() -> None:
         ShardMetadata().restore([99, None, [], []])
 
 
-def test_founders_stay_what_the_bootstrap_said_after_members_change() -> None:
+def test_founders_are_forgotten_once_a_shard_changes_members() -> None:
+    """A founder removed and later given the shard again must start empty: with its
+    bootstrap configuration it could elect a leader of its own among other such
+    founders and commit entries the real group never had."""
     meta = bootstrapped()
     assert meta.apply(encode_metadata_command("members", 1, 2, [1, 2, 4], [])).ok
     assert meta.map is not None and meta.map.shard(2).replicas == (1, 2, 4)
-    assert meta.founders[2] == (1, 2, 3)
+    assert 2 not in meta.founders
+    assert meta.founders[1] == meta.founders[3] == (1, 2, 3)  # other shards keep theirs

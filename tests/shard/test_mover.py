@@ -121,3 +121,49 @@ def test_events_out_of_order_are_refused() -> None:
     m.step(Recorded(True))
     with pytest.raises(InvalidTransition):
         m.step(Recorded(True))  # no metadata command is pending while adding
+
+
+# --- a new shard leader takes a recorded move over -------------------------------------
+def test_resuming_before_the_learner_was_added_adds_it() -> None:
+    m = Mover(MoveReplica(7, 3, 4, "recorded"))
+    assert m.resume(conf({1, 2, 3})) == [AddLearner(4)]
+    assert m.state is MoveState.ADDING
+
+
+def test_resuming_with_the_learner_in_place_waits_for_its_catch_up() -> None:
+    m = Mover(MoveReplica(7, 3, 4, "recorded"))
+    assert m.resume(conf({1, 2, 3}, {4})) == [] and m.state is MoveState.CATCHING_UP
+    assert m.step(Progress(leader=2, target_match=9, commit=9)) == [Swap(4, 3)]
+
+
+def test_resuming_a_joint_swap_only_waits_for_its_outcome() -> None:
+    m = Mover(MoveReplica(7, 3, 4, "recorded"))
+    assert m.resume(conf({1, 2, 3, 4}, joint=True)) == [] and m.state is MoveState.SWAPPING
+    assert m.step(conf({1, 2, 4})) == [ProposeMetadata("members", (7, [1, 2, 4], []))]
+
+
+def test_resuming_a_finished_swap_records_the_members() -> None:
+    m = Mover(MoveReplica(7, 3, 4, "recorded"))
+    assert m.resume(conf({1, 2, 4})) == [ProposeMetadata("members", (7, [1, 2, 4], []))]
+    assert m.step(Recorded(True)) == [ProposeMetadata("moved", (7,))]
+    assert m.state is MoveState.DONE
+
+
+def test_resuming_when_the_source_left_without_the_target_gives_up() -> None:
+    m = Mover(MoveReplica(7, 3, 4, "recorded"))
+    assert m.resume(conf({1, 2})) == [ProposeMetadata("moved", (7,))]
+    assert m.state is MoveState.ABORTED and "left" in m.reason
+
+
+def test_resuming_twice_is_refused() -> None:
+    m = Mover(AddReplica(7, 4, "recorded"))
+    m.resume(conf({1, 2}))
+    with pytest.raises(InvalidTransition):
+        m.resume(conf({1, 2}))
+
+
+def test_a_members_record_that_got_no_answer_is_asked_again() -> None:
+    m = Mover(MoveReplica(7, 3, 4, "recorded"))
+    record = m.resume(conf({1, 2, 4}))
+    assert [m.step(Tick()) for _ in range(RETRY_TICKS - 1)] == [[]] * (RETRY_TICKS - 1)
+    assert m.step(Tick()) == record and m.state is MoveState.FINISHING

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from accord.api.limits import FORWARD_TIMEOUT_MARGIN_S, REQUEST_BYTES_MAX
 from accord.api.openapi import spec
+from accord.api.shardops import METADATA_PATH, ShardOperations
 from accord.api.wire import (
     LEASE_TTL_S_MAX,
     MEMBER_ID_MAX,
@@ -199,6 +200,8 @@ class HttpApi:
         self.slow_request_s = slow_request_ms / 1000
         self._client: aiohttp.ClientSession | None = None
         self._forward_ssl = forward_ssl  # TLS: the node's certificate, presented to the leader
+        self.shard_operations = ShardOperations(service.node, state, self._peer_client, FORWARDED)
+        service.shards.executor.remote = self.shard_operations  # its calls to other nodes
 
     def app(self) -> web.Application:
         app = web.Application(
@@ -217,6 +220,8 @@ class HttpApi:
         r.add_delete("/v1/lease/{id:[0-9]+}", self.lease_revoke, name="lease_revoke")
         r.add_get("/v1/cluster/status", self.status, name="status")
         r.add_get("/v1/cluster/shards", self.shards, name="shards")
+        r.add_post(METADATA_PATH, self.shard_metadata, name="shard_metadata")
+        r.add_post("/v1/cluster/shards/{id:[0-9]+}/move", self.shard_move, name="shard_move")
         r.add_get("/v1/members", self.members, name="members")
         r.add_post("/v1/members", self.member_add, name="member_add")
         r.add_post("/v1/members/{id:[0-9]+}/promote", self.member_promote, name="member_promote")
@@ -637,6 +642,12 @@ class HttpApi:
 
     async def shards(self, request: web.Request) -> web.Response:
         return web.json_response(shards_doc(self.service, self.state), headers=CORS)
+
+    async def shard_move(self, request: web.Request) -> web.Response:
+        return await self.shard_operations.move(request)
+
+    async def shard_metadata(self, request: web.Request) -> web.Response:
+        return await self.shard_operations.metadata(request)
 
     async def health(self, request: web.Request) -> web.Response:
         """Liveness: answering at all shows the event loop runs; a node whose Ready

@@ -249,6 +249,12 @@ SCHEMAS: dict[str, Any] = {
                 "last one in kvs (and at this revision, for a consistent view)",
             },
             "kvs": {"type": "array", "items": _KV},
+            "revisions": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "a sharded cluster's range over several shards: shard id "
+                "-> the revision its part was read at (each shard counts its own)",
+            },
         },
     },
     "Txn": {
@@ -305,12 +311,69 @@ SCHEMAS: dict[str, Any] = {
                         "learners": {"type": "array", "items": {"type": "string"}},
                         "leader": {"type": ["string", "null"]},
                         "keys": {"type": ["integer", "null"]},
+                        "revision": {"type": ["integer", "null"]},
+                        "move": {
+                            "type": ["object", "null"],
+                            "description": "the replica move under way (source null: a "
+                            "replica is added)",
+                            "properties": {
+                                "source": {"type": ["string", "null"]},
+                                "target": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+            "nodes": {
+                "type": "array",
+                "description": "every node the shard metadata knows: its state (up, down: "
+                "not answering for node_down_after_s, leaving: no longer a member) and labels",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "name": {"type": "string"},
+                        "state": {"enum": ["up", "down", "leaving"]},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                     },
                 },
             },
         },
     },
+    "MetadataResult": {
+        "type": "object",
+        "properties": {
+            "ok": {"type": "boolean"},
+            "version": {"type": "integer", "description": "the map version after it"},
+            "error": {
+                "type": ["string", "null"],
+                "enum": [
+                    None,
+                    "stale_map",
+                    "bad_command",
+                    "already_bootstrapped",
+                    "no_map",
+                    "rejected",
+                ],
+            },
+            "detail": {"type": "string"},
+        },
+    },
 }
+
+_SHARD_HEADER = {
+    "X-Accord-Shard": {
+        "description": "a sharded cluster: the shard that answered (absent when a range "
+        "or watch spans several shards, and on a cluster of one group)",
+        "schema": {"type": "string"},
+    }
+}
+_PINNED = (
+    "A node's call over shards pins the request to one shard with the headers "
+    "X-Accord-Shard: ID and X-Accord-Forwarded: 1 (and, for a grant, X-Accord-Lease-Id: "
+    "the lease's id, the same on every shard); the caller's credentials go with it and "
+    "are checked again."
+)
 
 
 def spec() -> dict[str, Any]:
@@ -331,7 +394,9 @@ def spec() -> dict[str, Any]:
                     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
                 }
             },
-            "responses": _responses({"description": "written", **_json("PutResult")}),
+            "responses": _responses(
+                {"description": "written", **_json("PutResult"), "headers": _SHARD_HEADER}
+            ),
         },
         "get": {
             "summary": "Read a value: the raw body; metadata in X-Accord-* headers",
@@ -339,6 +404,7 @@ def spec() -> dict[str, Any]:
             "responses": _responses(
                 {
                     "description": "the value",
+                    "headers": _SHARD_HEADER,
                     "content": {
                         "application/octet-stream": {
                             "schema": {"type": "string", "format": "binary"}
@@ -350,7 +416,9 @@ def spec() -> dict[str, Any]:
         "delete": {
             "summary": "Delete a key",
             "parameters": [_KEY_PARAM],
-            "responses": _responses({"description": "deleted", **_json("DeleteResult")}),
+            "responses": _responses(
+                {"description": "deleted", **_json("DeleteResult"), "headers": _SHARD_HEADER}
+            ),
         },
     }
     range_params = [
@@ -363,7 +431,14 @@ def spec() -> dict[str, Any]:
         _REVISION,
     ]
     start_revision = {"name": "start_revision", "in": "query", "schema": _UINT}
-    watch_params = [*range_params[:3], start_revision]
+    start_revisions = {
+        "name": "start_revisions",
+        "in": "query",
+        "schema": {"type": "string", "pattern": "^[0-9]+:[0-9]+(,[0-9]+:[0-9]+)*$"},
+        "description": "a sharded cluster: SHARD:REVISION,... resumes each shard's part "
+        "of the watch from its own revision (events carry their shard)",
+    }
+    watch_params = [*range_params[:3], start_revision, start_revisions]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Accord HTTP API", "version": "1"},
@@ -374,7 +449,13 @@ def spec() -> dict[str, Any]:
                     "summary": "Read a range or prefix of keys",
                     "parameters": range_params,
                     "responses": {
-                        **_responses({"description": "keys", **_json("RangeResult")}),
+                        **_responses(
+                            {
+                                "description": "keys",
+                                **_json("RangeResult"),
+                                "headers": _SHARD_HEADER,
+                            }
+                        ),
                         "413": _TOO_LARGE,
                     },
                 }
@@ -384,7 +465,13 @@ def spec() -> dict[str, Any]:
                     "summary": "Compare, then apply success or failure ops",
                     "requestBody": {"required": True, **_json("Txn")},
                     "responses": {
-                        **_responses({"description": "outcome", **_json("TxnResult")}),
+                        **_responses(
+                            {
+                                "description": "outcome",
+                                **_json("TxnResult"),
+                                "headers": _SHARD_HEADER,
+                            }
+                        ),
                         "413": _TOO_LARGE,
                     },
                 }
@@ -396,7 +483,9 @@ def spec() -> dict[str, Any]:
                     "response_bytes_max of events. A watcher that falls that far behind is "
                     "ended with a watch_cancelled line naming the revision to resume from; "
                     "a revision whose events alone are over the bound (live or in a catch-up "
-                    "from start_revision) ends it with a response_too_large line.",
+                    "from start_revision) ends it with a response_too_large line. On a "
+                    "sharded cluster a watch over several shards merges their streams: "
+                    "each event has a shard field, and its revisions are that shard's.",
                     "parameters": watch_params,
                     "responses": _responses(
                         {"description": "application/x-ndjson stream"}, 400, 403, 410, 429
@@ -407,6 +496,8 @@ def spec() -> dict[str, Any]:
                 "post": {
                     "summary": 'Grant a lease: body {"ttl": seconds}; 429 too_many_leases '
                     "beyond leases_max or the user's leases_per_user_max",
+                    "description": "On a sharded cluster a lease lives on every shard, with "
+                    "the same id. " + _PINNED,
                     "requestBody": _body(
                         {
                             "type": "object",
@@ -441,9 +532,11 @@ def spec() -> dict[str, Any]:
                     "responses": _responses({"description": "lease", **_json("Lease")}),
                 },
                 "delete": {
-                    "summary": "Revoke a lease and delete its keys",
+                    "summary": "Revoke a lease and delete its keys: "
+                    '{"revision", "deleted": keys deleted}',
+                    "description": _PINNED,
                     "parameters": [_LEASE_ID],
-                    "responses": _responses({"description": "revoked"}),
+                    "responses": _responses({"description": "revoked", **_json("DeleteResult")}),
                 },
             },
             "/v1/lease/{id}/keepalive": {
@@ -511,6 +604,62 @@ def spec() -> dict[str, Any]:
                     "replicas and leader (node names) and keys; version 0 and one shard, "
                     "id 0, owning every slot, while the cluster is one Raft group",
                     "responses": _responses({"description": "shards", **_json("Shards")}),
+                }
+            },
+            "/v1/cluster/shards/{id}/move": {
+                "post": {
+                    "summary": "Move a replica of a shard (root): body {target: node id, "
+                    "source: node id (absent: add a replica)}",
+                    "description": "Recorded by the metadata group's leader against its "
+                    "current map (a follower forwards it); the shard's leader carries it "
+                    "out: the target joins as a learner, catches up, and one joint change "
+                    "promotes it and removes the source. GET /v1/cluster/shards shows the "
+                    "move under way, then the new replicas. 409 shard_change_refused: a "
+                    "move of the shard is under way, the target holds a replica already, "
+                    "the source holds none, no such shard, or the map changed meanwhile.",
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer", "minimum": 1},
+                        }
+                    ],
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["target"],
+                            "properties": {
+                                "target": {"type": "integer", "minimum": 1},
+                                "source": {"type": "integer", "minimum": 0},
+                            },
+                        }
+                    ),
+                    "responses": {
+                        **_responses({"description": "the move is recorded"}),
+                        "409": _ERROR,
+                    },
+                }
+            },
+            "/v1/cluster/shards/metadata": {
+                "post": {
+                    "summary": "One shard metadata command (root; what the nodes' shard "
+                    "executors send the metadata leader): body {op, args}",
+                    "description": "Internal: the nodes' channel to their metadata "
+                    "leader. op is node, move, moved or members (docs/sharding.md has "
+                    "their arguments; anything else is 400); the metadata state machine "
+                    "checks each in full and answers a refusal in the result, applied alike "
+                    "on every replica.",
+                    "requestBody": _body(
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["op", "args"],
+                            "properties": {"op": {"type": "string"}, "args": {"type": "array"}},
+                        }
+                    ),
+                    "responses": _responses({"description": "result", **_json("MetadataResult")}),
                 }
             },
             "/health": {

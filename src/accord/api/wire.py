@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -29,6 +30,7 @@ from accord.node.members import NodeState, member_roles
 from accord.node.router import ShardedKV, ShardedRange
 from accord.node.service import KVService, now_ms
 from accord.shard.limits import SHARDS_PER_CLUSTER_MAX, SLOT_COUNT
+from accord.shard.placement import Move, MoveReplica
 
 
 class BadRequest(AccordError):
@@ -393,9 +395,23 @@ def shards_doc(service: KVService, state: NodeState) -> dict[str, Any]:
                 "leader": name(leader) if leader else None,
                 "keys": here.machine.keys_count if here is not None else None,
                 "revision": here.machine.revision if here is not None else None,
+                "move": _move_doc(metadata.moves.get(shard.id), name),
             }
         )
-    return {"version": metadata.map.version, "shards": rows}
+    nodes = [
+        {"id": n.id, "name": name(n.id), "state": n.state, "labels": dict(n.labels)}
+        for n in sorted(metadata.nodes.values(), key=lambda n: n.id)
+    ]
+    return {"version": metadata.map.version, "shards": rows, "nodes": nodes}
+
+
+def _move_doc(move: Move | None, name: Callable[[int], str]) -> dict[str, Any] | None:
+    """The move under way on a shard: from `source` (null: a replica is added) to
+    `target`."""
+    if move is None:
+        return None
+    source = move.source if isinstance(move, MoveReplica) else 0
+    return {"source": name(source) if source else None, "target": name(move.target)}
 
 
 async def lease_ttl_doc(service: ShardedKV, lease_id: int, binary: bool = False) -> dict[str, Any]:

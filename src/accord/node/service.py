@@ -54,7 +54,7 @@ from accord.node.limits import HOUSEKEEPING_INTERVAL_S, LEASE_EXPIRY_SLACK_MS, S
 from accord.node.registry import KVCommand, encode
 from accord.node.runtime import Node
 from accord.observability.tracing import Tracing
-from accord.raft import RaftCore
+from accord.raft import ConfChange, RaftCore
 
 CHECKPOINT_MARGIN_MS = 2 * int(HOUSEKEEPING_INTERVAL_S * 1000) + LEASE_EXPIRY_SLACK_MS
 """A kept-alive lease's replicated deadline is written again once it is this close
@@ -82,6 +82,12 @@ class RaftGroup(Protocol):
     async def propose(self, data: bytes, timeout_s: float | None = None) -> Any: ...
 
     async def read_barrier(self, timeout_s: float | None = None) -> int: ...
+
+    async def propose_conf_change(
+        self, change: ConfChange, timeout_s: float | None = None
+    ) -> None: ...
+
+    async def transfer_leadership(self, target: int) -> None: ...
 
 
 def now_ms() -> int:

@@ -14,17 +14,27 @@ groups exist is decided by one node's memory:
    leaders race, the second bootstrap is refused: the first map stays.
 2. Every node, after each change to the metadata it applied (and every
    `RECONCILE_INTERVAL_S` anyway), creates the groups of the shards it is a member
-   of and does not host yet. A founder (a voter of the shard in the bootstrap map)
-   creates its group with the founders as its first configuration; any other
-   member starts it empty and learns the log from the leader, so no two replicas
-   can ever hold different entries at index 1.
+   of, or the target of a move of, and does not host yet. A founder (a voter of the
+   shard in the bootstrap map, while the shard still has its first members) creates
+   its group with the founders as its first configuration; any other member starts
+   it empty and learns the log from the leader, so no two replicas can ever hold
+   different entries at index 1.
+   A group this node hosts but no longer needs (a move took its replica away, or
+   gave up on adding it) is stopped and deleted, after a read barrier on the
+   metadata group: the map only says a node is no longer a member once the shard
+   group's own configuration has removed it, and the barrier makes sure this node's
+   view of the map is not older than the moves that concern it.
 3. Recovery is the same step: after a restart the map is back from the primary
    group's snapshot and log, and creating a group the storage holds recovers it.
 4. Leaders follow the map: a shard's first voter is its preferred leader (the
    placement driver spreads them over the nodes). A leader that is not the
    preferred one hands over to it when the preferred voter has its whole log (so
    a node that is down or behind is never waited for), at most every
-   `HANDOVER_RETRY_S` per shard.
+   `HANDOVER_RETRY_S` per shard, and not while a move of the shard is under way
+   (the move hands leadership off its source on purpose).
+5. The placement driver runs on the metadata leader and moves replicas when nodes
+   join, leave or die; each move is carried out by the shard's leader
+   (`accord.node.executor`).
 
 A shard's state machine (`ShardState`) is a `KVStateMachine` behind the command
 registry (kind KV only); membership addresses stay in the primary group, so a shard
@@ -47,6 +57,7 @@ from typing import Any
 from accord.errors import AccordError
 from accord.kv import KVStateMachine, SnapshotJob
 from accord.kv.types import Event
+from accord.node.executor import MOVE_TICK_S, PLACEMENT_INTERVAL_S, ShardExecutor, every
 from accord.node.members import NodeState
 from accord.node.registry import Kind, Registry, ShardCommand, encode
 from accord.node.replica import Replica
@@ -54,6 +65,7 @@ from accord.node.runtime import Node
 from accord.node.service import KVService
 from accord.raft import ConfChange
 from accord.shard import ShardMap
+from accord.shard.limits import NODE_DOWN_AFTER_S
 from accord.shard.metadata import encode_metadata_command
 from accord.shard.placement import UP, NodeInfo, PlacementConfig, place
 
@@ -107,6 +119,8 @@ class ShardHost:
         make_machine: Callable[[], KVStateMachine],
         make_service: Callable[[Replica, KVStateMachine], KVService],
         snapshot_entries: int,
+        labels: tuple[tuple[str, str], ...] = (),
+        down_after_s: float = NODE_DOWN_AFTER_S,
     ) -> None:
         self.node = node
         self.state = state
@@ -121,7 +135,15 @@ class ShardHost:
         self._changed = asyncio.Event()
         state.on_shards_changed = self._changed.set
         state.lease_tables = self.lease_tables
-        self._task: asyncio.Task[None] | None = None
+        self.executor = ShardExecutor(
+            node,
+            state,
+            self.services,
+            replicas=replicas,
+            labels=labels,
+            down_after_s=down_after_s,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
         self._handed_over_at: dict[int, float] = {}
         """Shard -> when this node last asked its preferred leader to take over."""
 
@@ -133,14 +155,26 @@ class ShardHost:
         return [service.machine for service in self.services.values()]
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="accord-shards")
-        self.node.watch_task(self._task)
+        # On a cluster of one group (no map) the executor's rounds return at once.
+        loops = [
+            self._run(),
+            every(PLACEMENT_INTERVAL_S, self.executor.place),
+            every(MOVE_TICK_S, self._drive_moves),
+        ]
+        for loop in loops:
+            task = asyncio.create_task(loop, name="accord-shards")
+            self.node.watch_task(task)
+            self._tasks.append(task)
+
+    async def _drive_moves(self) -> None:
+        self.executor.drive_moves()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        await self.executor.stop()
         for service in self.services.values():
             await service.stop()
 
@@ -174,16 +208,45 @@ class ShardHost:
                 min(self.replicas, len(voters)),
             )
 
+    def needed(self) -> set[int]:
+        """The shards this node must host: those it is a member of, or the target of
+        a move of."""
+        metadata, me = self.state.shards, self.node.host.node_id
+        if metadata.map is None:
+            return set()
+        needed = {shard.id for shard in metadata.map if me in shard.members()}
+        return needed | {move.shard for move in metadata.moves.values() if move.target == me}
+
     async def reconcile(self) -> None:
-        """Create the groups of every shard this node is a member of and does not host."""
-        metadata = self.state.shards
+        """Host every shard `needed` and not hosted; drop every one hosted and not."""
+        metadata, me = self.state.shards, self.node.host.node_id
+        for shard in sorted(self.needed() - self.services.keys()):
+            founders = metadata.founders.get(shard, ())
+            await self._host(shard, frozenset(founders) if me in founders else frozenset())
         if metadata.map is None:
             return
-        me = self.node.host.node_id
-        for shard in metadata.map:
-            if me in shard.members() and shard.id not in self.services:
-                founders = metadata.founders.get(shard.id, ())
-                await self._host(shard.id, frozenset(founders) if me in founders else frozenset())
+        stale = self._unneeded()
+        if not stale:
+            return
+        try:
+            await self.node.read_barrier()  # this node's map is not older than its moves
+        except AccordError:
+            return  # no quorum now: keep everything, look again later
+        for shard in sorted(self._unneeded()):
+            await self._drop(shard)
+
+    def _unneeded(self) -> set[int]:
+        """Groups hosted (or left on disk by a crash) that no shard here needs."""
+        on_disk = self.node.storage.groups() - {self.node.replica.group}
+        return (set(self.services) | on_disk) - self.needed()
+
+    async def _drop(self, shard: int) -> None:
+        service = self.services.pop(shard, None)
+        self.executor.movers.pop(shard, None)
+        if service is not None:
+            await service.stop()
+        await self.node.destroy_group(shard)
+        log.info("shard %d: no longer a replica here; its group is deleted", shard)
 
     def hand_over_to_preferred(self) -> None:
         shard_map = self.state.shards.map
@@ -194,6 +257,8 @@ class ShardHost:
             group = service.group
             if not group.is_leader or shard_id not in shard_map:
                 continue
+            if shard_id in self.state.shards.moves:
+                continue  # the move decides who leads (it hands off its source)
             preferred = shard_map.shard(shard_id).replicas[0]
             core = group.core
             progress = core.status().progress.get(preferred)

@@ -151,6 +151,8 @@ def build_node(
             node, machine, tracing=tracing, unsafe_local_reads=unsafe, group=replica
         ),
         snapshot_entries=config.snapshot_entries,
+        labels=config.labels,
+        down_after_s=config.node_down_after_s,
     )
     if tracing is not None:
         node.trace_proposal = tracing.proposal
@@ -183,6 +185,8 @@ def build_runner(
     )
     # handler_cancellation: a watcher that disconnects ends its watch at once.
     options: dict[str, Any] = {"access_log": None, "handler_cancellation": True}
+    if security is not None:
+        api.shard_operations.authorization = security.node_authorization
     if security is None:
         runner = web.AppRunner(api.app(), **options)
     else:

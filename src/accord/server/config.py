@@ -91,7 +91,15 @@ from accord.node.limits import (
 )
 from accord.raft.limits import RAFT_ELECTION_TICKS
 from accord.security.config import SecurityConfig, parse_security, render_security
-from accord.shard.limits import SHARD_REPLICAS_MAX, SHARDS_PER_CLUSTER_MAX
+from accord.shard.limits import (
+    LABEL_BYTES_MAX,
+    LABELS_MAX,
+    NODE_DOWN_AFTER_S,
+    NODE_DOWN_AFTER_S_MAX,
+    NODE_DOWN_AFTER_S_MIN,
+    SHARD_REPLICAS_MAX,
+    SHARDS_PER_CLUSTER_MAX,
+)
 
 SCALAR_KEYS = {
     "name": str,
@@ -107,6 +115,8 @@ SCALAR_KEYS = {
     "join": bool,
     "shards": int,
     "replicas": int,
+    "labels": str,
+    "node_down_after_s": float,
     "log_format": str,
     "log_level": str,
     "tracing": str,
@@ -148,6 +158,12 @@ class NodeConfig:
     1: no map, the primary group holds every key (a cluster of one group)."""
     replicas: int = 3
     """Voters of each shard (at most one per node: min(replicas, nodes))."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """This node's failure domains (`zone=a,host=h1`): the placement driver never puts
+    two replicas of a shard in one domain (see docs/sharding.md)."""
+    node_down_after_s: float = NODE_DOWN_AFTER_S
+    """How long a node may go unanswered before the placement driver marks it down
+    and moves its replicas elsewhere (sharded clusters)."""
     """True for a node added to a running cluster: it waits to be contacted."""
     native: tuple[str, int] | None = None
     """Where the native msgpack protocol listens (None: not served)."""
@@ -231,6 +247,29 @@ def _coerce_float(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     return float(value)
+
+
+def parse_labels(text: str) -> tuple[tuple[str, str], ...]:
+    """`zone=a,host=h1` -> (("zone", "a"), ("host", "h1")), checked against the
+    metadata's bounds so a node never proposes labels the metadata group refuses."""
+    labels: list[tuple[str, str]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise ConfigError(f"labels: expected NAME=VALUE[,NAME=VALUE...], got {part!r}")
+        if max(len(name.encode()), len(value.encode())) > LABEL_BYTES_MAX:
+            raise ConfigError(f"labels: names and values are at most {LABEL_BYTES_MAX} bytes")
+        labels.append((name, value))
+    if len(labels) > LABELS_MAX:
+        raise ConfigError(f"labels: at most {LABELS_MAX}")
+    if len({name for name, _ in labels}) != len(labels):
+        raise ConfigError("labels: a label is named twice")
+    return tuple(labels)
+
+
+def render_labels(labels: tuple[tuple[str, str], ...]) -> str:
+    return ",".join(f"{name}={value}" for name, value in labels)
 
 
 def _members(raw: Any) -> dict[int, Member]:
@@ -337,6 +376,8 @@ def _validate(raw: dict[str, Any]) -> NodeConfig:
         join=values.get("join", False),
         shards=values.get("shards", 1),
         replicas=values.get("replicas", 3),
+        labels=parse_labels(values.get("labels", "")),
+        node_down_after_s=values.get("node_down_after_s", NODE_DOWN_AFTER_S),
         native=parse_address(values["native"], "native") if "native" in values else None,
         log_format=values.get("log_format", "json"),
         log_level=values.get("log_level", "info"),
@@ -371,6 +412,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "pending_reads_max": (1, PENDING_READS_CEILING),
     "shards": (1, SHARDS_PER_CLUSTER_MAX),
     "replicas": (1, SHARD_REPLICAS_MAX),
+    "node_down_after_s": (NODE_DOWN_AFTER_S_MIN, NODE_DOWN_AFTER_S_MAX),
 }
 """The settings bounded on both sides: (smallest, largest) value accepted. The limits
 table (`accord.limits`) says why each bound is where it is."""
@@ -424,6 +466,8 @@ def render_config(config: NodeConfig) -> str:
         f"join = {'true' if config.join else 'false'}",
         f"shards = {config.shards}",
         f"replicas = {config.replicas}",
+        *([f"labels = {q(render_labels(config.labels))}"] if config.labels else []),
+        f"node_down_after_s = {config.node_down_after_s!r}",
         f"log_format = {q(config.log_format)}",
         f"log_level = {q(config.log_level)}",
         f"tracing = {q(config.tracing)}",

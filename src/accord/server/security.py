@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from accord.api.native import NativeServer
+from accord.node.authstore import ROOT
 from accord.node.members import NodeState
 from accord.node.runtime import Node
 from accord.security.config import SecurityConfig
@@ -48,6 +49,14 @@ class NodeSecurity:
         native.read_timeout_s = self.config.read_timeout_s
         native.idle_timeout_s = self.config.idle_timeout_s
         native.connections_max = self.config.connections_max
+
+    def node_authorization(self) -> str:
+        """The credentials this node's own calls to other nodes carry (the shard
+        executor's metadata proposals): a short-lived root token when auth is on and
+        bootstrapped, else none (the guard then refuses, and the caller tries later)."""
+        if self.auth is None or ROOT not in self.auth.state.auth.users:
+            return ""
+        return f"Bearer {self.auth.token_for(ROOT)}"
 
     def start(self) -> None:
         if self.auth is not None:

@@ -54,3 +54,11 @@ METADATA_NODES_MAX = 100_000
 METADATA_COMMAND_BYTES_MAX = 64 << 20
 """One metadata command (a bootstrap carries a whole shard map); a larger one is
 refused as `bad_command` before it is decoded."""
+
+NODE_DOWN_AFTER_S = 30.0
+"""Default time a node may go unanswered (health probes from the metadata leader)
+before it is marked down and its replicas are repaired on other nodes: long enough
+that a restart or a short partition moves nothing, short enough that a dead node's
+shards are back to full strength within a minute."""
+NODE_DOWN_AFTER_S_MIN = 1.0
+NODE_DOWN_AFTER_S_MAX = 86_400.0

@@ -147,6 +147,9 @@ class ShardMetadata:
         shard = _int(args[1], GROUP_ID_MAX)
         replicas, learners = _ids(args[2]), _ids(args[3])
         self.map = current.with_members(shard, replicas, learners)
+        # The group has changed members since its bootstrap: from now on every node
+        # that joins it (a founder coming back included) starts empty.
+        self.founders.pop(shard, None)
         return self._done()
 
     def _node(self, args: list[Any]) -> MetadataResult:

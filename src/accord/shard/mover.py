@@ -175,6 +175,28 @@ class Mover:
     def start(self) -> list[Instruction]:
         return [ProposeMetadata("move", (self.shard, self.source or 0, self.target))]
 
+    def resume(self, membership: Membership) -> list[Instruction]:
+        """Take over a move the metadata group has recorded, from wherever the shard's
+        configuration shows it to be: a new shard leader picks up the move its
+        predecessor was carrying out (the steps are membership changes of the group,
+        so the configuration is the whole truth about them)."""
+        if self.state is not MoveState.RECORDING:
+            raise InvalidTransition(f"move of shard {self.shard}: resumed in {self.state.value}")
+        self._voters = membership.voters
+        in_group = membership.voters | membership.learners
+        if self.target in membership.voters:  # the swap was proposed: only forward now
+            self._enter(MoveState.SWAPPING, [Swap(self.target, self.source)])
+            return self._swapped(membership)
+        if self.target in membership.learners:
+            return self._enter(MoveState.CATCHING_UP, [])
+        if self.source is not None and self.source not in in_group:
+            # The source is gone but the target never became a voter: not a state a
+            # move leaves behind, so give the move up (nothing to undo).
+            self.reason = f"the source {self.source} left the group before the move"
+            self._enter(MoveState.ABORTED, [])
+            return [ProposeMetadata("moved", (self.shard,))]
+        return self._enter(MoveState.ADDING, [AddLearner(self.target)])
+
     @property
     def finished(self) -> bool:
         return self.state in (MoveState.DONE, MoveState.ABORTED)
@@ -234,14 +256,14 @@ class Mover:
         )
         if not done:
             return []
-        self._enter(MoveState.FINISHING, [])
         self._members = tuple(sorted(event.voters))
-        learners = tuple(sorted(event.learners))
-        return [ProposeMetadata("members", (self.shard, list(self._members), list(learners)))]
+        learners = list(sorted(event.learners))
+        record = ProposeMetadata("members", (self.shard, list(self._members), learners))
+        return self._enter(MoveState.FINISHING, [record])  # asked again until it is seen
 
     def _finished_members(self, event: Recorded) -> list[Instruction]:
         if not event.ok:  # the map moved on meanwhile: record the members again
-            return [ProposeMetadata("members", (self.shard, list(self._members), []))]
+            return list(self._repeat)
         self._enter(MoveState.DONE, [])
         return [ProposeMetadata("moved", (self.shard,))]
 
@@ -281,6 +303,7 @@ _TABLE: dict[tuple[MoveState, type], _Handler] = {
     (MoveState.SWAPPING, Tick): Mover._tick,  # type: ignore[dict-item]
     (MoveState.ABORTING, Tick): Mover._tick,  # type: ignore[dict-item]
     (MoveState.FINISHING, Recorded): Mover._finished_members,  # type: ignore[dict-item]
+    (MoveState.FINISHING, Tick): Mover._tick,  # type: ignore[dict-item]
     (MoveState.ABORTING, Membership): Mover._aborting,  # type: ignore[dict-item]
     (MoveState.DONE, Recorded): Mover._late_answer,  # type: ignore[dict-item]
     (MoveState.ABORTED, Recorded): Mover._late_answer,  # type: ignore[dict-item]

@@ -8,7 +8,9 @@ with a deadline.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import random
 import signal
 import socket
@@ -75,9 +77,17 @@ class LocalCluster:
     """`secure=True` runs `accord up --secure`: https:// and accords:// URLs, and
     `context` trusts the cluster's CA once it has started."""
 
-    def __init__(self, directory: Path, secure: bool = False, shards: int = 1) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        secure: bool = False,
+        shards: int = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.directory = directory
         self.shards = shards
+        self.env = {**os.environ, **(env or {})}
+        """The nodes' environment (`ACCORD_*` settings reach every node)."""
         self.base = free_port_base()
         self.up: subprocess.Popen[bytes] | None = None
         self.secure = secure
@@ -107,6 +117,7 @@ class LocalCluster:
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            env=self.env,
         )
         try:
             wait_for(lambda: (self.directory / "cluster.json").exists(), "cluster.json")
@@ -165,6 +176,50 @@ class LocalCluster:
 
         return int(wait_for(agreed, "every node to name the same leader"))
 
+    def add_node(self, node_id: int, voter: bool = False) -> subprocess.Popen[bytes]:
+        """Add node `node_id` to the running cluster (`POST /v1/members`, as a learner
+        of the primary group unless `voter`) and start it with a config written like
+        its peers' (`join = true`, a peer certificate from the cluster's CA). The
+        caller stops the process it gets."""
+        from accord.server.config import load_config, render_config
+        from accord.testing.peertls import with_peer_tls
+
+        name, base = f"n{node_id}", self.base
+        existing = load_config(self.directory / "n1" / "node.toml", env={})
+        security = with_peer_tls(
+            existing.security, self.directory, existing.cluster_id, {node_id: name}
+        )
+        config = dataclasses.replace(
+            existing,
+            name=name,
+            id=node_id,
+            data_dir=self.directory / name / "data",
+            client=("127.0.0.1", base + node_id),
+            peer=("127.0.0.1", base + 100 + node_id),
+            native=("127.0.0.1", base + 200 + node_id),
+            join=True,
+            security=security[node_id],
+        )
+        (self.directory / name).mkdir()
+        path = self.directory / name / "node.toml"
+        path.write_text(render_config(config))
+        member = {
+            "id": node_id,
+            "name": name,
+            "peer": f"127.0.0.1:{base + 100 + node_id}",
+            "client": f"127.0.0.1:{base + node_id}",
+            "native": f"127.0.0.1:{base + 200 + node_id}",
+            "voter": voter,
+        }
+        code, answer, _ = http(
+            "POST", f"{self.url(1)}/v1/members", json.dumps(member).encode(), context=self.context
+        )
+        assert code == 200, answer
+        command = [sys.executable, "-m", "accord.cli.main", "node", "--config", str(path)]
+        return subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env
+        )
+
     def stop(self) -> str:
         assert self.up is not None
         self.up.send_signal(signal.SIGINT)
@@ -204,10 +259,12 @@ class WatchReader:
         self._sock.close()
 
 
-def running_cluster(directory: Path, shards: int = 1) -> Iterator[LocalCluster]:
+def running_cluster(
+    directory: Path, shards: int = 1, env: dict[str, str] | None = None
+) -> Iterator[LocalCluster]:
     """A started cluster for a pytest fixture (`yield from running_cluster(path)`),
     stopped afterwards unless a test already stopped it."""
-    cluster = LocalCluster(directory, shards=shards)
+    cluster = LocalCluster(directory, shards=shards, env=env)
     cluster.start()
     try:
         yield cluster
