@@ -173,6 +173,9 @@ from accord.shard.limits import (
     METADATA_COMMAND_BYTES_MAX,
     METADATA_NODES_MAX,
     MOVES_IN_FLIGHT_MAX,
+    NODE_DOWN_AFTER_S,
+    NODE_DOWN_AFTER_S_MAX,
+    NODE_DOWN_AFTER_S_MIN,
     NODE_MOVES_IN_FLIGHT_MAX,
     SHARD_RANGES_MAX,
     SHARD_REPLICAS_MAX,
@@ -302,6 +305,9 @@ __all__ = [
     "NATIVE_REQUEST_FRAME_BYTES_MAX",
     "NATIVE_WATCHES_MAX",
     "NATIVE_WRITE_BUFFER_BYTES_HIGH",
+    "NODE_DOWN_AFTER_S",
+    "NODE_DOWN_AFTER_S_MAX",
+    "NODE_DOWN_AFTER_S_MIN",
     "NODE_ID_MAX",
     "NODE_MOVES_IN_FLIGHT_MAX",
     "PASSWORD_BYTES_MAX",
@@ -423,6 +429,7 @@ NODE_SETTINGS = {
     "STORE_BYTES_MAX": "store_bytes_max",
     "REQUEST_TIMEOUT_S": "request_timeout_s",
     "PENDING_READS_MAX": "pending_reads_max",
+    "NODE_DOWN_AFTER_S": "node_down_after_s",
 }
 """Bounds that are the default of a node setting (`NodeConfig`: TOML key, `ACCORD_KEY`
 variable, `accord node` flag)."""
@@ -436,6 +443,8 @@ NODE_SETTING_RANGES = {
     "PENDING_READS_CEILING": ("pending_reads_max", "largest"),
     "SHARDS_PER_CLUSTER_MAX": ("shards", "largest"),
     "SHARD_REPLICAS_MAX": ("replicas", "largest"),
+    "NODE_DOWN_AFTER_S_MIN": ("node_down_after_s", "smallest"),
+    "NODE_DOWN_AFTER_S_MAX": ("node_down_after_s", "largest"),
 }
 """Bounds on what a node setting accepts (`accord.server.config.RANGES`)."""
 

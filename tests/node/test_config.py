@@ -113,6 +113,10 @@ def test_deliberate_bugs_are_off_by_default(tmp_path: Path) -> None:
         ("name = ", {}, "not valid TOML"),
         (BASE + '[dial]\n2 = "nohost"\n', {}, "dial.2: expected HOST:PORT"),
         (BASE + '[dial]\nx = "h:1"\n', {}, "dial.x: member ids are positive"),
+        (BASE, {"ACCORD_LABELS": "zone"}, "labels: expected NAME=VALUE"),
+        (BASE, {"ACCORD_LABELS": "zone=a,zone=b"}, "labels: a label is named twice"),
+        (BASE, {"ACCORD_LABELS": "zone=" + "x" * 129}, "at most 128 bytes"),
+        (BASE, {"ACCORD_NODE_DOWN_AFTER_S": "0.5"}, "node_down_after_s: must be in"),
     ],
 )
 def test_bad_configuration_is_a_clear_error(
@@ -192,3 +196,11 @@ def test_bounded_settings_refuse_values_out_of_range(
 def test_a_timeout_that_is_not_a_number_is_a_clear_error(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigError, match="request_timeout_s: expected a n"):
         load_config(write(tmp_path, text + BASE), env={})
+
+
+def test_labels_and_the_down_time_are_settings_that_round_trip(tmp_path: Path) -> None:
+    path = write(tmp_path, 'labels = "zone=eu-1, host=rack7"\n' + BASE)
+    config = load_config(path, env={"ACCORD_NODE_DOWN_AFTER_S": "12.5"})
+    assert config.labels == (("zone", "eu-1"), ("host", "rack7"))
+    assert config.node_down_after_s == 12.5
+    assert load_config(write(tmp_path, render_config(config)), env={}) == config

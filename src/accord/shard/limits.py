@@ -61,4 +61,6 @@ before it is marked down and its replicas are repaired on other nodes: long enou
 that a restart or a short partition moves nothing, short enough that a dead node's
 shards are back to full strength within a minute."""
 NODE_DOWN_AFTER_S_MIN = 1.0
+"""The shortest `node_down_after_s`: a few health probes (one a second) must fail."""
 NODE_DOWN_AFTER_S_MAX = 86_400.0
+"""The longest `node_down_after_s`: a day, for operators who repair by hand."""
