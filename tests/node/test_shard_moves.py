@@ -125,6 +125,21 @@ def test_a_joining_node_gets_its_share_of_replicas_while_writes_go_on(
             MOVE_DEADLINE_S,
         )
         assert replica_counts(doc)["n4"] == 2  # 9 replicas over 4 nodes: 3, 2, 2, 2
+
+        def leaders_spread() -> bool:
+            preferred = {s["id"]: s["replicas"][0] for s in shards(cluster, 1)["shards"]}
+            # A node knows the leader of the shards it holds a replica of.
+            leaders = {
+                s["id"]: s["leader"]
+                for node in (1, 2, 3, 4)
+                for s in shards(cluster, node).get("shards", [])
+                if s["keys"] is not None
+            }
+            return len(set(preferred.values())) == 3 and leaders == preferred
+
+        # A node that takes a source's place takes its preferred leaderships too; the
+        # driver spreads them again (one shard each), and the leaders follow.
+        wait_for(leaders_spread, "the leaders spread over the nodes again", MOVE_DEADLINE_S)
         states = {n["name"]: n["state"] for n in doc["nodes"]}
         assert states == {"n1": "up", "n2": "up", "n3": "up", "n4": "up"}
         writer.more(20)

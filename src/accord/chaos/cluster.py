@@ -56,6 +56,12 @@ election timeout): when the fast node leads, the others acknowledge before they 
 
 STOP_GRACE_S = 5.0
 STATUS_TIMEOUT_S = 1.0
+MOVE_TIMEOUT_S = 8.0
+"""How long a move request may take: the node forwards it to the metadata leader,
+which answers once the move's record commits (or its request deadline passes)."""
+REPLICAS = 3
+"""Voters of each shard unless told otherwise, at most one per node (`accord up`'s
+default)."""
 
 
 @dataclass(slots=True)
@@ -91,9 +97,11 @@ class ProcessCluster:
         *,
         bugs: frozenset[str] = frozenset(),
         shards: int = 1,
+        replicas: int = REPLICAS,
     ) -> None:
         """`bugs` names deliberate bugs to switch on in every node (see `BUGS`);
-        `shards` > 1 spreads the keys over that many shards, a replica on every node."""
+        `shards` > 1 spreads the keys over that many shards, each with `replicas`
+        voters (at most one per node)."""
         unknown = bugs - BUGS.keys()
         if unknown:
             raise ValueError(f"unknown bugs: {', '.join(sorted(unknown))}")
@@ -102,6 +110,7 @@ class ProcessCluster:
         self.ids = list(range(1, nodes + 1))
         self.bugs = bugs
         self.shards = shards
+        self.replicas = replicas
         self.nodes: dict[int, NodeProcess] = {}
 
     @property
@@ -110,6 +119,10 @@ class ProcessCluster:
 
     def url(self, node: int) -> str:
         return self.nodes[node].config.client_url
+
+    def name(self, node: int) -> str:
+        """The node's name, as the shard map lists its replicas (`n1`)."""
+        return self.nodes[node].config.name
 
     def endpoints(self, client_kind: str) -> list[str]:
         """Every node's endpoint for a client kind: `native` gets accord:// URLs."""
@@ -137,7 +150,7 @@ class ProcessCluster:
                 election_ticks=ELECTION_TICKS,
                 snapshot_entries=2_000,  # snapshots and compaction happen during runs
                 shards=self.shards,
-                replicas=len(self.ids),
+                replicas=self.replicas,
                 dial={
                     j: address
                     for j in self.ids
@@ -286,13 +299,16 @@ class ProcessCluster:
         return best[1] if best else None
 
     async def _shards_led(self, session: aiohttp.ClientSession) -> bool:
-        """Every node knows the shard map and a leader for each shard."""
+        """Every node knows the shard map and a leader for each shard it holds a
+        replica of (a node without one cannot know that shard's leader)."""
         docs = await asyncio.gather(
             *(self.status(session, n, "/v1/cluster/shards") for n in self.ids)
         )
         return all(
-            doc is not None and doc.get("version") and all(s["leader"] for s in doc["shards"])
-            for doc in docs
+            doc is not None
+            and doc.get("version")
+            and all(s["leader"] for s in doc["shards"] if self.name(n) in s["replicas"])
+            for n, doc in zip(self.ids, docs, strict=True)
         )
 
     async def wait_healthy(self, timeout_s: float) -> int:
@@ -307,3 +323,20 @@ class ProcessCluster:
                     return leaders.pop()
                 await asyncio.sleep(0.1)
         raise TimeoutError(f"the cluster did not become healthy within {timeout_s:g}s")
+
+    # --- acting on the shards -----------------------------------------------------------
+    async def move(
+        self, session: aiohttp.ClientSession, node: int, shard: int, source: int, target: int
+    ) -> tuple[int, dict[str, Any]] | None:
+        """Ask `node` to move `shard`'s replica from `source` to `target` (it forwards
+        the request to the metadata leader): the answer's status and document, or
+        None if no answer came within `MOVE_TIMEOUT_S`."""
+        url = f"{self.url(node)}/v1/cluster/shards/{shard}/move"
+        try:
+            timeout = aiohttp.ClientTimeout(total=MOVE_TIMEOUT_S)
+            body = {"source": source, "target": target}
+            async with session.post(url, json=body, timeout=timeout) as response:
+                doc: dict[str, Any] = await response.json()
+                return response.status, doc
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None

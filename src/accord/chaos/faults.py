@@ -26,6 +26,14 @@ Families:
 - latency: every link delayed by tens to hundreds of milliseconds, with jitter and
   some loss (through the proxy a lost chunk cuts its connection; with the netns
   network a lost packet is retransmitted by TCP).
+- move (a sharded cluster with a node free of each shard): one replica of a random
+  shard moved from one of its nodes to one without it, asked of a random live node
+  as an operator would (`POST /v1/cluster/shards/{id}/move`), while the other
+  families go on hurting the nodes the move needs. Nothing to heal: the fault lasts
+  until the move is seen done or given up (at most `MOVE_WATCH_S`), and the
+  placement driver balances the replicas again afterwards, moving them itself. A
+  refusal (a move of that shard under way, the driver's or a previous one) or no
+  answer is logged as the move's outcome, never an error of the run.
 
 Network faults go through the run's `network.Network`, whichever backend it is.
 """
@@ -40,6 +48,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -47,7 +56,7 @@ from accord.chaos.cluster import ELECTION_TIMEOUT_S, ProcessCluster
 
 log = logging.getLogger("accord.chaos")
 
-FAMILIES = ("kill", "pause", "partition", "latency")
+FAMILIES = ("kill", "pause", "partition", "latency", "move")
 VARIANTS = {
     "kill": ("random", "leader", "majority", "all", "followers", "stranded-leader"),
     "pause": ("leader", "random"),
@@ -56,6 +65,18 @@ VARIANTS = {
 """Every variant of each family (`--variant FAMILY=V,...` picks among them)."""
 STRANDED_ELECTION_WAIT_S = 10.0
 """`stranded-leader`: how long the stopped leader waits for the others to elect."""
+MOVE_WATCH_S = 20.0
+"""How long an accepted move is watched for its end. A learner that cannot catch up
+is given up by the shard's leader after 30 s; under a run's faults most moves end
+within seconds, and one still under way is logged as such."""
+MOVE_POLL_S = 0.25
+
+DONE, GIVEN_UP, UNDER_WAY = "done", "given up", "under way"
+"""What became of an accepted move: the target holds the replica instead of the
+source; the move ended without that; neither seen within `MOVE_WATCH_S`."""
+REFUSED, UNANSWERED = "refused", "unanswered"
+"""A move not accepted: refused (409, with the metadata's reason), or no decision
+known (no node answered, or an error such as `not_leader` during an election)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +98,8 @@ class FaultRecord:
     start_s: float
     end_s: float | None = None
     nodes: list[int] = field(default_factory=list)
+    outcome: str | None = None
+    """What became of a fault that heals nothing (a move: `DONE`, `REFUSED`, ...)."""
 
 
 @dataclass(slots=True)
@@ -90,10 +113,11 @@ class FaultLog:
         log.info("%7.2fs fault: %s", record.start_s, description)
         return record
 
-    def end(self, record: FaultRecord) -> None:
+    def end(self, record: FaultRecord, outcome: str | None = None) -> None:
         if record.end_s is None:
             record.end_s = self.clock()
-            log.info("%7.2fs healed: %s", record.end_s, record.description)
+            record.outcome = outcome
+            log.info("%7.2fs %s: %s", record.end_s, outcome or "healed", record.description)
 
     def write_jsonl(self, path: Path) -> None:
         with path.open("w") as f:
@@ -105,6 +129,30 @@ class FaultLog:
         for record in self.records:
             result[record.family] = result.get(record.family, 0) + 1
         return result
+
+    def moves(self) -> dict[str, int]:
+        """The moves asked for and accepted, and how many ended each way."""
+        outcomes = [r.outcome for r in self.records if r.family == "move"]
+        result = {
+            "asked": len(outcomes),
+            "accepted": sum(o in (DONE, GIVEN_UP, UNDER_WAY) for o in outcomes),
+        }
+        for outcome in (DONE, GIVEN_UP, UNDER_WAY, REFUSED, UNANSWERED):
+            result[outcome] = outcomes.count(outcome)
+        return result
+
+
+def move_refusal(shards: int, nodes: int, replicas: int) -> str | None:
+    """Why the `move` family cannot run on this cluster, or None: it moves a replica
+    of a shard to a node without one, so it needs shards and a node free of each."""
+    if shards < 2:
+        return "move needs a sharded cluster (--shards 2 or more)"
+    if nodes <= replicas:
+        return (
+            f"move needs a node free of each shard: --nodes ({nodes}) above the "
+            f"replicas of each shard ({replicas})"
+        )
+    return None
 
 
 class Nemesis:
@@ -144,6 +192,7 @@ class Nemesis:
             "pause": self._pause,
             "partition": self._partition,
             "latency": self._latency,
+            "move": self._move,
         }
         while not stop.is_set():
             if await _wait(stop, rng.uniform(*self.pace.gap_s)):
@@ -296,10 +345,93 @@ class Nemesis:
                 self.cluster.network.slow(src, dst, 0.0, 0.0, 0.0)
             self.log.end(record)
 
+    async def _move(self, rng: random.Random, stop: asyncio.Event) -> None:
+        assert self._session is not None
+        found = await self._shard_map(rng)
+        if found is None:
+            record = self.log.begin("move", "move: no node answered with a shard map", [])
+            self.log.end(record, UNANSWERED)
+            return
+        asked, doc = found
+        shard, source, target = self._pick_move(rng, doc)
+        text = f"move shard {shard} {_nodes([source])} -> {_nodes([target])}"
+        record = self.log.begin("move", f"{text}, asked of {_nodes([asked])}", [source, target])
+        answer = await self.cluster.move(self._session, asked, shard, source, target)
+        if answer is None or answer[0] != 200:
+            outcome = REFUSED if answer is not None and answer[0] == 409 else UNANSWERED
+            record.description += f": {_refusal(answer)}"
+            self.log.end(record, outcome)
+            return
+        version = int(answer[1]["version"])
+        outcome = UNDER_WAY  # also when the run is cancelled while watching
+        try:
+            outcome = await self._watch_move(rng, stop, version, shard, source, target)
+        finally:
+            self.log.end(record, outcome)
+
+    def _pick_move(self, rng: random.Random, doc: dict[str, Any]) -> tuple[int, int, int]:
+        """A random shard, one of its nodes and a node without it. The run's options
+        leave every shard a node free of it (`move_refusal`)."""
+        row = rng.choice(doc["shards"])
+        holders = [n for n in self.cluster.ids if self.cluster.name(n) in row["replicas"]]
+        others = [n for n in self.cluster.ids if n not in holders]
+        return int(row["id"]), rng.choice(holders), rng.choice(others)
+
+    async def _shard_map(self, rng: random.Random) -> tuple[int, dict[str, Any]] | None:
+        """The shard map as some live node knows it, and that node (tried in a random
+        order; a dead or stopped node is skipped at once)."""
+        assert self._session is not None
+        for node in rng.sample(self.cluster.ids, len(self.cluster.ids)):
+            doc = await self.cluster.status(self._session, node, "/v1/cluster/shards")
+            if doc is not None and doc.get("version"):
+                return node, doc
+        return None
+
+    async def _watch_move(
+        self,
+        rng: random.Random,
+        stop: asyncio.Event,
+        accepted: int,
+        shard: int,
+        source: int,
+        target: int,
+    ) -> str:
+        """What became of a move accepted at map version `accepted`, from the maps of
+        live nodes. Only a map that has the move's record decides: one of a later
+        version (any map change after the record), or of a node that showed the move
+        under way before; a node that has not applied the record yet shows no move
+        either, as if it had ended."""
+        ours = {"source": self.cluster.name(source), "target": self.cluster.name(target)}
+        seen: set[int] = set()
+        deadline = asyncio.get_running_loop().time() + MOVE_WATCH_S
+        while asyncio.get_running_loop().time() < deadline:
+            found = await self._shard_map(rng)
+            if found is not None:
+                node, doc = found
+                row = next(r for r in doc["shards"] if r["id"] == shard)
+                if row["move"] == ours:
+                    seen.add(node)
+                elif node in seen or doc["version"] > accepted:
+                    replicas = row["replicas"]
+                    moved = ours["target"] in replicas and ours["source"] not in replicas
+                    return DONE if moved else GIVEN_UP
+            if await _wait(stop, MOVE_POLL_S):
+                break
+        return UNDER_WAY
+
 
 def _between(a: list[int], b: list[int]) -> list[tuple[int, int]]:
     """Both directions of every link between groups `a` and `b`."""
     return [(x, y) for x in a for y in b] + [(y, x) for x in a for y in b]
+
+
+def _refusal(answer: tuple[int, dict[str, Any]] | None) -> str:
+    """Why a move was not accepted, for the fault log."""
+    if answer is None:
+        return "no answer"
+    status, doc = answer
+    error = doc.get("error") or {}
+    return f"{status} {error.get('code')}: {error.get('message')}"
 
 
 def _nodes(nodes: list[int]) -> str:

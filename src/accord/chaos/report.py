@@ -26,6 +26,7 @@ FAULT_COLORS = {
     "pause": "#4338ca",
     "partition": "#a16207",
     "latency": "#0e7490",
+    "move": "#15803d",
 }
 
 _CSS = """
@@ -78,15 +79,19 @@ def render_report(
 
 
 def _figures(summary: dict[str, Any]) -> str:
+    shards = summary["shards"]
+    moves = summary["moves"] if "move" in summary["faults"] else None
     rows = [
         ("workload", summary["workload"]),
         ("faults", ", ".join(summary["faults"]) or "none"),
         ("nodes", summary["nodes"]),
+        ("shards", f"{shards}, {summary['replicas']} replicas each" if shards > 1 else 1),
         ("network", summary["network"]),
         ("seed", summary["seed"]),
         ("deliberate bugs", ", ".join(summary["bugs"]) or "none"),
         ("operations", json.dumps(summary["operations"])),
         ("faults injected", json.dumps(summary["faults_injected"])),
+        *([("replica moves", json.dumps(moves))] if moves is not None else []),
         ("checker figures", json.dumps(summary["verdict"].get("stats", {}), default=str)),
         ("wall time", f"{summary['duration_s']} s"),
     ]
@@ -170,8 +175,11 @@ def _fault_table(faults: Sequence[FaultRecord]) -> str:
         return "<p>No faults were injected.</p>"
     rows = "".join(
         f"<tr><td>{f.start_s:.2f}</td><td>{'' if f.end_s is None else f'{f.end_s:.2f}'}</td>"
-        f"<td>{html.escape(f.family)}</td><td>{html.escape(f.description)}</td></tr>"
+        f"<td>{html.escape(f.family)}</td><td>{html.escape(f.description)}</td>"
+        f"<td>{html.escape(f.outcome or 'healed')}</td></tr>"
         for f in faults
     )
-    head = "<tr><th>start (s)</th><th>end (s)</th><th>family</th><th>fault</th></tr>"
+    head = (
+        "<tr><th>start (s)</th><th>end (s)</th><th>family</th><th>fault</th><th>outcome</th></tr>"
+    )
     return f"<table>{head}{rows}</table>"

@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from accord.chaos.clients import CLIENT_KINDS, OP_TIMEOUT_S, ChaosClient
-from accord.chaos.cluster import ProcessCluster
-from accord.chaos.faults import NORMAL, FaultLog, Nemesis, Pace
+from accord.chaos.cluster import REPLICAS, ProcessCluster
+from accord.chaos.faults import NORMAL, FaultLog, Nemesis, Pace, move_refusal
 from accord.chaos.netns import NetnsNetwork, unavailable
 from accord.chaos.network import ClusterNetwork, NetworkUnavailable
 from accord.chaos.proxy import NetProxy
@@ -63,6 +63,8 @@ class RunOptions:
     node in a network namespace of its own; needs root, ip and iptables)."""
     shards: int = 1
     """Spread the keys over this many shards (`accord up --shards`)."""
+    replicas: int = REPLICAS
+    """Voters of each shard, at most one per node (`accord up --replicas`)."""
     stop_when_invalid: bool = False
     """Check the history every few seconds and stop early once it is invalid (used
     to show that a deliberate bug is caught, without waiting for the full time)."""
@@ -73,6 +75,8 @@ class RunResult:
     verdict: Verdict
     operations: dict[str, int]
     faults: dict[str, int]
+    moves: dict[str, int]
+    """The `move` faults: asked for, accepted, and how each ended (`FaultLog.moves`)."""
     duration_s: float
     out: Path
     seed: int
@@ -92,11 +96,21 @@ async def run_async(options: RunOptions) -> RunResult:
         raise ValueError(f"unknown workload {options.workload!r}")
     if options.client_kind not in CLIENT_KINDS:
         raise ValueError(f"unknown client kind {options.client_kind!r}")
+    if options.replicas > options.nodes:
+        raise ValueError(f"{options.replicas} replicas of each shard on {options.nodes} nodes")
+    refusal = move_refusal(options.shards, options.nodes, options.replicas)
+    if "move" in options.faults and refusal is not None:
+        raise ValueError(refusal)
     network = make_network(options.network, options.seed)
     options.out.mkdir(parents=True, exist_ok=True)
     workload: Workload = WORKLOADS[options.workload](options.clients)
     cluster = ProcessCluster(
-        options.out / "cluster", options.nodes, network, bugs=options.bugs, shards=options.shards
+        options.out / "cluster",
+        options.nodes,
+        network,
+        bugs=options.bugs,
+        shards=options.shards,
+        replicas=options.replicas,
     )
     recorder = Recorder()
     faults = FaultLog(recorder.now)
@@ -119,7 +133,13 @@ async def run_async(options: RunOptions) -> RunResult:
     duration = time.monotonic() - started
     recorder.close_open()
     result = RunResult(
-        verdict, recorder.counts(), faults.counts(), duration, options.out, options.seed
+        verdict,
+        recorder.counts(),
+        faults.counts(),
+        faults.moves(),
+        duration,
+        options.out,
+        options.seed,
     )
     _write_outputs(options, result, recorder, faults)
     return result
@@ -245,6 +265,7 @@ def _write_outputs(
         "faults": options.faults,
         "nodes": options.nodes,
         "shards": options.shards,
+        "replicas": options.replicas,
         "network": options.network,
         "time_s": options.time_s,
         "seed": options.seed,
@@ -253,6 +274,7 @@ def _write_outputs(
         "verdict": asdict(result.verdict),
         "operations": result.operations,
         "faults_injected": result.faults,
+        "moves": result.moves,
         "duration_s": round(result.duration_s, 1),
     }
     (options.out / "verdict.json").write_text(json.dumps(summary, indent=2, default=repr))

@@ -32,7 +32,8 @@ def chaos() -> None:
     "--faults",
     default="kill,pause,partition,latency",
     show_default=True,
-    help="comma-separated: kill, pause, partition, latency (or 'none')",
+    help="comma-separated: kill, pause, partition, latency, move (or 'none'); "
+    "move needs --shards 2 or more and more nodes than --replicas",
 )
 @click.option("--nodes", type=click.IntRange(3, 5), default=3, show_default=True)
 @click.option(
@@ -41,6 +42,13 @@ def chaos() -> None:
     default=1,
     show_default=True,
     help="spread the keys over this many shards (register and set workloads)",
+)
+@click.option(
+    "--replicas",
+    type=click.IntRange(1, 5),
+    default=3,
+    show_default=True,
+    help="voters of each shard, at most one per node (with --shards)",
 )
 @click.option(
     "--time",
@@ -92,6 +100,7 @@ def run_command(
     faults: str,
     nodes: int,
     shards: int,
+    replicas: int,
     time_s: float,
     seed: int,
     clients: int | None,
@@ -104,7 +113,7 @@ def run_command(
 ) -> None:
     """Run WORKLOAD under FAULTS; print the verdict; exit 0 if valid, 1 if not."""
     from accord.chaos.clients import CLIENT_KINDS
-    from accord.chaos.faults import AGGRESSIVE, FAMILIES, NORMAL, VARIANTS
+    from accord.chaos.faults import AGGRESSIVE, FAMILIES, NORMAL, VARIANTS, move_refusal
     from accord.chaos.network import NetworkUnavailable
     from accord.chaos.runner import RunOptions, run
 
@@ -122,6 +131,14 @@ def run_command(
     bad = [f for f in families if f not in FAMILIES]
     if bad:
         raise click.BadParameter(f"unknown fault(s): {', '.join(bad)}", param_hint="--faults")
+    if replicas > nodes:
+        raise click.BadParameter(
+            f"{replicas} replicas of each shard need as many nodes (--nodes {nodes})",
+            param_hint="--replicas",
+        )
+    refusal = move_refusal(shards, nodes, replicas)
+    if "move" in families and refusal is not None:
+        raise click.BadParameter(refusal, param_hint="--faults")
     variants: dict[str, list[str]] = {}
     for spec in variant_specs:
         family, _, names = spec.partition("=")
@@ -136,6 +153,7 @@ def run_command(
         faults=families,
         nodes=nodes,
         shards=shards,
+        replicas=replicas,
         time_s=time_s,
         seed=seed,
         out=out or Path(f"chaos-{workload}-{seed}"),
@@ -166,6 +184,13 @@ def run_command(
         f"{ops['unknown']} unknown), {sum(result.faults.values())} faults "
         f"{result.faults}, {result.duration_s:.0f}s"
     )
+    if "move" in families:
+        moves = result.moves
+        click.echo(
+            f"replica moves: {moves['asked']} asked, {moves['accepted']} accepted "
+            f"({moves['done']} done, {moves['given up']} given up, {moves['under way']} "
+            f"still under way), {moves['refused']} refused, {moves['unanswered']} unanswered"
+        )
     click.echo(f"results in {result.out}/ (report.html, history.jsonl, faults.jsonl)")
     if not result.valid:
         for line in result.verdict.details:

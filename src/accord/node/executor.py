@@ -9,7 +9,9 @@ Two jobs, run on every node by its `ShardHost`:
    other node's `/health` and marks one `down` once it has not answered for
    `node_down_after_s`, `leaving` once it is no longer a member of the cluster, and
    `up` again when it answers. Then it runs `placement.plan` over the map, the nodes
-   and the moves under way, and records each move decided (`move`). That is all it
+   and the moves under way, and records each move decided (`move`), and each
+   leadership transfer as a new order of the shard's replicas (`members`: the first
+   is the preferred leader, whom the shard's leader hands over to). That is all it
    does: a decision is in the replicated metadata the moment it commits, so a new
    metadata leader sees it and plans around it, and nothing is decided twice (the
    metadata refuses a second move of a shard, and a command decided against an old
@@ -73,6 +75,7 @@ from accord.shard.placement import (
     MoveReplica,
     NodeInfo,
     PlacementConfig,
+    TransferLeader,
     plan,
 )
 
@@ -190,14 +193,20 @@ class ShardExecutor:
             self._unanswered_since.clear()  # a later term starts its own count
             return
         await self._update_node_states()
+        shard_map = metadata.map
         decisions = plan(
-            metadata.map,
+            shard_map,
             self._nodes(),
             PlacementConfig(replicas=self.replicas),
+            # The map's first voter is the preferred leader, and the shard leaders hand
+            # over to it (ShardHost): balancing those balances the leaders.
+            leaders={shard.id: shard.replicas[0] for shard in shard_map},
             in_flight=tuple(metadata.moves.values()),
         )
         for decision in decisions:
-            if isinstance(decision, AddReplica | MoveReplica):
+            if isinstance(decision, TransferLeader):
+                await self._prefer(decision)
+            elif isinstance(decision, AddReplica | MoveReplica):
                 source = decision.source if isinstance(decision, MoveReplica) else 0
                 result = await self.propose("move", decision.shard, source, decision.target)
                 if result is not None and result.ok:
@@ -208,6 +217,25 @@ class ShardExecutor:
                         decision.target,
                         decision.reason,
                     )
+
+    async def _prefer(self, transfer: TransferLeader) -> None:
+        """Make `transfer.target` the shard's preferred leader: first in the map's
+        replicas (the same members, in another order)."""
+        shard_map = self.state.shards.map
+        if shard_map is None or transfer.shard not in shard_map:
+            return
+        shard = shard_map.shard(transfer.shard)
+        if transfer.target not in shard.replicas:
+            return  # a learner cannot lead
+        order = [transfer.target, *(n for n in shard.replicas if n != transfer.target)]
+        result = await self.propose("members", shard.id, order, list(shard.learners))
+        if result is not None and result.ok:
+            log.info(
+                "shard %d: preferred leader is now node %d (%s)",
+                shard.id,
+                transfer.target,
+                transfer.reason,
+            )
 
     def _nodes(self) -> list[NodeInfo]:
         """The nodes the driver places over: those registered, and a placeholder

@@ -216,9 +216,8 @@ class LocalCluster:
         )
         assert code == 200, answer
         command = [sys.executable, "-m", "accord.cli.main", "node", "--config", str(path)]
-        return subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env
-        )
+        with (self.directory / name / "node.log").open("ab") as log:  # as `accord up` does
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env)
 
     def stop(self) -> str:
         assert self.up is not None
