@@ -21,6 +21,30 @@ def test_unknown_fault_is_a_usage_error(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "unknown client kind (known: http, native)" in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "move needs a sharded cluster (--shards 2 or more)"),
+        (["--shards", "3"], "move needs a node free of each shard: --nodes (3) above"),
+        (["--shards", "3", "--nodes", "4", "--replicas", "4"], "--nodes (4) above the"),
+        (["--shards", "3", "--nodes", "4", "--replicas", "5"], "5 replicas of each shard need"),
+    ],
+)
+def test_moves_need_shards_and_a_node_free_of_each(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    command = ["chaos", "run", "--faults", "kill,move", *args, "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "cluster").exists()  # refused before anything started
+
+
+def test_run_options_refuse_moves_without_a_free_node(tmp_path: Path) -> None:
+    options = runner.RunOptions("set", ["move"], nodes=3, shards=3, out=tmp_path)
+    with pytest.raises(ValueError, match="a node free of each shard"):
+        runner.run(options)
+
+
 @pytest.mark.slow
 def test_a_short_run_prints_the_verdict_and_writes_its_files(tmp_path: Path) -> None:
     # Longer than the longest gap before a fault (`Pace.gap_s`), with room to spare, so

@@ -88,6 +88,31 @@ def test_a_sharded_cluster_stays_valid_too(workload: str, client_kind: str, tmp_
     assert_every_process_stopped(tmp_path)
 
 
+def test_replica_moves_under_kills_and_partitions_stay_valid(tmp_path: Path) -> None:
+    # 4 nodes, 3 replicas a shard: each shard has a node to move to. One node killed
+    # at a time (a majority or all would leave the metadata group without a leader
+    # for most of the run, so no move could be decided).
+    options = RunOptions(
+        "register",
+        ["kill", "partition", "move"],
+        nodes=4,
+        shards=3,
+        time_s=RUN_S,
+        seed=seed(),
+        out=tmp_path,
+        variants={"kill": ["random", "leader"]},
+    )
+    result = run(options)
+    assert result.valid, explain(result)
+    assert result.moves["accepted"] >= 1, f"{result.moves}; {explain(result)}"
+    assert result.operations["ok"] >= 20, result.operations
+    moves = [json.loads(line) for line in (tmp_path / "faults.jsonl").read_text().splitlines()]
+    outcomes = [m["outcome"] for m in moves if m["family"] == "move"]
+    assert len(outcomes) == result.moves["asked"] and None not in outcomes, outcomes
+    assert json.loads((tmp_path / "verdict.json").read_text())["moves"] == result.moves
+    assert_every_process_stopped(tmp_path)
+
+
 def test_unsafe_local_reads_are_caught_as_not_linearizable(tmp_path: Path) -> None:
     options = RunOptions(
         "register",

@@ -4,6 +4,7 @@ node's replicas are rebuilt on the others. No acknowledged write is lost."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,8 +17,16 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+import accord
 from accord.cli.main import cli
-from accord.testing.cluster import DEADLINE_S, LocalCluster, http, running_cluster, wait_for
+from accord.testing.cluster import (
+    DEADLINE_S,
+    LocalCluster,
+    WatchReader,
+    http,
+    running_cluster,
+    wait_for,
+)
 
 MOVE_DEADLINE_S = 90.0
 """Moves go one at a time per node (a snapshot each): two or three of them, plus the
@@ -223,3 +232,50 @@ def test_a_dead_nodes_replicas_are_rebuilt_on_the_others(cluster: LocalCluster) 
         check_every_write(cluster, 3, writer.acked)
     finally:
         stop_process(node4)
+
+
+def test_a_watch_on_a_node_without_every_shard_sees_every_shards_events(
+    cluster: LocalCluster,
+) -> None:
+    node4 = cluster.add_node(4)
+    try:
+        doc = wait_for(
+            lambda: balanced(cluster, {"n1", "n2", "n3", "n4"}),
+            "node 4 to hold its share of the replicas",
+            MOVE_DEADLINE_S,
+        )
+        # 3 shards, 2 of them on node 4: the third is watched on another node.
+        assert sum("n4" in s["replicas"] for s in doc["shards"]) == 2
+        watcher = WatchReader(cluster.url(4), "/v1/watch?prefix=z/")
+        try:
+            for i in range(30):  # (a leader may be handing over: 503, tried again)
+                url = f"{cluster.url(1)}/v1/kv/z/{i}"
+                wait_for(lambda url=url: http("PUT", url, b"v")[0] == 200, f"put z/{i}")
+            wait_for(lambda: len(watcher.events) >= 30, "30 watch events")
+        finally:
+            watcher.close()
+        assert sorted(e["kv"]["key"] for e in watcher.events) == sorted(f"z/{i}" for i in range(30))
+        assert {e["shard"] for e in watcher.events} == {1, 2, 3}
+        assert asyncio.run(watch_natively(cluster.native_url(4))) == {
+            f"y/{i}".encode() for i in range(9)
+        }
+    finally:
+        stop_process(node4)
+
+
+async def watch_natively(url: str) -> set[bytes]:
+    """Keys of 9 puts over every shard, seen by a native watch on `url` once open."""
+    async with accord.AsyncClient([url]) as client:
+        watch = client.watch(prefix="y/")
+        events = aiter(watch)
+        first = asyncio.ensure_future(anext(events))  # opens the watch
+        async with asyncio.timeout(DEADLINE_S):
+            while watch.endpoint is None:
+                await asyncio.sleep(0.05)
+        for i in range(9):
+            await client.put(f"y/{i}", "v")
+        seen = {(await asyncio.wait_for(first, DEADLINE_S)).kv.key}
+        while len(seen) < 9:
+            seen.add((await asyncio.wait_for(anext(events), DEADLINE_S)).kv.key)
+        await watch.aclose()
+    return seen

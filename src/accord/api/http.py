@@ -15,7 +15,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextvars import ContextVar
 from importlib import resources
 from ssl import SSLContext
@@ -26,6 +26,7 @@ from aiohttp import web
 
 from accord.api.limits import FORWARD_TIMEOUT_MARGIN_S, REQUEST_BYTES_MAX
 from accord.api.openapi import spec
+from accord.api.remotewatch import open_remote_watch
 from accord.api.shardops import METADATA_PATH, ShardOperations
 from accord.api.wire import (
     LEASE_TTL_S_MAX,
@@ -54,7 +55,7 @@ from accord.kv import (
     DeleteRange,
     Put,
 )
-from accord.kv.types import prefix_end
+from accord.kv.types import Event, prefix_end
 from accord.node.address import ConfigError, Member, parse_address
 from accord.node.members import (
     NodeState,
@@ -485,10 +486,19 @@ class HttpApi:
         key, end = self.key_range(request)
         start_revision = self._query_int(request, "start_revision")
         starts = parse_start_revisions(request.query.get("start_revisions", ""))
-        watch_id = self.service.open_watch(key, end, start_revision, starts)
+        pinned = self._pinned_shard(request)
+        watch_id = self.service.open_watch(key, end, start_revision, starts, pinned=pinned)
         events = self.service.stream_shards(watch_id)
         headers = {"Content-Type": "application/x-ndjson", **self._shard_headers(key, end)}
+        if pinned:
+            headers[SHARD] = str(pinned)
         response = web.StreamResponse(headers=headers)
+        try:  # its parts on other nodes are open before the watcher hears it is open
+            await self.service.connect_watch(watch_id)
+        except AccordError:  # answered with its status: nothing is sent yet
+            await events.aclose()
+            self.service.close_watch(watch_id)
+            raise
         try:
             await response.prepare(request)
             async for batch in events:
@@ -580,6 +590,23 @@ class HttpApi:
         if error.get("code") == "proposal_dropped":
             raise ProposalDropped(str(error.get("message")))
         raise RemoteError(str(error.get("code")), str(error.get("message")))
+
+    async def open_watch(
+        self, shard: int, node: int, key: bytes, range_end: bytes, start_revision: int
+    ) -> AsyncGenerator[list[Event], None]:
+        """One shard's part of a merged watch, on `node`: the request's own
+        credentials go with it, so that node's guard checks them again."""
+        member = self.state.members.get(node)
+        if member is None:
+            raise NotLeader(0, f"no address for node {node}, a replica of shard {shard}")
+        headers = {FORWARDED: "1", SHARD: str(shard)}
+        authorization = PEER_AUTHORIZATION.get()
+        if authorization:
+            headers["Authorization"] = authorization
+        what = f"shard {shard} on node {node}"
+        return await open_remote_watch(
+            self._peer_client(), member.client_url, headers, what, key, range_end, start_revision
+        )
 
     def _peer_client(self) -> aiohttp.ClientSession:
         if self._client is None:

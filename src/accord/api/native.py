@@ -159,6 +159,8 @@ class _Session:
         """Held while an answer waits for the write buffer to drain, then is written."""
         self.tasks: set[asyncio.Task[None]] = set()
         self.watches: dict[int, asyncio.Task[None]] = {}
+        self.connecting: asyncio.Future[None] | None = None
+        """The opening of a watch's parts on other nodes, which the next read waits for."""
         self.user: str | None = None
         """Who is logged in on this connection (set by the server's guard, if any)."""
         self.token: str | None = None
@@ -229,6 +231,11 @@ class _Session:
                     await self.slots.acquire()  # backpressure: stop reading while full
                     await self.writer.drain()  # and while answers wait to be read
                     self._dispatch(frame)
+                    if self.connecting is not None:
+                        # A watch's parts on other nodes open before the next request
+                        # is read: a write sent after the watch is one it sees.
+                        await asyncio.wait([self.connecting])
+                        self.connecting = None
                 await self.writer.drain()
         except (BadRequest, TransportError) as e:  # the stream cannot go on
             self.send(0, *error_doc("bad_request", str(e)))
@@ -372,7 +379,9 @@ class _Session:
         except AccordError as e:
             self.send_error(request_id, e)
             return
-        task = asyncio.create_task(self._stream(request_id, watch_id))
+        connected = asyncio.ensure_future(service.connect_watch(watch_id))
+        self.connecting = connected
+        task = asyncio.create_task(self._stream(request_id, watch_id, connected))
         self.watches[request_id] = task
 
         def forget(done: asyncio.Task[None]) -> None:
@@ -382,10 +391,13 @@ class _Session:
 
         task.add_done_callback(forget)
 
-    async def _stream(self, request_id: int, watch_id: int) -> None:
+    async def _stream(
+        self, request_id: int, watch_id: int, connected: asyncio.Future[None]
+    ) -> None:
         service = self.server.service
         events = service.stream_shards(watch_id)
         try:
+            await connected  # its parts on other nodes, if any
             async for batch in events:  # a slow reader falls behind, not our memory
                 docs = [event_doc(e, True) for e in batch.events]
                 if batch.shard:  # a sharded cluster: each event's revision is its shard's

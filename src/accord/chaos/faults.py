@@ -347,7 +347,7 @@ class Nemesis:
 
     async def _move(self, rng: random.Random, stop: asyncio.Event) -> None:
         assert self._session is not None
-        found = await self._shard_map(rng)
+        found = await self._shard_map(rng.sample(self.cluster.ids, len(self.cluster.ids)))
         if found is None:
             record = self.log.begin("move", "move: no node answered with a shard map", [])
             self.log.end(record, UNANSWERED)
@@ -365,7 +365,7 @@ class Nemesis:
         version = int(answer[1]["version"])
         outcome = UNDER_WAY  # also when the run is cancelled while watching
         try:
-            outcome = await self._watch_move(rng, stop, version, shard, source, target)
+            outcome = await self._watch_move(stop, version, shard, source, target)
         finally:
             self.log.end(record, outcome)
 
@@ -377,35 +377,34 @@ class Nemesis:
         others = [n for n in self.cluster.ids if n not in holders]
         return int(row["id"]), rng.choice(holders), rng.choice(others)
 
-    async def _shard_map(self, rng: random.Random) -> tuple[int, dict[str, Any]] | None:
-        """The shard map as some live node knows it, and that node (tried in a random
-        order; a dead or stopped node is skipped at once)."""
+    async def _shard_map(self, nodes: list[int]) -> tuple[int, dict[str, Any]] | None:
+        """The shard map as the first of `nodes` that answers knows it, and that node
+        (a dead or stopped node is skipped at once)."""
         assert self._session is not None
-        for node in rng.sample(self.cluster.ids, len(self.cluster.ids)):
+        for node in nodes:
             doc = await self.cluster.status(self._session, node, "/v1/cluster/shards")
             if doc is not None and doc.get("version"):
                 return node, doc
         return None
 
     async def _watch_move(
-        self,
-        rng: random.Random,
-        stop: asyncio.Event,
-        accepted: int,
-        shard: int,
-        source: int,
-        target: int,
+        self, stop: asyncio.Event, accepted: int, shard: int, source: int, target: int
     ) -> str:
-        """What became of a move accepted at map version `accepted`, from the maps of
-        live nodes. Only a map that has the move's record decides: one of a later
-        version (any map change after the record), or of a node that showed the move
-        under way before; a node that has not applied the record yet shows no move
-        either, as if it had ended."""
+        """What became of a move accepted at map version `accepted`, from the shard
+        maps of the nodes, asked in turn (not drawn from the family's generator: how
+        long a move takes leaves the schedule's gaps alone). Only a map that has the
+        move's record tells: one of a later version (every map change after
+        `accepted` comes after the record), or one from a node seen showing the move
+        under way. A node yet to apply the record shows no move either, as if the
+        move had ended."""
         ours = {"source": self.cluster.name(source), "target": self.cluster.name(target)}
+        ids = self.cluster.ids
         seen: set[int] = set()
+        turn = 0
         deadline = asyncio.get_running_loop().time() + MOVE_WATCH_S
         while asyncio.get_running_loop().time() < deadline:
-            found = await self._shard_map(rng)
+            turn = (turn + 1) % len(ids)
+            found = await self._shard_map(ids[turn:] + ids[:turn])
             if found is not None:
                 node, doc = found
                 row = next(r for r in doc["shards"] if r["id"] == shard)

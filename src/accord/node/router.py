@@ -24,7 +24,13 @@ calls and answers each from the services of the shard groups hosted here
   The merged range is linearizable shard by shard, not one snapshot of all.
 - A watch that may span shards opens one watch per shard and merges their streams:
   each shard's events arrive in its revision order, tagged with the shard; a
-  client resumes each shard from its own revision (`start_revisions`).
+  client resumes each shard from its own revision (`start_revisions`). A shard
+  this node holds no replica of is watched on a node that does
+  (`RemoteShards.open_watch`, pinned to that shard, with the watcher's own
+  credentials); `connect_watch` opens those before the watcher is told the watch
+  is open, so nothing it writes afterwards can be missed. If such a stream breaks,
+  the merged watch ends with `not_leader` and the client resumes every shard from
+  its own revision.
 - A lease lives on every shard, with the same id: a put attaches a key to the
   lease of the key's own shard, and each shard's leader expires its part. Grant,
   keepalive and revoke go to every shard's leader, concurrently: here when this
@@ -91,6 +97,14 @@ class RemoteShards(Protocol):
         lease's TTL in ms (grant, keepalive) or the keys the revoke deleted."""
         ...
 
+    async def open_watch(
+        self, shard: int, node: int, key: bytes, range_end: bytes, start_revision: int
+    ) -> AsyncGenerator[list[Event], None]:
+        """Watch `[key, range_end)` on `shard` alone, on `node` (which holds a replica
+        of it), from `start_revision` (0: from now). Returns once that node has
+        opened the watch; its batches follow, and the stream raises when it ends."""
+        ...
+
 
 FANOUT_ATTEMPTS = 3
 """Tries per shard of one lease operation over shards (a leader change in between
@@ -125,7 +139,14 @@ class ShardedKV(KVService):
         self.remote: RemoteShards | None = None
         """Set by the API layer: how lease operations reach other nodes' shards."""
         self._watches: dict[int, dict[int, int]] = {}
-        """Merged watch id -> {shard: that shard's watch id}."""
+        """Merged watch id -> {shard: that shard's watch id here}."""
+        self._remote_parts: dict[int, dict[int, tuple[int, int]]] = {}
+        """Merged watch id -> {shard: (node watched on, first revision)}: the shards
+        it spans that have no replica here, until `connect_watch` opens them."""
+        self._remote_streams: dict[int, dict[int, AsyncGenerator[list[Event], None]]] = {}
+        """Merged watch id -> {shard: the open stream of that shard on another node}."""
+        self._watch_ranges: dict[int, tuple[bytes, bytes]] = {}
+        self._closers: set[asyncio.Task[None]] = set()
         self._next_watch = 0
 
     def start(self) -> None:
@@ -382,16 +403,18 @@ class ShardedKV(KVService):
         range_end: bytes = b"",
         start_revision: int = 0,
         start_revisions: Mapping[int, int] | None = None,
+        pinned: int = 0,
     ) -> int:
-        """A watch over every shard the range may span; `start_revisions` gives each
-        shard's first revision (one shard: `start_revision` will do)."""
+        """A watch over every shard the range may span (or the `pinned` shard alone,
+        for another node's merged watch); `start_revisions` gives each shard's first
+        revision (one shard: `start_revision` will do). Call `connect_watch` next."""
         if not self.sharded:
             if start_revisions:
                 raise InvalidRequest(
                     "start_revisions: the cluster has one group; give start_revision"
                 )
             return self.primary.open_watch(key, range_end, start_revision)
-        shards = self.shard_ids(key, range_end)
+        shards = [pinned] if pinned else self.shard_ids(key, range_end)
         starts = dict(start_revisions or {})
         if len(shards) == 1 and start_revision:
             starts.setdefault(shards[0], start_revision)
@@ -402,17 +425,49 @@ class ShardedKV(KVService):
         unknown = set(starts) - set(shards)
         if unknown:
             raise InvalidRequest(f"start_revisions: shard(s) {sorted(unknown)} hold no such keys")
-        services = {shard: self.service(shard) for shard in shards}  # all here, or none
+        hosted = self.shards.services
+        remote = {
+            s: (self._replica_elsewhere(s), starts.get(s, 0)) for s in shards if s not in hosted
+        }
+        if remote and (self.remote is None or pinned):
+            # A pinned watch comes from a node that chose this one for its replica.
+            raise NotLeader(self.map.shard(min(remote)).replicas[0], "no replica here")
         opened: dict[int, int] = {}
         try:
-            for shard, service in services.items():
-                opened[shard] = service.open_watch(key, range_end, starts.get(shard, 0))
+            for shard in shards:
+                if shard in hosted:
+                    opened[shard] = hosted[shard].open_watch(key, range_end, starts.get(shard, 0))
         except AccordError:
             self._close_shard_watches(opened)
             raise
         self._next_watch -= 1  # below 0: never one of the primary service's ids
         self._watches[self._next_watch] = opened
+        if remote:
+            self._remote_parts[self._next_watch] = remote
+            self._watch_ranges[self._next_watch] = (key, range_end)
         return self._next_watch
+
+    def _replica_elsewhere(self, shard_id: int) -> int:
+        """A node holding a replica of `shard_id` to watch it on: its preferred leader
+        (the map's first voter), or the next voter if that is this node."""
+        me = self.shards.node.host.node_id
+        return next(n for n in self.map.shard(shard_id).replicas if n != me)
+
+    async def connect_watch(self, watch_id: int) -> None:
+        """Open the parts of a merged watch on other nodes (none: nothing to do);
+        raises, closing the watch, if one cannot be opened."""
+        parts = self._remote_parts.pop(watch_id, None)
+        if not parts:
+            return
+        assert self.remote is not None
+        key, range_end = self._watch_ranges.pop(watch_id)
+        streams = self._remote_streams.setdefault(watch_id, {})
+        try:
+            for shard, (node, start) in parts.items():
+                streams[shard] = await self.remote.open_watch(shard, node, key, range_end, start)
+        except AccordError:
+            await self._close_remote(watch_id)  # the caller closes the watch
+            raise
 
     async def stream(self, watch_id: int) -> AsyncGenerator[list[Event], None]:
         async for batch in self.stream_shards(watch_id):
@@ -426,19 +481,21 @@ class ShardedKV(KVService):
                 yield ShardEvents(0, batch)
             return
         opened = self._watches[watch_id]
+        streams = {s: self.service(s).stream(w) for s, w in opened.items()}
+        streams.update(self._remote_streams.get(watch_id, {}))
         queue: asyncio.Queue[tuple[int, list[Event] | None, AccordError | None]]
-        queue = asyncio.Queue(maxsize=2 * len(opened))
+        queue = asyncio.Queue(maxsize=2 * len(streams))
 
-        async def pump(shard: int, shard_watch: int) -> None:
+        async def pump(shard: int, stream: AsyncGenerator[list[Event], None]) -> None:
             try:
-                async for events in self.service(shard).stream(shard_watch):
+                async for events in stream:
                     await queue.put((shard, events, None))
             except AccordError as exc:
                 await queue.put((shard, None, exc))
             else:
                 await queue.put((shard, None, None))  # the node is closing
 
-        pumps = [asyncio.create_task(pump(s, w)) for s, w in opened.items()]
+        pumps = [asyncio.create_task(pump(s, stream)) for s, stream in streams.items()]
         try:
             while True:
                 shard, events, error = await queue.get()
@@ -453,9 +510,22 @@ class ShardedKV(KVService):
             for task in pumps:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await self._close_remote(watch_id)
             self.close_watch(watch_id)
 
+    async def _close_remote(self, watch_id: int) -> None:
+        for stream in self._remote_streams.pop(watch_id, {}).values():
+            await stream.aclose()
+
     def close_watch(self, watch_id: int) -> None:
+        """Close a watch here (a merged watch's parts elsewhere are closed by its
+        stream's end, or, if it was never streamed, in the background)."""
+        self._remote_parts.pop(watch_id, None)
+        self._watch_ranges.pop(watch_id, None)
+        if watch_id in self._remote_streams:
+            task = asyncio.get_running_loop().create_task(self._close_remote(watch_id))
+            self._closers.add(task)
+            task.add_done_callback(self._closers.discard)
         if watch_id in self._watches:
             self._close_shard_watches(self._watches.pop(watch_id))
         else:

@@ -74,7 +74,7 @@ class NativeGuard:
             return
         user = self._user(session)
         REQUEST_OWNER.set(user)  # this request's task (a watch: until the next op)
-        if op in ("lease_grant", "lease_keepalive", "lease_revoke"):  # a call per shard
+        if op in ("lease_grant", "lease_keepalive", "lease_revoke", "watch"):  # calls per shard
             PEER_AUTHORIZATION.set(f"Bearer {session.token or self.auth.token_for(user)}")
         if op in USER_OPS:
             return
