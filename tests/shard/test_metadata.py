@@ -25,11 +25,11 @@ def test_edits_apply_against_the_current_version_only() -> None:
     assert meta.apply(encode_metadata_command("split", 1, 2, at, 4)).ok
     assert meta.version == 2 and meta.map.shard_for_slot(at).id == 4
     # A second driver's decision taken from version 1 is refused and changes nothing.
-    stale = meta.apply(encode_metadata_command("members", 1, 1, [1, 2, 4], []))
+    stale = meta.apply(encode_metadata_command("members", 1, 1, [3, 2, 1], []))
     assert (stale.ok, stale.error, stale.version) == (False, "stale_map", 2)
     assert meta.map.shard(1).replicas == (1, 2, 3)
-    fresh = meta.apply(encode_metadata_command("members", 2, 1, [1, 2], [4]))
-    assert fresh.ok and meta.map.shard(1).learners == (4,)
+    fresh = meta.apply(encode_metadata_command("members", 2, 1, [3, 2, 1], []))
+    assert fresh.ok and meta.map.shard(1).replicas == (3, 2, 1)
     again = meta.apply(encode_metadata_command("bootstrap", meta.map.to_doc()))
     assert again.error == "already_bootstrapped"
 
@@ -48,7 +48,12 @@ def test_moves_are_recorded_one_per_shard() -> None:
     assert meta.map is not None
     at = meta.map.shard(1).ranges[0].start + 1
     assert meta.apply(encode_metadata_command("split", 1, 1, at, 9)).error == "rejected"
-    assert meta.apply(encode_metadata_command("moved", 1)).ok and 1 not in meta.moves
+    # Its end names it, and only once the map shows it done (or it was given up).
+    assert not meta.apply(encode_metadata_command("moved", 1, 3, 6)).ok
+    assert not meta.apply(encode_metadata_command("moved", 1, 3, 5)).ok  # not done
+    assert meta.apply(encode_metadata_command("members", 1, 1, [1, 2, 5], [])).ok
+    assert meta.apply(encode_metadata_command("moved", 1, 3, 5)).ok and 1 not in meta.moves
+    assert not meta.apply(encode_metadata_command("moved", 1, 3, 5)).ok  # said twice
 
 
 def test_nodes_carry_labels_and_states() -> None:
@@ -111,7 +116,34 @@ def test_founders_are_forgotten_once_a_shard_changes_members() -> None:
     bootstrap configuration it could elect a leader of its own among other such
     founders and commit entries the real group never had."""
     meta = bootstrapped()
+    assert meta.apply(encode_metadata_command("move", 1, 2, 3, 4)).ok
     assert meta.apply(encode_metadata_command("members", 1, 2, [1, 2, 4], [])).ok
     assert meta.map is not None and meta.map.shard(2).replicas == (1, 2, 4)
     assert 2 not in meta.founders
     assert meta.founders[1] == meta.founders[3] == (1, 2, 3)  # other shards keep theirs
+
+
+def test_members_are_a_new_order_or_the_moves_outcome_and_nothing_else() -> None:
+    """A map that disagrees with the shard groups decides what nodes delete: no
+    command may make one."""
+    meta = bootstrapped()
+    for replicas in ([9], [1, 2], [1, 2, 3, 4], [1, 2, 9]):
+        refused = meta.apply(encode_metadata_command("members", 1, 1, replicas, []))
+        assert refused.error == "rejected", replicas
+    assert meta.apply(encode_metadata_command("move", 1, 1, 2, 9)).ok
+    assert not meta.apply(encode_metadata_command("members", 1, 1, [1, 3, 8], [])).ok
+    assert meta.apply(encode_metadata_command("members", 1, 1, [9, 1, 3], [])).ok
+    assert meta.map is not None and meta.map.shard(1).replicas == (9, 1, 3)
+
+
+def test_a_move_given_up_ends_only_once_it_is_marked_so() -> None:
+    meta = bootstrapped()
+    assert meta.apply(encode_metadata_command("move", 1, 1, 2, 9)).ok
+    assert not meta.apply(encode_metadata_command("abort", 1, 2, 8)).ok  # another move
+    assert not meta.apply(encode_metadata_command("moved", 1, 2, 9)).ok
+    assert meta.apply(encode_metadata_command("abort", 1, 2, 9)).ok and 1 in meta.aborting
+    copy = ShardMetadata()
+    copy.restore(msgpack.unpackb(msgpack.packb(meta.snapshot())))
+    assert copy.aborting == {1} and copy.moves == meta.moves
+    assert meta.apply(encode_metadata_command("moved", 1, 2, 9)).ok
+    assert meta.moves == {} and meta.aborting == set()

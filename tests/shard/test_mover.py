@@ -37,7 +37,7 @@ def test_a_move_off_a_follower_goes_learner_catch_up_swap_record() -> None:
     assert m.step(Progress(leader=1, target_match=50, commit=61)) == [Swap(4, 3)]
     assert m.step(conf({1, 2, 3, 4}, joint=True)) == []  # joint: not done
     assert m.step(conf({1, 2, 4})) == [ProposeMetadata("members", (7, [1, 2, 4], []))]
-    assert m.step(Recorded(True)) == [ProposeMetadata("moved", (7,))]
+    assert m.step(Recorded(True)) == [ProposeMetadata("moved", (7, 3, 4))]
     assert m.state is MoveState.DONE and m.finished
     assert m.step(Recorded(True)) == []  # the answer to `moved`
 
@@ -85,11 +85,35 @@ def test_a_learner_that_never_catches_up_is_removed() -> None:
     m.step(conf({1, 2, 3}, {4}))
     for _ in range(4):
         assert m.step(Tick()) == []
-    assert m.step(Tick()) == [RemoveLearner(4)] and m.state is MoveState.ABORTING
-    assert "did not catch up" in m.reason
+    # Recorded as being given up first, so no later leader promotes the learner.
+    assert m.step(Tick()) == [ProposeMetadata("abort", (7, 3, 4))]
+    assert m.state is MoveState.ABORT_RECORDING and "did not catch up" in m.reason
+    assert m.step(Recorded(True)) == [RemoveLearner(4)] and m.state is MoveState.ABORTING
     assert m.step(conf({1, 2, 3}, {4})) == []  # not removed yet
-    assert m.step(conf({1, 2, 3})) == [ProposeMetadata("moved", (7,))]
+    assert m.step(conf({1, 2, 3})) == [ProposeMetadata("moved", (7, 3, 4))]
     assert m.state is MoveState.ABORTED
+
+
+def test_a_target_seen_as_a_voter_only_goes_forward_in_any_state() -> None:
+    """A swap another leader of the shard proposed shows up late: the learner the
+    mover was catching up, or giving up, is a voter now, and is never removed."""
+    for steps in ([], [Tick()] * 5, [Tick()] * 5 + [Recorded(True)]):
+        m = Mover(MoveReplica(7, 3, 4, "balance"), catch_up_ticks=5)
+        m.resume(conf({1, 2, 3}, {4}))
+        for step in steps:
+            m.step(step)
+        assert m.step(conf({1, 2, 3, 4}, joint=True)) == [], steps
+        assert m.state is MoveState.SWAPPING and not m.reason
+        assert m.step(conf({1, 2, 4})) == [ProposeMetadata("members", (7, [1, 2, 4], []))]
+
+
+def test_resuming_a_move_given_up_removes_the_learner_and_never_adds_it() -> None:
+    m = Mover(MoveReplica(7, 3, 4, "recorded"))
+    assert m.resume(conf({1, 2, 3}, {4}), aborting=True) == [RemoveLearner(4)]
+    assert m.step(conf({1, 2, 3})) == [ProposeMetadata("moved", (7, 3, 4))]
+    m = Mover(MoveReplica(7, 3, 4, "recorded"))
+    m.resume(conf({1, 2, 3}), aborting=True)  # the learner is already gone
+    assert m.step(conf({1, 2, 3})) == [ProposeMetadata("moved", (7, 3, 4))]
 
 
 def test_once_swapping_the_move_only_goes_forward() -> None:
@@ -145,14 +169,14 @@ def test_resuming_a_joint_swap_only_waits_for_its_outcome() -> None:
 def test_resuming_a_finished_swap_records_the_members() -> None:
     m = Mover(MoveReplica(7, 3, 4, "recorded"))
     assert m.resume(conf({1, 2, 4})) == [ProposeMetadata("members", (7, [1, 2, 4], []))]
-    assert m.step(Recorded(True)) == [ProposeMetadata("moved", (7,))]
+    assert m.step(Recorded(True)) == [ProposeMetadata("moved", (7, 3, 4))]
     assert m.state is MoveState.DONE
 
 
 def test_resuming_when_the_source_left_without_the_target_gives_up() -> None:
     m = Mover(MoveReplica(7, 3, 4, "recorded"))
-    assert m.resume(conf({1, 2})) == [ProposeMetadata("moved", (7,))]
-    assert m.state is MoveState.ABORTED and "left" in m.reason
+    assert m.resume(conf({1, 2})) == [ProposeMetadata("abort", (7, 3, 4))]
+    assert m.state is MoveState.ABORT_RECORDING and "left" in m.reason
 
 
 def test_resuming_twice_is_refused() -> None:

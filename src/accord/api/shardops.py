@@ -64,6 +64,9 @@ class ShardOperations:
         source = int_field(body, "source", minimum=0, maximum=GROUP_ID_MAX)
         if not self.node.is_leader:  # decided against the current map: the leader's
             raise NotLeader(self.node.leader_id)
+        unknown = [n for n in (source, target) if n and n not in self.state.members]
+        if unknown:
+            raise ShardChangeRefused(f"no member of the cluster has id {unknown[0]}")
         result = await self._propose("move", self.state.shards.version, shard, source, target)
         if not result.ok:
             raise ShardChangeRefused(
@@ -101,11 +104,18 @@ class ShardOperations:
                 doc = json.loads(await answer.read())
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             raise NotLeader(0, f"metadata leader {leader} not answering: {e}") from e
-        if answer.status != 200 or not isinstance(doc, dict) or "ok" not in doc:
-            raise NotLeader(0, f"metadata leader {leader} answered {answer.status}: {doc}")
-        return MetadataResult(
-            bool(doc["ok"]), int(doc["version"]), doc.get("error"), str(doc.get("detail", ""))
-        )
+        try:
+            if answer.status != 200:
+                raise ValueError(f"status {answer.status}")
+            error = doc.get("error")
+            return MetadataResult(
+                doc["ok"] is True,
+                int(doc["version"]),
+                str(error) if error else None,
+                str(doc.get("detail", "")),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise NotLeader(0, f"metadata leader {leader} answered {doc!r:.200}: {e}") from e
 
     async def probe(self, node: int) -> bool:
         try:

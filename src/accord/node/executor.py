@@ -48,10 +48,11 @@ from accord.invariant import InvariantError
 from accord.node.members import NodeState
 from accord.node.registry import ShardCommand, encode
 from accord.node.runtime import Node
-from accord.node.service import KVService
+from accord.node.service import KVService, RaftGroup
 from accord.raft.types import ConfState
 from accord.shard.metadata import MetadataResult, encode_metadata_command
 from accord.shard.mover import (
+    AWAITED,
     RETRY_TICKS,
     AddLearner,
     HandOver,
@@ -104,6 +105,12 @@ class RemoteMetadata(Protocol):
         ...
 
 
+def voters(group: RaftGroup) -> frozenset[int]:
+    """The voters of `group`'s configuration, both sides of a joint one."""
+    conf = group.core.conf
+    return frozenset(conf.voters | conf.voters_outgoing)
+
+
 def membership(conf: ConfState) -> Membership:
     return Membership(frozenset(conf.voters | conf.voters_outgoing), conf.learners, conf.joint)
 
@@ -139,7 +146,7 @@ class ShardExecutor:
         """Set by the HTTP API; without it only the metadata leader can propose."""
         self.movers: dict[int, Mover] = {}
         """Shard -> the mover this node runs for it (only while it leads the shard)."""
-        self._answers: list[tuple[int, Mover, bool]] = []
+        self._answers: list[tuple[int, Mover, str, bool]] = []
         """Metadata answers to feed to their movers on the next tick."""
         self._waiting: dict[int, int] = {}
         """Shard -> ticks since its finished mover asked for `moved` (asked again
@@ -192,8 +199,13 @@ class ShardExecutor:
         if not self.node.is_leader:
             self._unanswered_since.clear()  # a later term starts its own count
             return
+        try:  # a new leader plans once it has applied what its predecessors committed
+            await self.node.read_barrier()
+        except AccordError:
+            return
         await self._update_node_states()
         shard_map = metadata.map
+        assert shard_map is not None
         decisions = plan(
             shard_map,
             self._nodes(),
@@ -251,11 +263,14 @@ class ShardExecutor:
         return list(nodes.values())
 
     async def _register_self(self) -> None:
+        """Register, or correct the labels; the state is the metadata leader's to
+        judge (a node that cannot be reached from it is down, whatever it thinks)."""
         me = self.node.host.node_id
         known = self.state.shards.nodes.get(me)
-        if known is None or known.labels != self.labels or known.state != UP:
+        if known is None or known.labels != self.labels:
             labels = [list(pair) for pair in self.labels]
-            result = await self.propose("node", me, labels, UP)
+            state = known.state if known is not None else UP
+            result = await self.propose("node", me, labels, state)
             if result is not None and result.ok:
                 log.info("registered in the shard metadata (labels %s)", dict(self.labels))
 
@@ -301,8 +316,8 @@ class ShardExecutor:
         """One tick of every move on a shard this node leads."""
         moves = self.state.shards.moves
         answers, self._answers = self._answers, []
-        for shard, asker, ok in answers:
-            if self.movers.get(shard) is asker and not asker.finished:
+        for shard, asker, op, ok in answers:
+            if self.movers.get(shard) is asker and AWAITED.get(asker.state) == op:
                 follow_up = asker.step(Recorded(ok))
                 if ok:  # a refusal is asked again by the mover's own repeats
                     self._carry_out(shard, asker, follow_up)
@@ -318,10 +333,11 @@ class ShardExecutor:
             mover = self.movers.get(shard)
             if mover is None or (mover.source, mover.target) != _ends(move):
                 resumed = self.movers[shard] = Mover(move)
-                self._carry_out(shard, resumed, resumed.resume(membership(core.conf)))
+                aborting = shard in self.state.shards.aborting
+                self._carry_out(shard, resumed, resumed.resume(membership(core.conf), aborting))
                 continue
             if mover.finished:
-                self._ask_for_end_again(shard)
+                self._ask_for_end_again(shard, mover)
                 continue
             status = core.status()
             target = status.progress.get(mover.target)
@@ -335,17 +351,19 @@ class ShardExecutor:
                 if mover.finished:
                     break
 
-    def _ask_for_end_again(self, shard: int) -> None:
+    def _ask_for_end_again(self, shard: int, mover: Mover) -> None:
         waited = self._waiting.get(shard, 0) + 1
         self._waiting[shard] = waited
         if waited % RETRY_TICKS == 0:
-            self._spawn(self.propose("moved", shard))
+            self._spawn(self.propose("moved", *mover.ends()))
 
     def _carry_out(self, shard: int, mover: Mover, instructions: list[Instruction]) -> None:
         replica = self.services[shard].group
         for instruction in instructions:
             if isinstance(instruction, ProposeMetadata):
                 self._spawn(self._record(shard, mover, instruction))
+            elif isinstance(instruction, RemoveLearner) and instruction.node in voters(replica):
+                continue  # never a voter: the mover goes forward once it sees it one
             elif isinstance(instruction, AddLearner | Swap | RemoveLearner):
                 log.info("shard %d: %s", shard, instruction)
                 self._spawn(replica.propose_conf_change(conf_change(instruction)))
@@ -373,7 +391,7 @@ class ShardExecutor:
                     result.error,
                     result.detail,
                 )
-            self._answers.append((shard, mover, result.ok))
+            self._answers.append((shard, mover, instruction.op, result.ok))
 
 
 def _ends(move: Move) -> tuple[int | None, int]:

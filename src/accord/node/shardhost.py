@@ -220,25 +220,41 @@ class ShardHost:
     async def reconcile(self) -> None:
         """Host every shard `needed` and not hosted; drop every one hosted and not."""
         metadata, me = self.state.shards, self.node.host.node_id
-        for shard in sorted(self.needed() - self.services.keys()):
+        missing = self.needed() - self.services.keys()
+        if any(me in metadata.founders.get(shard, ()) for shard in missing):
+            # A founder starts the group with its first configuration: only if the
+            # shard still has its first members, as the current metadata says (a
+            # restarted node may have replayed only an older map).
+            if not await self._barrier():
+                return
+            missing = self.needed() - self.services.keys()
+        for shard in sorted(missing):
             founders = metadata.founders.get(shard, ())
             await self._host(shard, frozenset(founders) if me in founders else frozenset())
-        if metadata.map is None:
-            return
-        stale = self._unneeded()
-        if not stale:
-            return
+        if self._unneeded() and await self._barrier():
+            for shard in sorted(self._unneeded()):
+                await self._drop(shard)
+
+    async def _barrier(self) -> bool:
+        """A read barrier on the metadata group: this node's map is then not older
+        than the moves that concern it. False without a quorum (try later)."""
         try:
-            await self.node.read_barrier()  # this node's map is not older than its moves
+            await self.node.read_barrier()
         except AccordError:
-            return  # no quorum now: keep everything, look again later
-        for shard in sorted(self._unneeded()):
-            await self._drop(shard)
+            return False
+        return True
 
     def _unneeded(self) -> set[int]:
-        """Groups hosted (or left on disk by a crash) that no shard here needs."""
-        on_disk = self.node.storage.groups() - {self.node.replica.group}
-        return (set(self.services) | on_disk) - self.needed()
+        """Groups hosted here that no shard needs any more, and whose own
+        configuration no longer counts this node among its (incoming) voters: a
+        replica that may be part of a quorum is never deleted, whatever the map says
+        (a replica moved away stops being one when the swap commits)."""
+        me = self.node.host.node_id
+        return {
+            shard
+            for shard, service in self.services.items()
+            if shard not in self.needed() and me not in service.group.core.conf.voters
+        }
 
     async def _drop(self, shard: int) -> None:
         service = self.services.pop(shard, None)

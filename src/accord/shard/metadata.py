@@ -22,7 +22,15 @@ Commands (a msgpack array, the op first):
     ["members", expected, shard, replicas, learners]
     ["node", id, [[label, value], ...], state]  a node's labels and state (upsert)
     ["move", expected, shard, source, target]   a move begins (source 0: an add)
-    ["moved", shard]                            a move ended (done or given up)
+    ["abort", shard, source, target]            the move is being given up
+    ["moved", shard, source, target]            a move ended (done or given up)
+
+`members` is accepted only as a new order of the same members (the first is the
+preferred leader) or as the outcome of the shard's recorded move (the source's
+place taken by the target), and `moved` only once the map shows the move done or
+it was marked given up (`abort`), each naming the move it is about: a map that
+disagrees with the shard groups can decide what nodes delete, so no command, from
+a late or repeated proposal or from an operator, may make one.
 
 Each returns a `MetadataResult`; malformed or out-of-bounds payloads are refused
 with `bad_command`, never raised, so every replica skips them alike.
@@ -47,7 +55,7 @@ from accord.shard.limits import (
     SHARDS_MAX,
 )
 from accord.shard.placement import DOWN, LEAVING, UP, AddReplica, Move, MoveReplica, NodeInfo
-from accord.shard.shardmap import GROUP_ID_MAX, ShardMap, ShardMapError
+from accord.shard.shardmap import GROUP_ID_MAX, Shard, ShardMap, ShardMapError
 
 SNAPSHOT_FORMAT = 1
 
@@ -68,6 +76,8 @@ class ShardMetadata:
         self.nodes: dict[int, NodeInfo] = {}
         self.moves: dict[int, Move] = {}
         """Shard -> the move under way on it (one at a time per shard)."""
+        self.aborting: set[int] = set()
+        """Shards whose move is being given up: its learner is removed, never promoted."""
         self.founders: dict[int, tuple[int, ...]] = {}
         """Shard -> the voters its group began with (from the bootstrap map). Only
         they may create the group with that first configuration: a node that joins a
@@ -79,6 +89,7 @@ class ShardMetadata:
             "members": self._members,
             "node": self._node,
             "move": self._move,
+            "abort": self._abort,
             "moved": self._moved,
         }
 
@@ -146,6 +157,13 @@ class ShardMetadata:
             return current
         shard = _int(args[1], GROUP_ID_MAX)
         replicas, learners = _ids(args[2]), _ids(args[3])
+        old = current.shard(shard)
+        reorder = set(replicas) == set(old.replicas) and set(learners) == set(old.learners)
+        move = self.moves.get(shard)
+        if not reorder and (move is None or (set(replicas), learners) != (_after(old, move), ())):
+            return self._refused(
+                "rejected", f"members of shard {shard} are a new order or its move's outcome"
+            )
         self.map = current.with_members(shard, replicas, learners)
         # The group has changed members since its bootstrap: from now on every node
         # that joins it (a founder coming back included) starts empty.
@@ -185,9 +203,39 @@ class ShardMetadata:
         self.moves[shard] = move
         return self._done()
 
+    def _recorded_move(self, args: list[Any]) -> tuple[int, Move] | MetadataResult:
+        """The recorded move `[shard, source, target]` names; a refusal if none."""
+        _arity(args, 3)
+        shard, source, target = (_int(a, GROUP_ID_MAX) for a in args)
+        move = self.moves.get(shard)
+        if move is None or _move_doc(move) != [shard, source, target]:
+            return self._refused("rejected", f"no move of shard {shard} from {source} to {target}")
+        return shard, move
+
+    def _abort(self, args: list[Any]) -> MetadataResult:
+        found = self._recorded_move(args)
+        if isinstance(found, MetadataResult):
+            return found
+        self.aborting.add(found[0])
+        return self._done()
+
     def _moved(self, args: list[Any]) -> MetadataResult:
-        _arity(args, 1)
-        self.moves.pop(_int(args[0], GROUP_ID_MAX), None)
+        found = self._recorded_move(args)
+        if isinstance(found, MetadataResult):
+            return found
+        shard, move = found
+        assert self.map is not None  # a move is recorded against a map
+        members = self.map.shard(shard).members()
+        done = move.target in members and (
+            not isinstance(move, MoveReplica) or move.source not in members
+        )
+        given_up = shard in self.aborting and move.target not in members
+        if not (done or given_up):
+            return self._refused(
+                "rejected", f"the move of shard {shard} is neither done nor given up"
+            )
+        del self.moves[shard]
+        self.aborting.discard(shard)
         return self._done()
 
     # --- snapshots -------------------------------------------------------------------------
@@ -196,7 +244,7 @@ class ShardMetadata:
             SNAPSHOT_FORMAT,
             self.map.to_doc() if self.map is not None else None,
             [[n.id, [list(p) for p in n.labels], n.state] for n in self.nodes.values()],
-            [_move_doc(m) for m in self.moves.values()],
+            [[*_move_doc(m), m.shard in self.aborting] for m in self.moves.values()],
             [[shard, list(voters)] for shard, voters in self.founders.items()],
         ]
 
@@ -206,19 +254,27 @@ class ShardMetadata:
             raise ValueError(f"unknown shard metadata snapshot format {version}")
         self.map = ShardMap.from_doc(map_doc) if map_doc is not None else None
         self.nodes = {n[0]: NodeInfo(n[0], tuple(tuple(p) for p in n[1]), n[2]) for n in nodes}
-        self.moves = {}
-        for shard, source, target in moves:
+        self.moves, self.aborting = {}, set()
+        for shard, source, target, *aborting in moves:  # (older snapshots: no flag)
             self.moves[shard] = (
                 MoveReplica(shard, source, target, "recorded")
                 if source
                 else AddReplica(shard, target, "recorded")
             )
+            if aborting and aborting[0]:
+                self.aborting.add(shard)
         # Snapshots taken before founders were recorded end after the moves.
         self.founders = {shard: tuple(voters) for shard, voters in (rest[0] if rest else [])}
 
 
 def encode_metadata_command(op: str, *args: Any) -> bytes:
     return bytes(msgpack.packb([op, *args]))
+
+
+def _after(shard: Shard, move: Move) -> set[int]:
+    """The voters `shard` has once `move` is done."""
+    source = move.source if isinstance(move, MoveReplica) else None
+    return {n for n in shard.replicas if n != source} | {move.target}
 
 
 def _move_doc(move: Move) -> list[int]:

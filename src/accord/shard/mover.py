@@ -24,10 +24,13 @@ never without a quorum of caught-up voters:
 6. `FINISHING`: the metadata group gets the shard's new members and the move's end
    (`members`, then `moved`).
 
-Until the swap is proposed, a timeout or a refusal aborts the move (`ABORTING`):
-the learner is removed and the move's end recorded. Once the swap is proposed the
-move only goes forward: the joint configuration commits or a new leader finishes it,
-and the mover waits for the configuration to show the outcome.
+Until the swap is proposed, a timeout gives the move up: the metadata group first
+records that it is being given up (`abort`, `ABORT_RECORDING`), so no later shard
+leader takes it forward again, then the learner is removed (`ABORTING`) and the
+move's end recorded. Once the target is a voter the move only goes forward, in every
+state: the joint configuration commits or a new leader finishes it, and the mover
+waits for the configuration to show the outcome. So a voter is never removed as a
+learner, whatever order a leader change shows things in.
 
 An `AddReplica` is the same without a source (step 5 promotes only).
 
@@ -62,6 +65,7 @@ class MoveState(Enum):
     HANDING_OVER = "handing_over"
     SWAPPING = "swapping"
     FINISHING = "finishing"
+    ABORT_RECORDING = "abort_recording"
     ABORTING = "aborting"
     DONE = "done"
     ABORTED = "aborted"
@@ -175,27 +179,41 @@ class Mover:
     def start(self) -> list[Instruction]:
         return [ProposeMetadata("move", (self.shard, self.source or 0, self.target))]
 
-    def resume(self, membership: Membership) -> list[Instruction]:
-        """Take over a move the metadata group has recorded, from wherever the shard's
-        configuration shows it to be: a new shard leader picks up the move its
-        predecessor was carrying out (the steps are membership changes of the group,
-        so the configuration is the whole truth about them)."""
+    def resume(self, membership: Membership, aborting: bool = False) -> list[Instruction]:
+        """Take over a move the metadata group has recorded (`aborting`: and marked
+        as being given up), from wherever the shard's configuration shows it to be: a
+        new shard leader picks up the move its predecessor was carrying out (the
+        steps are membership changes of the group, and the metadata says whether it
+        is being given up)."""
         if self.state is not MoveState.RECORDING:
             raise InvalidTransition(f"move of shard {self.shard}: resumed in {self.state.value}")
         self._voters = membership.voters
         in_group = membership.voters | membership.learners
         if self.target in membership.voters:  # the swap was proposed: only forward now
-            self._enter(MoveState.SWAPPING, [Swap(self.target, self.source)])
-            return self._swapped(membership)
+            return self._forward(membership)
+        if aborting:
+            self.reason = "given up by an earlier leader of the shard"
+            return self._enter(MoveState.ABORTING, [RemoveLearner(self.target)])
         if self.target in membership.learners:
             return self._enter(MoveState.CATCHING_UP, [])
         if self.source is not None and self.source not in in_group:
             # The source is gone but the target never became a voter: not a state a
-            # move leaves behind, so give the move up (nothing to undo).
+            # move leaves behind, so give it up (the map is the driver's to repair).
             self.reason = f"the source {self.source} left the group before the move"
-            self._enter(MoveState.ABORTED, [])
-            return [ProposeMetadata("moved", (self.shard,))]
+            return self._give_up()
         return self._enter(MoveState.ADDING, [AddLearner(self.target)])
+
+    def _forward(self, membership: Membership) -> list[Instruction]:
+        """The target is a voter: the swap was proposed, whatever this mover did."""
+        self._enter(MoveState.SWAPPING, [Swap(self.target, self.source)])
+        return self._swapped(membership)
+
+    def _give_up(self) -> list[Instruction]:
+        return self._enter(MoveState.ABORT_RECORDING, [ProposeMetadata("abort", self.ends())])
+
+    def ends(self) -> tuple[int, int, int]:
+        """`[shard, source (0: none), target]`, as the metadata names the move."""
+        return (self.shard, self.source or 0, self.target)
 
     @property
     def finished(self) -> bool:
@@ -218,6 +236,8 @@ class Mover:
 
     def _adding(self, event: Membership) -> list[Instruction]:
         self._voters = event.voters
+        if self.target in event.voters:
+            return self._forward(event)
         if self.target in event.learners:
             return self._enter(MoveState.CATCHING_UP, [])
         return []
@@ -257,22 +277,21 @@ class Mover:
         if not done:
             return []
         self._members = tuple(sorted(event.voters))
-        learners = list(sorted(event.learners))
-        record = ProposeMetadata("members", (self.shard, list(self._members), learners))
+        record = ProposeMetadata("members", (self.shard, list(self._members), []))
         return self._enter(MoveState.FINISHING, [record])  # asked again until it is seen
 
     def _finished_members(self, event: Recorded) -> list[Instruction]:
         if not event.ok:  # the map moved on meanwhile: record the members again
             return list(self._repeat)
         self._enter(MoveState.DONE, [])
-        return [ProposeMetadata("moved", (self.shard,))]
+        return [ProposeMetadata("moved", self.ends())]
 
     def _tick(self, event: Tick) -> list[Instruction]:
         """Before the swap: give up after `catch_up_ticks`; meanwhile ask again."""
         self._ticks += 1
         if self.state in _GIVE_UP and self._ticks >= self.catch_up_ticks:
             self.reason = f"the learner did not catch up in {self.catch_up_ticks} ticks"
-            return self._enter(MoveState.ABORTING, [RemoveLearner(self.target)])
+            return self._give_up()
         if self._ticks % RETRY_TICKS == 0:
             return list(self._repeat)
         return []
@@ -280,14 +299,38 @@ class Mover:
     def _late_answer(self, event: Recorded) -> list[Instruction]:
         return []  # the answer to the last `moved`: nothing follows it
 
-    def _aborting(self, event: Membership) -> list[Instruction]:
-        if self.target in event.voters | event.learners:
-            return []
-        self._enter(MoveState.ABORTED, [])
-        return [ProposeMetadata("moved", (self.shard,))]
+    def _abort_recorded(self, event: Recorded) -> list[Instruction]:
+        if not event.ok:
+            return []  # asked again after RETRY_TICKS
+        return self._enter(MoveState.ABORTING, [RemoveLearner(self.target)])
+
+    def _giving_up(self, event: Membership) -> list[Instruction]:
+        """The membership while giving up: a target that is a voter goes forward."""
+        if self.target in event.voters:
+            self.reason = ""
+            return self._forward(event)
+        if self.state is MoveState.ABORTING and self.target not in event.learners:
+            self._enter(MoveState.ABORTED, [])
+            return [ProposeMetadata("moved", self.ends())]
+        return []
+
+    def _watch_for_promotion(self, event: Membership) -> list[Instruction]:
+        """Catching up or handing over, the target can only become a voter by a swap
+        another leader of the shard proposed: go forward with it."""
+        self._voters = event.voters
+        return self._forward(event) if self.target in event.voters else []
 
 
 _GIVE_UP = frozenset({MoveState.ADDING, MoveState.CATCHING_UP, MoveState.HANDING_OVER})
+
+AWAITED: dict[MoveState, str] = {
+    MoveState.RECORDING: "move",
+    MoveState.ABORT_RECORDING: "abort",
+    MoveState.FINISHING: "members",
+}
+"""The metadata command whose answer (`Recorded`) a state waits for: an executor
+feeding answers later than it asked drops any other (a late answer to an earlier
+step means nothing now)."""
 """States a move may still be given up in (before the swap is asked for)."""
 
 _Handler = Callable[[Mover, Event], list[Instruction]]
@@ -304,7 +347,12 @@ _TABLE: dict[tuple[MoveState, type], _Handler] = {
     (MoveState.ABORTING, Tick): Mover._tick,  # type: ignore[dict-item]
     (MoveState.FINISHING, Recorded): Mover._finished_members,  # type: ignore[dict-item]
     (MoveState.FINISHING, Tick): Mover._tick,  # type: ignore[dict-item]
-    (MoveState.ABORTING, Membership): Mover._aborting,  # type: ignore[dict-item]
+    (MoveState.CATCHING_UP, Membership): Mover._watch_for_promotion,  # type: ignore[dict-item]
+    (MoveState.HANDING_OVER, Membership): Mover._watch_for_promotion,  # type: ignore[dict-item]
+    (MoveState.ABORT_RECORDING, Recorded): Mover._abort_recorded,  # type: ignore[dict-item]
+    (MoveState.ABORT_RECORDING, Tick): Mover._tick,  # type: ignore[dict-item]
+    (MoveState.ABORT_RECORDING, Membership): Mover._giving_up,  # type: ignore[dict-item]
+    (MoveState.ABORTING, Membership): Mover._giving_up,  # type: ignore[dict-item]
     (MoveState.DONE, Recorded): Mover._late_answer,  # type: ignore[dict-item]
     (MoveState.ABORTED, Recorded): Mover._late_answer,  # type: ignore[dict-item]
 }

@@ -26,6 +26,7 @@ from accord.shard import Shard, ShardMap, SlotRange
 from accord.shard.limits import SLOT_COUNT
 from accord.shard.metadata import ShardMetadata, encode_metadata_command
 from accord.shard.mover import (
+    AWAITED,
     HandOver,
     Instruction,
     Membership,
@@ -33,6 +34,7 @@ from accord.shard.mover import (
     Progress,
     ProposeMetadata,
     Recorded,
+    RemoveLearner,
     Tick,
     conf_change,
 )
@@ -100,9 +102,14 @@ class SimMoves:
                     group, ConfChange(((ConfChangeOp.REMOVE, drained),))
                 )
             return
-        # The random membership changes edit groups behind the metadata's back: record
-        # what the group is now, as an executor would after a change it did not make.
-        self._propose("members", (group + 1, sorted(conf.voters), sorted(conf.learners)))
+        # The random membership changes edit groups behind the metadata's back: this
+        # module's own metadata is told what the group is now (a real one refuses
+        # members that are not a move's outcome).
+        shard_map = self.metadata.map
+        assert shard_map is not None
+        self.metadata.map = shard_map.with_members(
+            group + 1, tuple(sorted(conf.voters)), tuple(sorted(conf.learners))
+        )
         source, target = self.rng.choice(sorted(conf.voters)), self.rng.choice(free)
         mover = Mover(MoveReplica(group + 1, source, target, "simulated"), CATCH_UP_TICKS)
         self.movers[group] = mover
@@ -147,13 +154,20 @@ class SimMoves:
         for instruction in instructions:
             if isinstance(instruction, ProposeMetadata):
                 ok = self._propose(instruction.op, instruction.args)
-                if mover is not None and not mover.finished:
-                    self._carry_out(group, mover.step(Recorded(ok)))
+                if mover is not None and AWAITED.get(mover.state) == instruction.op:
+                    follow_up = mover.step(Recorded(ok))
+                    if ok:  # as the executor: a refusal is asked again by the repeats
+                        self._carry_out(group, follow_up)
                 continue
             leader = self.sim._leader(group)
             if leader is None:
                 continue  # asked again after RETRY_TICKS
             node = self.sim.nodes[leader]
+            conf = node.replica(group).core.conf
+            if isinstance(instruction, RemoveLearner) and instruction.node in (
+                conf.voters | conf.voters_outgoing
+            ):
+                continue  # as the executor: never remove a voter as a learner
             if isinstance(instruction, HandOver):
                 node.transfer_leadership(group, instruction.to)
                 continue
@@ -162,4 +176,13 @@ class SimMoves:
     def _propose(self, op: str, args: tuple[object, ...]) -> bool:
         if op in ("move", "members"):
             args = (self.metadata.version, *args)
-        return self.metadata.apply(encode_metadata_command(op, *args)).ok
+        ok = self.metadata.apply(encode_metadata_command(op, *args)).ok
+        if not ok and op == "members":
+            # The random membership changes edit groups behind this metadata's back,
+            # so a move's outcome may not be what the metadata expects: take it (a
+            # real metadata group's groups change only through moves).
+            shard, voters, learners = args[1:]
+            assert self.metadata.map is not None
+            self.metadata.map = self.metadata.map.with_members(shard, voters, learners)  # type: ignore[arg-type]
+            return True
+        return ok
