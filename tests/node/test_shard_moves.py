@@ -234,7 +234,7 @@ def test_a_dead_nodes_replicas_are_rebuilt_on_the_others(cluster: LocalCluster) 
         stop_process(node4)
 
 
-def test_a_watch_on_a_node_without_every_shard_sees_every_shards_events(
+def test_a_node_without_every_shard_serves_watches_and_ranges_over_all(
     cluster: LocalCluster,
 ) -> None:
     node4 = cluster.add_node(4)
@@ -256,6 +256,17 @@ def test_a_watch_on_a_node_without_every_shard_sees_every_shards_events(
             watcher.close()
         assert sorted(e["kv"]["key"] for e in watcher.events) == sorted(f"z/{i}" for i in range(30))
         assert {e["shard"] for e in watcher.events} == {1, 2, 3}
+        # A range over every shard, read there too: the missing shard's part remotely.
+        for consistency in ("", "&consistency=serializable"):
+            code, body, _ = http("GET", f"{cluster.url(4)}/v1/range?prefix=z/{consistency}")
+            assert code == 200, body
+            answer = json.loads(body)
+            assert sorted(kv["key"] for kv in answer["kvs"]) == sorted(f"z/{i}" for i in range(30))
+            assert answer["count"] == 30 and sorted(answer["revisions"]) == ["1", "2", "3"]
+        code, body, _ = http("GET", f"{cluster.url(4)}/v1/range?prefix=z/&limit=7")
+        answer = json.loads(body)
+        assert [kv["key"] for kv in answer["kvs"]] == sorted(f"z/{i}" for i in range(30))[:7]
+        assert answer["more"] and answer["count"] == 30
         assert asyncio.run(watch_natively(cluster.native_url(4))) == {
             f"y/{i}".encode() for i in range(9)
         }

@@ -20,13 +20,15 @@ from contextvars import ContextVar
 from importlib import resources
 from ssl import SSLContext
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from accord.api.limits import FORWARD_TIMEOUT_MARGIN_S, REQUEST_BYTES_MAX
 from accord.api.openapi import spec
-from accord.api.remotewatch import open_remote_watch
+from accord.api.remotewatch import error_of_answer, open_remote_watch
 from accord.api.shardops import METADATA_PATH, ShardOperations
 from accord.api.wire import (
     LEASE_TTL_S_MAX,
@@ -37,6 +39,7 @@ from accord.api.wire import (
     error_doc,
     event_doc,
     int_field,
+    key_value_from_doc,
     lease_ttl_doc,
     only_fields,
     parse_json,
@@ -55,6 +58,7 @@ from accord.kv import (
     DeleteRange,
     Put,
 )
+from accord.kv.results import RangeResult
 from accord.kv.types import Event, prefix_end
 from accord.node.address import ConfigError, Member, parse_address
 from accord.node.members import (
@@ -469,6 +473,7 @@ class HttpApi:
             limit=self._query_int(request, "limit"),
             count_only=query_bool(q.get("count_only", "false"), "count_only"),
             linearizable=self._linearizable(request),
+            shard=self._pinned_shard(request),
         )
         return web.json_response(result_doc(result), headers=self._shard_headers(key, end))
 
@@ -590,6 +595,61 @@ class HttpApi:
         if error.get("code") == "proposal_dropped":
             raise ProposalDropped(str(error.get("message")))
         raise RemoteError(str(error.get("code")), str(error.get("message")))
+
+    async def range_part(
+        self,
+        shard: int,
+        node: int,
+        key: bytes,
+        range_end: bytes,
+        *,
+        limit: int,
+        count_only: bool,
+        linearizable: bool,
+    ) -> RangeResult:
+        """One shard's part of a range over shards, read by `node`, with the
+        request's own credentials (that node's guard checks them again)."""
+        query = {"key": key, "range_end": range_end, "limit": limit}
+        query |= {"count_only": "true" if count_only else "false"}
+        if not linearizable:
+            query["consistency"] = "serializable"
+        doc = await self._pinned_get(shard, node, "/v1/range", query)
+        try:
+            return RangeResult(
+                int(doc["revision"]),
+                tuple(key_value_from_doc(kv) for kv in doc.get("kvs", [])),
+                int(doc["count"]),
+                doc["more"] is True,
+            )
+        except (KeyError, ValueError, TypeError) as e:
+            raise RemoteError("internal", f"node {node} answered a range badly: {e}") from e
+
+    async def _pinned_get(
+        self, shard: int, node: int, path: str, query: dict[str, Any]
+    ) -> dict[str, Any]:
+        """GET `path` on `node`, pinned to `shard`; its JSON answer, or its error."""
+        member = self.state.members.get(node)
+        if member is None:
+            raise NotLeader(0, f"no address for node {node}, a replica of shard {shard}")
+        headers = {FORWARDED: "1", SHARD: str(shard)}
+        authorization = PEER_AUTHORIZATION.get()
+        if authorization:
+            headers["Authorization"] = authorization
+        encoded = "&".join(
+            f"{name}={quote_from_bytes(v if isinstance(v, bytes) else str(v).encode(), safe='')}"
+            for name, v in query.items()
+        )
+        url = URL(f"{member.client_url}{path}?{encoded}", encoded=True)
+        try:
+            async with self._peer_client().get(url, headers=headers) as answer:
+                doc = json.loads(await answer.read())
+        except aiohttp.ClientConnectorError as e:
+            raise NotLeader(0, f"cannot reach node {node}: {e}") from e
+        except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+            raise DeadlineExceeded(f"no answer from node {node} about shard {shard}: {e}") from e
+        if answer.status == 200 and isinstance(doc, dict):
+            return doc
+        raise error_of_answer(doc, f"node {node} answered {answer.status}")
 
     async def open_watch(
         self, shard: int, node: int, key: bytes, range_end: bytes, start_revision: int

@@ -14,7 +14,6 @@ line with that error.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -24,9 +23,9 @@ import aiohttp
 from yarl import URL
 
 from accord.api.limits import HTTP_WATCH_LINE_BYTES_MAX
-from accord.api.wire import RemoteError
+from accord.api.wire import RemoteError, key_value_from_doc
 from accord.errors import AccordError, NotLeader
-from accord.kv.types import Event, EventType, KeyValue
+from accord.kv.types import Event, EventType
 
 STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=None)
 """A watch stream lasts as long as the watcher's: only connecting is bounded."""
@@ -56,7 +55,7 @@ async def open_remote_watch(
             doc = {}
         finally:
             response.release()
-        raise _error_of(doc, f"{what} answered {response.status}")
+        raise error_of_answer(doc, f"{what} answered {response.status}")
     return _batches(response, what)
 
 
@@ -82,13 +81,14 @@ def _decode_line(line: bytes, what: str) -> list[Event]:
     try:
         doc = json.loads(line)
         if "error" in doc:
-            raise _error_of(doc, f"{what} ended the watch")
+            raise error_of_answer(doc, f"{what} ended the watch")
         return [_event(item) for item in doc["events"]]
     except (ValueError, KeyError, TypeError) as e:
         raise NotLeader(0, f"the watch of {what} sent an undecodable line: {e}") from e
 
 
-def _error_of(doc: Any, fallback: str) -> AccordError:
+def error_of_answer(doc: Any, fallback: str) -> AccordError:
+    """The typed error another node's error answer names (`not_leader` with its hint)."""
     error = doc.get("error") if isinstance(doc, dict) else None
     if not isinstance(error, dict):
         return NotLeader(0, fallback)
@@ -102,23 +102,6 @@ def _event(doc: dict[str, Any]) -> Event:
     prev = doc.get("prev_kv")
     return Event(
         EventType[str(doc["type"]).upper()],
-        _key_value(doc["kv"]),
-        _key_value(prev) if prev else None,
+        key_value_from_doc(doc["kv"]),
+        key_value_from_doc(prev) if prev else None,
     )
-
-
-def _key_value(doc: dict[str, Any]) -> KeyValue:
-    return KeyValue(
-        _bytes(doc, "key"),
-        _bytes(doc, "value"),
-        int(doc["create_revision"]),
-        int(doc["mod_revision"]),
-        int(doc["version"]),
-        int(doc.get("lease", 0)),
-    )
-
-
-def _bytes(doc: dict[str, Any], name: str) -> bytes:
-    if f"{name}_b64" in doc:
-        return base64.b64decode(doc[f"{name}_b64"], validate=True)
-    return str(doc[name]).encode()

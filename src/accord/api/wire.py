@@ -87,6 +87,25 @@ def kv_doc(kv: KeyValue, binary: bool = False) -> dict[str, Any]:
     return fields
 
 
+def key_value_from_doc(doc: dict[str, Any]) -> KeyValue:
+    """`kv_doc`'s JSON form read back (another node's answer); raises KeyError,
+    ValueError or TypeError for anything else."""
+    return KeyValue(
+        _doc_bytes(doc, "key"),
+        _doc_bytes(doc, "value"),
+        int(doc["create_revision"]),
+        int(doc["mod_revision"]),
+        int(doc["version"]),
+        int(doc.get("lease", 0)),
+    )
+
+
+def _doc_bytes(doc: dict[str, Any], name: str) -> bytes:
+    if f"{name}_b64" in doc:
+        return base64.b64decode(doc[f"{name}_b64"], validate=True)
+    return str(doc[name]).encode()
+
+
 def result_doc(result: Any, binary: bool = False) -> dict[str, Any]:
     """The answer to a KV command or read as a dict (JSON-ready unless `binary`)."""
     if isinstance(result, PutResult):

@@ -17,7 +17,8 @@ calls and answers each from the services of the shard groups hosted here
 - A key this node holds no replica of raises `NotLeader` naming one of the shard's
   voters, so the request is forwarded to a node that can serve it.
 - A range that may span shards is read from every shard (each after its own
-  ReadIndex round when linearizable, concurrently) and merged in key order: the
+  ReadIndex round when linearizable, concurrently; a shard without a replica here
+  through `RemoteShards.range_part`, on a node that has one) and merged in key order: the
   first `limit` keys of the union are among the first `limit` of each shard.
   `count` is the sum. Revisions are per shard and not comparable: the answer's
   `revision` is the highest of them and `ShardedRange.revisions` has each one.
@@ -95,6 +96,20 @@ class RemoteShards(Protocol):
     async def call(self, shard: int, leader: int, op: str, lease_id: int, ttl_s: int) -> int:
         """`op` is `lease_grant`, `lease_keepalive` or `lease_revoke`; returns the
         lease's TTL in ms (grant, keepalive) or the keys the revoke deleted."""
+        ...
+
+    async def range_part(
+        self,
+        shard: int,
+        node: int,
+        key: bytes,
+        range_end: bytes,
+        *,
+        limit: int,
+        count_only: bool,
+        linearizable: bool,
+    ) -> RangeResult:
+        """`[key, range_end)` of `shard` alone, read by `node` (which holds a replica)."""
         ...
 
     async def open_watch(
@@ -350,8 +365,11 @@ class ShardedKV(KVService):
         limit: int = 0,
         count_only: bool = False,
         linearizable: bool = True,
+        shard: int = 0,
     ) -> RangeResult:
-        shards = self.shard_ids(key, range_end) if self.sharded else [0]
+        """A range over every shard it may span (`shard`: that shard's part alone, for
+        another node's range over shards)."""
+        shards = [shard] if shard else self.shard_ids(key, range_end) if self.sharded else [0]
         if len(shards) == 1:
             service = self.service(shards[0]) if shards[0] else self.primary
             return await service.range(
@@ -364,15 +382,19 @@ class ShardedKV(KVService):
             )
         if revision:
             raise InvalidRequest("revision: revisions are per shard; a range over shards reads now")
-        services = [(shard, self.service(shard)) for shard in shards]
-        parts = await asyncio.gather(
-            *(
-                service.range(
-                    key, range_end, limit=limit, count_only=count_only, linearizable=linearizable
-                )
-                for _, service in services
-            )
-        )
+        options = {"limit": limit, "count_only": count_only, "linearizable": linearizable}
+
+        async def part(shard_id: int) -> RangeResult:
+            service = self.shards.services.get(shard_id)
+            if service is not None:
+                return await service.range(key, range_end, **options)  # type: ignore[arg-type]
+            if self.remote is None:
+                self.service(shard_id)  # raises NotLeader naming one that has it
+            assert self.remote is not None
+            node = self._replica_elsewhere(shard_id)
+            return await self.remote.range_part(shard_id, node, key, range_end, **options)  # type: ignore[arg-type]
+
+        parts = await asyncio.gather(*(part(shard_id) for shard_id in shards))
         return self._merge(dict(zip(shards, parts, strict=True)), limit)
 
     def _merge(self, parts: dict[int, RangeResult], limit: int) -> ShardedRange:
