@@ -251,9 +251,8 @@ class ShardExecutor:
 
     def _nodes(self) -> list[NodeInfo]:
         """The nodes the driver places over: those registered, and a placeholder
-        (up, no labels) for a node the map names that has not registered yet (it
-        is not a candidate for new replicas until it registers, nor repaired until
-        it is found down)."""
+        (up, no labels) for a node the map names that has not registered yet, so
+        that its replicas are not repaired away before it is found down."""
         metadata = self.state.shards
         nodes = dict(metadata.nodes)
         assert metadata.map is not None

@@ -153,6 +153,7 @@ class NodeConfig:
     snapshot_entries: int = SNAPSHOT_ENTRIES
     """Applied entries between two snapshots (then the log is compacted)."""
     join: bool = False
+    """True for a node added to a running cluster: it waits to be contacted."""
     shards: int = 1
     """Shards the cluster's first map cuts the keys into (same on every initial node);
     1: no map, the primary group holds every key (a cluster of one group)."""
@@ -164,7 +165,6 @@ class NodeConfig:
     node_down_after_s: float = NODE_DOWN_AFTER_S
     """How long a node may go unanswered before the placement driver marks it down
     and moves its replicas elsewhere (sharded clusters)."""
-    """True for a node added to a running cluster: it waits to be contacted."""
     native: tuple[str, int] | None = None
     """Where the native msgpack protocol listens (None: not served)."""
     log_format: str = "json"

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A `MoveReplica(shard, source, target)` from the placement driver becomes a `Mover`,
-run by the metadata leader next to the shard's leader. It is a table of
+run by the shard's leader (`accord.node.executor`). It is a table of
 `(state, event) -> state` transitions; each transition returns the instructions the
 executor must carry out (propose a metadata command, propose a membership change of
 the shard's group, transfer its leadership). Events not in the table for the state
