@@ -22,17 +22,20 @@ Two jobs, run on every node by its `ShardHost`:
    source if it has it, one joint change promotes the target and removes the source,
    then the metadata gets the shard's members and the move's end. Every step but the
    last two is a membership change of the shard's own group, so the group's
-   configuration is the whole truth about a move's progress: when the shard's
-   leadership changes (the hand-over does that on purpose), the new leader resumes
-   the move from it. The target hosts the group (empty, learning the log or a
+   configuration and the metadata's mark of a move being given up (`abort`, recorded
+   before its learner is removed) are the whole truth about a move's progress: when
+   the shard's leadership changes (the hand-over does that on purpose), the new
+   leader resumes the move from them. The target hosts the group (empty, learning the log or a
    snapshot from the leader) as soon as it applies the `move` record.
 
 Metadata commands go to the metadata group's leader: proposed here when this node
 leads group 0, else through `RemoteMetadata` (the HTTP API's call to that node, with
 this node's credentials). An answer that does not come is not an error: the mover
-asks again every `RETRY_TICKS`, and every command is idempotent or checked against
-the map version, so asking twice is harmless. Answers are fed back on the next tick,
-never inside the one that asked, so no refusal can loop.
+asks again every `RETRY_TICKS`, and asking twice is harmless: `members` is accepted
+only as the recorded move's outcome (or a new order), `abort` and `moved` name the
+move they are about, and `moved` only once the map shows it done or given up.
+Answers are fed back on the next tick, never inside the one that asked, so no
+refusal can loop.
 """
 
 from __future__ import annotations
