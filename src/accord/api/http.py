@@ -558,13 +558,8 @@ class HttpApi:
     async def call(self, shard: int, leader: int, op: str, lease_id: int, ttl_s: int) -> int:
         """A lease operation on `shard` alone, by its leader `leader`: the request's
         own credentials go with it, so that node's guard checks them again."""
-        member = self.state.members.get(leader)
-        if member is None:
-            raise NotLeader(0, f"no address for node {leader}, the leader of shard {shard}")
-        headers = {FORWARDED: "1", SHARD: str(shard), "Content-Type": "application/json"}
-        authorization = PEER_AUTHORIZATION.get()
-        if authorization:
-            headers["Authorization"] = authorization
+        base_url, headers = self._pinned_to(shard, leader)
+        headers["Content-Type"] = "application/json"
         method, path, body = {
             "lease_grant": ("POST", "/v1/lease/grant", {"ttl": ttl_s}),
             "lease_keepalive": ("POST", f"/v1/lease/{lease_id}/keepalive", None),
@@ -575,7 +570,7 @@ class HttpApi:
         try:
             async with self._peer_client().request(
                 method,
-                member.client_url + path,
+                base_url + path,
                 data=json.dumps(body).encode() if body is not None else None,
                 headers=headers,
             ) as answer:
@@ -628,18 +623,12 @@ class HttpApi:
         self, shard: int, node: int, path: str, query: dict[str, Any]
     ) -> dict[str, Any]:
         """GET `path` on `node`, pinned to `shard`; its JSON answer, or its error."""
-        member = self.state.members.get(node)
-        if member is None:
-            raise NotLeader(0, f"no address for node {node}, a replica of shard {shard}")
-        headers = {FORWARDED: "1", SHARD: str(shard)}
-        authorization = PEER_AUTHORIZATION.get()
-        if authorization:
-            headers["Authorization"] = authorization
+        base_url, headers = self._pinned_to(shard, node)
         encoded = "&".join(
             f"{name}={quote_from_bytes(v if isinstance(v, bytes) else str(v).encode(), safe='')}"
             for name, v in query.items()
         )
-        url = URL(f"{member.client_url}{path}?{encoded}", encoded=True)
+        url = URL(f"{base_url}{path}?{encoded}", encoded=True)
         try:
             async with self._peer_client().get(url, headers=headers) as answer:
                 doc = json.loads(await answer.read())
@@ -656,6 +645,15 @@ class HttpApi:
     ) -> AsyncGenerator[list[Event], None]:
         """One shard's part of a merged watch, on `node`: the request's own
         credentials go with it, so that node's guard checks them again."""
+        base_url, headers = self._pinned_to(shard, node)
+        what = f"shard {shard} on node {node}"
+        return await open_remote_watch(
+            self._peer_client(), base_url, headers, what, key, range_end, start_revision
+        )
+
+    def _pinned_to(self, shard: int, node: int) -> tuple[str, dict[str, str]]:
+        """`node`'s URL and the headers of a call pinned to `shard`, carrying the
+        request's own credentials."""
         member = self.state.members.get(node)
         if member is None:
             raise NotLeader(0, f"no address for node {node}, a replica of shard {shard}")
@@ -663,10 +661,7 @@ class HttpApi:
         authorization = PEER_AUTHORIZATION.get()
         if authorization:
             headers["Authorization"] = authorization
-        what = f"shard {shard} on node {node}"
-        return await open_remote_watch(
-            self._peer_client(), member.client_url, headers, what, key, range_end, start_revision
-        )
+        return member.client_url, headers
 
     def _peer_client(self) -> aiohttp.ClientSession:
         if self._client is None:
