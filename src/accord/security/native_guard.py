@@ -30,6 +30,9 @@ from accord.security.tls import certificate_user
 Args = dict[str, Any]
 PUBLIC_OPS = frozenset({"health", "ready", "login"})
 USER_OPS = frozenset({"status", "shards", "lease_grant"})
+CALLS_PER_SHARD = frozenset({"lease_grant", "lease_keepalive", "lease_revoke", "watch", "range"})
+"""Ops a sharded node may serve with calls to other nodes (a shard it holds no
+replica of): they carry the user's own credentials."""
 LEASE_OPS = frozenset({"lease_keepalive", "lease_ttl"})
 """Any user, for their own leases."""
 
@@ -74,7 +77,7 @@ class NativeGuard:
             return
         user = self._user(session)
         REQUEST_OWNER.set(user)  # this request's task (a watch: until the next op)
-        if op in ("lease_grant", "lease_keepalive", "lease_revoke", "watch"):  # calls per shard
+        if op in CALLS_PER_SHARD:  # the node may call other nodes for it, as this user
             PEER_AUTHORIZATION.set(f"Bearer {session.token or self.auth.token_for(user)}")
         if op in USER_OPS:
             return
