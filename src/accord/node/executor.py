@@ -52,7 +52,6 @@ from accord.node.members import NodeState
 from accord.node.registry import ShardCommand, encode
 from accord.node.runtime import Node
 from accord.node.service import KVService, RaftGroup
-from accord.raft.types import ConfState
 from accord.shard.metadata import MetadataResult, encode_metadata_command
 from accord.shard.mover import (
     AWAITED,
@@ -112,10 +111,6 @@ def voters(group: RaftGroup) -> frozenset[int]:
     """The voters of `group`'s configuration, both sides of a joint one."""
     conf = group.core.conf
     return frozenset(conf.voters | conf.voters_outgoing)
-
-
-def membership(conf: ConfState) -> Membership:
-    return Membership(frozenset(conf.voters | conf.voters_outgoing), conf.learners, conf.joint)
 
 
 def ordered_members(current: tuple[int, ...], voters: list[int], move: Move) -> list[int]:
@@ -336,7 +331,7 @@ class ShardExecutor:
             if mover is None or (mover.source, mover.target) != _ends(move):
                 resumed = self.movers[shard] = Mover(move)
                 aborting = shard in self.state.shards.aborting
-                self._carry_out(shard, resumed, resumed.resume(membership(core.conf), aborting))
+                self._carry_out(shard, resumed, resumed.resume(Membership.of(core.conf), aborting))
                 continue
             if mover.finished:
                 self._ask_for_end_again(shard, mover)
@@ -344,7 +339,7 @@ class ShardExecutor:
             status = core.status()
             target = status.progress.get(mover.target)
             events = (
-                membership(status.conf),
+                Membership.of(status.conf),
                 Progress(status.leader, target.match if target else 0, status.commit),
                 Tick(),
             )

@@ -45,6 +45,7 @@ from enum import Enum
 
 from accord.invariant import InvariantError
 from accord.raft.confchange import ConfChange, ConfChangeOp
+from accord.raft.types import ConfState
 from accord.shard.placement import Move, MoveReplica
 
 CATCH_UP_TICKS = 600
@@ -86,6 +87,11 @@ class Membership:
     voters: frozenset[int]
     learners: frozenset[int]
     joint: bool
+
+    @staticmethod
+    def of(conf: ConfState) -> Membership:
+        """A Raft configuration's members: the voters of both sides of a joint one."""
+        return Membership(frozenset(conf.voters | conf.voters_outgoing), conf.learners, conf.joint)
 
 
 @dataclass(frozen=True, slots=True)

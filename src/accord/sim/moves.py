@@ -31,6 +31,7 @@ from accord.shard.mover import (
     Instruction,
     Membership,
     Mover,
+    MoveState,
     Progress,
     ProposeMetadata,
     Recorded,
@@ -58,6 +59,8 @@ class SimMoves:
         """Group -> its move under way."""
         self.done = 0
         self.aborted = 0
+        self._led_by: dict[int, int] = {}
+        """Group -> the leader its mover was last driven through."""
         self._driven_at = 0
         ids = tuple(sorted(sim.nodes))
         groups = sim.params.groups
@@ -113,6 +116,7 @@ class SimMoves:
         source, target = self.rng.choice(sorted(conf.voters)), self.rng.choice(free)
         mover = Mover(MoveReplica(group + 1, source, target, "simulated"), CATCH_UP_TICKS)
         self.movers[group] = mover
+        self._led_by[group] = leader
         self.sim.faults += 1
         self.sim._note(f"group {group}: move {source} -> {target} starts")
         self._carry_out(group, mover.start())
@@ -124,7 +128,8 @@ class SimMoves:
         if now - self._driven_at < self.sim.params.tick_base:
             return
         self._driven_at = now
-        for group, mover in list(self.movers.items()):
+        for group in list(self.movers):
+            mover = self._take_over(group)
             for event in self._observe(group, mover.target):
                 self._carry_out(group, mover.step(event))
                 if mover.finished:
@@ -136,18 +141,31 @@ class SimMoves:
                 self.done += not mover.reason
                 self.aborted += bool(mover.reason)
 
+    def _take_over(self, group: int) -> Mover:
+        """The group's mover; when the group has a new leader, a new one resumed from
+        the configuration and the metadata, as a node's executor does at every change
+        of a shard's leader (the old leader's mover is gone with its leadership)."""
+        mover = self.movers[group]
+        leader = self.sim._leader(group)
+        move = self.metadata.moves.get(group + 1)
+        if leader is None or move is None or leader == self._led_by.get(group):
+            return mover
+        self._led_by[group] = leader
+        if mover.state is MoveState.RECORDING or mover.finished:
+            return mover
+        resumed = self.movers[group] = Mover(move, CATCH_UP_TICKS)
+        conf = self.sim.nodes[leader].replica(group).core.conf
+        aborting = group + 1 in self.metadata.aborting
+        self._carry_out(group, resumed.resume(Membership.of(conf), aborting))
+        return resumed
+
     def _observe(self, group: int, target: int) -> list[Membership | Progress | Tick]:
         leader = self.sim._leader(group)
         if leader is None:
             return [Progress(0, 0, 0), Tick()]
         status = self.sim.nodes[leader].replica(group).core.status()
-        conf = status.conf
         match = status.progress[target].match if target in status.progress else 0
-        return [
-            Membership(frozenset(conf.voters | conf.voters_outgoing), conf.learners, conf.joint),
-            Progress(leader, match, status.commit),
-            Tick(),
-        ]
+        return [Membership.of(status.conf), Progress(leader, match, status.commit), Tick()]
 
     def _carry_out(self, group: int, instructions: list[Instruction]) -> None:
         mover = self.movers.get(group)
