@@ -397,7 +397,7 @@ class Nemesis:
         `accepted` comes after the record), or one from a node seen showing the move
         under way. A node yet to apply the record shows no move either, as if the
         move had ended."""
-        ours = {"source": self.cluster.name(source), "target": self.cluster.name(target)}
+        source_name, target_name = self.cluster.name(source), self.cluster.name(target)
         ids = self.cluster.ids
         seen: set[int] = set()
         turn = 0
@@ -408,11 +408,12 @@ class Nemesis:
             if found is not None:
                 node, doc = found
                 row = next(r for r in doc["shards"] if r["id"] == shard)
-                if row["move"] == ours:
+                move = row["move"] or {}
+                if (move.get("source"), move.get("target")) == (source_name, target_name):
                     seen.add(node)
                 elif node in seen or doc["version"] > accepted:
                     replicas = row["replicas"]
-                    moved = ours["target"] in replicas and ours["source"] not in replicas
+                    moved = target_name in replicas and source_name not in replicas
                     return DONE if moved else GIVEN_UP
             if await _wait(stop, MOVE_POLL_S):
                 break
