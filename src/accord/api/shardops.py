@@ -64,6 +64,7 @@ class ShardOperations:
         source = int_field(body, "source", minimum=0, maximum=GROUP_ID_MAX)
         if not self.node.is_leader:  # decided against the current map: the leader's
             raise NotLeader(self.node.leader_id)
+        await self.node.read_barrier()  # and all it has committed applied first
         unknown = [n for n in (source, target) if n and n not in self.state.members]
         if unknown:
             raise ShardChangeRefused(f"no member of the cluster has id {unknown[0]}")

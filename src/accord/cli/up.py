@@ -177,13 +177,16 @@ def _wait_for_shards(configs: list[NodeConfig], procs: list[subprocess.Popen[byt
     deadline = time.monotonic() + LEADER_WAIT_S
     while time.monotonic() < deadline:
         _check_running(configs, procs)
-        if all(_shards_led(config.client_url, context) for config in configs):
+        if all(_shards_led(config.client_url, config.name, context) for config in configs):
             return
         time.sleep(0.1)
     raise click.ClickException(f"the shards had no leaders within {LEADER_WAIT_S:g}s")
 
 
-def _shards_led(url: str, context: ssl.SSLContext | None) -> bool:
+def _shards_led(url: str, name: str, context: ssl.SSLContext | None) -> bool:
+    """The node at `url` knows the map and a leader for each shard it holds a
+    replica of (of the others it knows no leader: with more nodes than replicas,
+    every node lacks some)."""
     if context is not None:  # /v1/cluster/shards needs a user there: /ready is public
         return _status(url, context) is not None
     try:
@@ -191,8 +194,8 @@ def _shards_led(url: str, context: ssl.SSLContext | None) -> bool:
             data = json.loads(response.read())
     except (OSError, ValueError, urllib.error.URLError):
         return False
-    shards = data.get("shards", [])
-    return data.get("version", 0) > 0 and all(s.get("leader") for s in shards)
+    mine = [s for s in data.get("shards", []) if name in s.get("replicas", [])]
+    return data.get("version", 0) > 0 and all(s.get("leader") for s in mine)
 
 
 def _check_running(configs: list[NodeConfig], procs: list[subprocess.Popen[bytes]]) -> None:
