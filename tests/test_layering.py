@@ -53,13 +53,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "storage": ("raft.types", "raft.limits", "errors", "invariant"),
     "host": ("raft", "storage", "invariant"),
     "transport": ("raft.types", "raft.limits", "errors", "invariant"),
-    "shard": ("raft.confchange", "invariant"),
+    "shard": ("raft.confchange", "raft.types", "invariant"),
     # one node: the runtime, the client protocols, security, and their assembly
     "node": (
         "raft", "kv", "storage", "host", "transport", "shard", "observability", "errors",
         "invariant",
     ),
-    "api": ("node", "kv", "transport", "shard.limits", "observability", "errors", "errorcodes"),
+    "api": ("node", "kv", "transport", "shard", "observability", "errors", "errorcodes"),
     "security": ("node", "api", "kv", "storage", "raft.limits", "errors"),
     "server": (
         "node", "api", "security", "raft", "kv", "storage", "transport", "shard.limits",
