@@ -67,6 +67,15 @@ def balanced(cluster: LocalCluster, names: set[str]) -> dict[str, Any] | None:
     return doc if done else None
 
 
+def wait_for_share_of_node_4(cluster: LocalCluster) -> dict[str, Any]:
+    """The map once node 4, just added, holds its share of the replicas."""
+    return wait_for(  # type: ignore[no-any-return]
+        lambda: balanced(cluster, {"n1", "n2", "n3", "n4"}),
+        "node 4 to hold its share of the replicas",
+        MOVE_DEADLINE_S,
+    )
+
+
 def hosts_exactly_its_shards(cluster: LocalCluster, node: int) -> bool:
     """The node holds a replica (reports keys) of the shards it is a member of, and
     of no other: a replica moved away is deleted."""
@@ -128,11 +137,7 @@ def test_a_joining_node_gets_its_share_of_replicas_while_writes_go_on(
     writer.more(20)
     node4 = cluster.add_node(4)
     try:
-        doc = wait_for(
-            lambda: balanced(cluster, {"n1", "n2", "n3", "n4"}),
-            "node 4 to hold its share of the replicas",
-            MOVE_DEADLINE_S,
-        )
+        doc = wait_for_share_of_node_4(cluster)
         assert replica_counts(doc)["n4"] == 2  # 9 replicas over 4 nodes: 3, 2, 2, 2
 
         def leaders_spread() -> bool:
@@ -168,11 +173,7 @@ def test_a_joining_node_gets_its_share_of_replicas_while_writes_go_on(
 def test_an_operator_moves_a_replica_and_bad_moves_are_refused(cluster: LocalCluster) -> None:
     node4 = cluster.add_node(4)
     try:
-        doc = wait_for(
-            lambda: balanced(cluster, {"n1", "n2", "n3", "n4"}),
-            "node 4 to hold its share of the replicas",
-            MOVE_DEADLINE_S,
-        )
+        doc = wait_for_share_of_node_4(cluster)
         shard = next(s for s in doc["shards"] if "n4" not in s["replicas"])
         source = int(shard["replicas"][-1][1:])
 
@@ -211,11 +212,7 @@ def test_an_operator_moves_a_replica_and_bad_moves_are_refused(cluster: LocalClu
 def test_a_dead_nodes_replicas_are_rebuilt_on_the_others(cluster: LocalCluster) -> None:
     node4 = cluster.add_node(4)
     try:
-        wait_for(
-            lambda: balanced(cluster, {"n1", "n2", "n3", "n4"}),
-            "node 4 to hold its share of the replicas",
-            MOVE_DEADLINE_S,
-        )
+        wait_for_share_of_node_4(cluster)
         writer = Writer(cluster, [1, 3, 4])
         try:
             writer.more(20)
@@ -239,11 +236,7 @@ def test_a_node_without_every_shard_serves_watches_and_ranges_over_all(
 ) -> None:
     node4 = cluster.add_node(4)
     try:
-        doc = wait_for(
-            lambda: balanced(cluster, {"n1", "n2", "n3", "n4"}),
-            "node 4 to hold its share of the replicas",
-            MOVE_DEADLINE_S,
-        )
+        doc = wait_for_share_of_node_4(cluster)
         # 3 shards, 2 of them on node 4: the third is watched on another node.
         assert sum("n4" in s["replicas"] for s in doc["shards"]) == 2
         watcher = WatchReader(cluster.url(4), "/v1/watch?prefix=z/")
